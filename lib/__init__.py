@@ -1,0 +1,1 @@
+"""Signal and gradient propagation in recurrent and deep networks, measured in JAX."""

@@ -1,0 +1,185 @@
+"""The workdir: config.json, environment.json and results.jsonl, written so that a crash or a
+kill -9 at any moment leaves only complete records behind.
+
+results.jsonl holds one JSON object per sweep point. Each record is appended with one write of one
+line, then fsync'ed; a line cut short by a kill is dropped (truncated away) when the workdir is
+opened again, so every line in the file is a complete record and a resumed sweep recomputes exactly
+the points that are missing.
+"""
+
+import json
+import math
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from typing import Iterable
+
+from lib.errors import UserError
+
+CONFIG_FILE = 'config.json'
+ENVIRONMENT_FILE = 'environment.json'
+RESULTS_FILE = 'results.jsonl'
+_OWNED = (CONFIG_FILE, ENVIRONMENT_FILE, RESULTS_FILE, 'plots')
+
+
+def json_safe(value):
+  """Replaces non-finite floats (which JSON cannot hold) by None, recursively."""
+  if isinstance(value, float):
+    return value if math.isfinite(value) else None
+  if isinstance(value, dict):
+    return {k: json_safe(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [json_safe(v) for v in value]
+  return value
+
+
+def write_atomic(path: str, data: bytes) -> None:
+  """Writes `path` whole or not at all (temporary file in the same folder, then rename)."""
+  folder = os.path.dirname(os.path.abspath(path))
+  fd, tmp = tempfile.mkstemp(dir=folder, prefix='.tmp-')
+  try:
+    with os.fdopen(fd, 'wb') as f:
+      f.write(data)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+    raise
+
+
+def write_json(path: str, value) -> None:
+  write_atomic(path, (json.dumps(json_safe(value), indent=2, sort_keys=True) + '\n').encode())
+
+
+def read_json(path: str):
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except FileNotFoundError:
+    raise UserError(f'missing file: {path}') from None
+  except (OSError, json.JSONDecodeError) as e:
+    raise UserError(f'cannot read {path}: {e}') from None
+
+
+def environment() -> dict:
+  """Versions, devices and the git commit: what is needed to say where numbers came from."""
+  import flax
+  import jax
+  import jaxlib
+  import numpy as np
+  import optax
+
+  here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  try:
+    commit = subprocess.run(
+        ['git', 'rev-parse', 'HEAD'], cwd=here, capture_output=True, text=True, timeout=10,
+        check=True).stdout.strip()
+    dirty = bool(subprocess.run(
+        ['git', 'status', '--porcelain', '--untracked-files=no'], cwd=here, capture_output=True,
+        text=True, timeout=10, check=True).stdout.strip())
+  except (OSError, subprocess.SubprocessError):
+    commit, dirty = None, None
+  return {
+      'python': platform.python_version(),
+      'platform': platform.platform(),
+      'jax': jax.__version__,
+      'jaxlib': jaxlib.__version__,
+      'flax': flax.__version__,
+      'optax': optax.__version__,
+      'numpy': np.__version__,
+      'backend': jax.default_backend(),
+      'devices': [str(d) for d in jax.devices()],
+      'git_commit': commit,
+      'git_dirty': dirty,
+  }
+
+
+def _config_diff(old: dict, new: dict) -> list:
+  return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+
+
+class ResultStore:
+  """Append-only records of one experiment in one workdir."""
+
+  def __init__(self, workdir: str):
+    self.workdir = workdir
+    self.results_path = os.path.join(workdir, RESULTS_FILE)
+    self.plots_dir = os.path.join(workdir, 'plots')
+
+  @classmethod
+  def create(cls, workdir: str, config: dict, overwrite: bool = False) -> 'ResultStore':
+    """Opens `workdir` for `config`: creates it, resumes it if it holds the same config, refuses it
+    if it holds another (unless `overwrite`, which deletes the old results first)."""
+    store = cls(workdir)
+    config = json_safe(json.loads(json.dumps(config)))  # tuples -> lists, as stored
+    config_path = os.path.join(workdir, CONFIG_FILE)
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+      raise UserError(f'workdir {workdir} exists and is not a folder')
+    held = os.path.exists(config_path) or os.path.exists(store.results_path)
+    if held and not overwrite:
+      old = read_json(config_path) if os.path.exists(config_path) else {}
+      if old != config:
+        differs = ', '.join(_config_diff(old, config)) or 'unknown'
+        raise UserError(
+            f'workdir {workdir} holds results of a different config (differs in: {differs}); '
+            'pass --overwrite to replace them or choose another --workdir')
+    try:
+      os.makedirs(workdir, exist_ok=True)
+      if overwrite:
+        for name in _OWNED:
+          path = os.path.join(workdir, name)
+          if os.path.isdir(path):
+            shutil.rmtree(path)
+          elif os.path.exists(path):
+            os.unlink(path)
+      write_json(config_path, config)
+      write_json(os.path.join(workdir, ENVIRONMENT_FILE), environment())
+      store._repair()
+    except OSError as e:
+      raise UserError(f'cannot write to workdir {workdir}: {e.strerror or e}') from None
+    return store
+
+  def _repair(self) -> None:
+    """Truncates a last line left incomplete by a kill mid-write."""
+    if not os.path.exists(self.results_path):
+      return
+    with open(self.results_path, 'rb+') as f:
+      data = f.read()
+      end = data.rfind(b'\n') + 1
+      if end != len(data):
+        f.truncate(end)
+
+  def config(self) -> dict:
+    return read_json(os.path.join(self.workdir, CONFIG_FILE))
+
+  def records(self) -> list:
+    """All complete records, in the order they were written."""
+    if not os.path.exists(self.results_path):
+      return []
+    with open(self.results_path, 'rb') as f:
+      data = f.read()
+    lines = data[:data.rfind(b'\n') + 1].splitlines()
+    records = []
+    for number, line in enumerate(lines, 1):
+      try:
+        records.append(json.loads(line))
+      except json.JSONDecodeError:
+        raise UserError(f'{self.results_path} line {number} is not a JSON record') from None
+    return records
+
+  def append(self, records: Iterable[dict]) -> None:
+    """Appends each record as one line, durably, one at a time."""
+    fd = os.open(self.results_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+      for record in records:
+        line = (json.dumps(json_safe(record), separators=(',', ':')) + '\n').encode()
+        view = memoryview(line)
+        while view:
+          view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+      os.close(fd)

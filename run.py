@@ -1,0 +1,39 @@
+"""Runs one experiment: `python run.py --config=experiments/NAME.py --config.KEY=VALUE --workdir=DIR`.
+
+With no flags it runs the gradient-decay sweep (experiments/gradient_decay.py) into
+runs/gradient_decay-<timestamp>. This file is intentionally kept short: everything lives in lib/.
+"""
+
+import os
+
+from absl import app
+from absl import flags
+
+from lib import cli
+from lib import experiments
+from lib.errors import UserError
+
+_CONFIG = cli.define_config_flag(
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), 'experiments', 'gradient_decay.py'))
+_WORKDIR = flags.DEFINE_string('workdir', None, 'output folder (default runs/<experiment>-<time>)')
+_OVERWRITE = flags.DEFINE_bool('overwrite', False, 'replace results of a different config')
+_PLOT_ONLY = flags.DEFINE_bool('plot_only', False, 'redraw the plots of --workdir and exit')
+
+
+def main(argv):
+  del argv  # checked by cli.parse_flags
+  try:
+    if _PLOT_ONLY.value:
+      if not _WORKDIR.value:
+        raise UserError('--plot_only needs --workdir')
+      print(experiments.plot_only(_WORKDIR.value))
+      return
+    cfg = experiments.validate(cli.load_config(_CONFIG))
+    print(experiments.run(cfg, _WORKDIR.value or experiments.default_workdir(cfg),
+                          overwrite=_OVERWRITE.value))
+  except UserError as e:
+    cli.fail(str(e))
+
+
+if __name__ == '__main__':
+  app.run(main, flags_parser=cli.parse_flags)
