@@ -5,6 +5,7 @@ import runpy
 import sys
 
 from absl import flags
+from absl import logging
 from ml_collections import config_flags
 
 from lib.errors import UserError
@@ -54,6 +55,8 @@ def parse_flags(argv: list) -> list:
     fail(str(e).splitlines()[0])
   except (AttributeError, KeyError, TypeError, ValueError) as e:
     fail(f'bad config override: {e}')
+  if not flags.FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)  # progress bar and summary only; --verbosity=0 logs
   if len(rest) > 1:
     fail(f'unexpected argument(s): {" ".join(rest[1:])}; flags are --config, --config.KEY=VALUE, '
          '--workdir, --overwrite, --plot_only')

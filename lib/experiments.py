@@ -43,7 +43,7 @@ def run(cfg: dict, workdir: str, overwrite: bool = False) -> str:
 def plot_only(workdir: str) -> str:
   """Redraws the plots of a finished or partial run from its results.jsonl alone."""
   if not os.path.isdir(workdir):
-    raise UserError(f'workdir {workdir} does not exist')
+    raise UserError(f'workdir {workdir} does not exist or is not a folder')
   store = ResultStore(workdir)
   experiment = get(store.config().get('experiment', ''))
   records = store.records()

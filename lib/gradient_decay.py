@@ -156,7 +156,7 @@ def summary(records: list) -> str:
     for t in seq_lens:
       ok = [r['log_grad_sq'][0] for r in by_len.get(t, []) if r['status'] == 'ok']
       cols.append(f'{np.mean(ok):>9.2f}' if ok else f'{"-":>9}')
-      bad += [f'{r["status"]}@T={t}' for r in by_len.get(t, []) if r['status'] != 'ok']
+      bad += sorted({f'{r["status"]}@T={t}' for r in by_len.get(t, []) if r['status'] != 'ok'})
     lines.append(f'{cell:<6} {sigma_w2:>8g} {rate}  ' + ' '.join(cols) + '   '
-                 + (', '.join(sorted(set(bad))) or '-'))
+                 + (', '.join(bad) or '-'))
   return '\n'.join(lines)

@@ -35,11 +35,18 @@ def json_safe(value):
   return value
 
 
+def _umask() -> int:
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
+
+
 def write_atomic(path: str, data: bytes) -> None:
   """Writes `path` whole or not at all (temporary file in the same folder, then rename)."""
   folder = os.path.dirname(os.path.abspath(path))
   fd, tmp = tempfile.mkstemp(dir=folder, prefix='.tmp-')
   try:
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would make results private
     with os.fdopen(fd, 'wb') as f:
       f.write(data)
       f.flush()

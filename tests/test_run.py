@@ -1,0 +1,148 @@
+"""run.py end to end, in subprocesses: the main job at a tiny size, resume after kill -9, and
+every bad input as a one-line error with nothing written."""
+
+import concurrent.futures
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import ROOT
+
+RUN = os.path.join(ROOT, 'run.py')
+TINY_FLAGS = ['--config.cells=tanh,gru', '--config.seq_lens=3,5', '--config.sigma_w2=0.5,4',
+              '--config.hidden_size=6', '--config.input_size=3', '--config.batch_size=4',
+              '--config.num_seeds=2']
+
+
+def run(args, cwd, **kw):
+  return subprocess.run([sys.executable, RUN, *args], cwd=cwd, capture_output=True, text=True,
+                        timeout=300, **kw)
+
+
+BAD_INPUTS = {
+    'unknown cell': (['--config.cells=tanh,rnn'], "unknown cell 'rnn'; valid choices: tanh, relu"),
+    'unknown dtype': (['--config.dtype=float16'], "valid choices: float32, float64"),
+    'unknown key': (['--config.no_such=1'], "unknown config key 'no_such'; valid keys: "),
+    'zero length': (['--config.seq_lens=16,0'], '0 is not a positive integer length'),
+    'non-integer length': (['--config.seq_lens=2.5'], '2.5 is not a positive integer length'),
+    'word length': (['--config.seq_lens=abc'], "'abc' is not a positive integer length"),
+    'empty sweep': (['--config.cells='], 'config.cells is empty: nothing to sweep'),
+    'negative variance': (['--config.sigma_w2=1,-2'], '-2 is not a variance >= 0'),
+    'zero seeds': (['--config.num_seeds=0'], '0 is not a positive integer number of seeds'),
+    'non-number seeds': (['--config.num_seeds=abc'], 'flag --config.num_seeds=abc: invalid'),
+    'unwritable workdir': (['--workdir={blocker}/sub'], 'cannot write to workdir'),
+    'stray argument': (['stray'], 'unexpected argument(s): stray; flags are --config'),
+    'missing config file': (['--config=nofile.py'], 'config file not found: nofile.py; '
+                            'experiments: gradient_decay.py'),
+    'unknown flag': (['--nosuch'], "Unknown command line flag 'nosuch'"),
+    'plot_only without results': (['--plot_only', '--workdir={tmp}/none'], 'does not exist'),
+}
+
+
+@pytest.fixture(scope='module')
+def bad_input_runs(tmp_path_factory):
+  """Runs every bad input at once (each is a process start; two cores share them)."""
+  tmp = tmp_path_factory.mktemp('bad')
+  (tmp / 'blocker').write_text('a file where a folder should be')
+  def one(name):
+    args, _ = BAD_INPUTS[name]
+    args = [a.format(blocker=tmp / 'blocker', tmp=tmp) for a in args]
+    if not any(a.startswith('--workdir') for a in args):
+      args.append(f'--workdir={tmp}/w')
+    return name, run(args, cwd=tmp)
+  with concurrent.futures.ThreadPoolExecutor(4) as pool:
+    results = dict(pool.map(one, BAD_INPUTS))
+  return tmp, results
+
+
+@pytest.mark.parametrize('name', BAD_INPUTS)
+def test_bad_input_is_one_line_error_and_writes_nothing(name, bad_input_runs):
+  tmp, results = bad_input_runs
+  result = results[name]
+  assert result.returncode != 0
+  lines = [line for line in result.stderr.splitlines() if line.strip()]
+  assert len(lines) == 1 and lines[0].startswith('error: '), result.stderr
+  assert BAD_INPUTS[name][1] in lines[0]
+  assert 'Traceback' not in result.stderr + result.stdout
+  assert sorted(os.listdir(tmp)) == ['blocker']
+
+
+def _records(workdir):
+  with open(os.path.join(workdir, 'results.jsonl')) as f:
+    return [json.loads(line) for line in f]
+
+
+def test_main_job_end_to_end_resume_plot_only_and_config_guard(tmp_path):
+  workdir = str(tmp_path / 'w')
+  first = run(TINY_FLAGS + [f'--workdir={workdir}'], cwd=tmp_path)
+  assert first.returncode == 0, first.stderr
+  assert 'decay rate fitted at the longest T' in first.stdout and 'tanh' in first.stdout
+  assert '100%' in first.stderr  # the progress bar ran to the end
+  records = _records(workdir)
+  assert len(records) == 2 * 2 * 2 * 2
+  assert {'cell', 'seq_len', 'seed', 'sigma_w2', 'sigma_b2', 'sigma_v2', 'hidden_size', 'dtype',
+          'status', 'log_grad_sq', 'log_grad_sq_input', 'decay_rate'} <= set(records[0])
+  assert len(records[0]['log_grad_sq']) == records[0]['seq_len']
+  config = json.load(open(os.path.join(workdir, 'config.json')))
+  assert config['cells'] == ['tanh', 'gru'] and config['seq_lens'] == [3, 5]
+  env = json.load(open(os.path.join(workdir, 'environment.json')))
+  assert env['jax'] and env['flax'] and env['devices']
+  plots = sorted(os.listdir(os.path.join(workdir, 'plots')))
+  assert plots == ['decay_rate.png', 'grad_vs_length.png', 'profile.png']
+
+  again = run(TINY_FLAGS + [f'--workdir={workdir}'], cwd=tmp_path)  # nothing left to do
+  assert again.returncode == 0 and _records(workdir) == records
+
+  for name in plots:
+    os.unlink(os.path.join(workdir, 'plots', name))
+  redraw = run([f'--workdir={workdir}', '--plot_only'], cwd=tmp_path)
+  assert redraw.returncode == 0, redraw.stderr
+  assert sorted(os.listdir(os.path.join(workdir, 'plots'))) == plots
+
+  other = [f for f in TINY_FLAGS if 'seq_lens' not in f] + ['--config.seq_lens=4',
+                                                            f'--workdir={workdir}']
+  refused = run(other, cwd=tmp_path)
+  assert refused.returncode != 0
+  assert refused.stderr.strip().startswith('error: workdir') and 'seq_lens' in refused.stderr
+  assert _records(workdir) == records
+  replaced = run(other + ['--overwrite'], cwd=tmp_path)
+  assert replaced.returncode == 0 and {r['seq_len'] for r in _records(workdir)} == {4}
+
+
+def test_default_workdir_is_runs_experiment_timestamp(tmp_path):
+  flags = [f for f in TINY_FLAGS if 'cells' not in f and 'seq_lens' not in f]
+  result = run(flags + ['--config.cells=tanh', '--config.seq_lens=2'], cwd=tmp_path)
+  assert result.returncode == 0, result.stderr
+  (name,) = os.listdir(tmp_path / 'runs')
+  assert name.startswith('gradient_decay-') and len(_records(tmp_path / 'runs' / name)) == 4
+
+
+def test_kill_9_mid_sweep_then_rerun_equals_uninterrupted(tmp_path):
+  flags = [f for f in TINY_FLAGS if 'cells' not in f and 'seq_lens' not in f]
+  flags += ['--config.cells=tanh', '--config.seq_lens=2,3,4,5,6,7,8,9']
+  whole, killed = str(tmp_path / 'whole'), str(tmp_path / 'killed')
+  uninterrupted = subprocess.Popen([sys.executable, RUN, *flags, f'--workdir={whole}'],
+                                   cwd=tmp_path, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+  victim = subprocess.Popen([sys.executable, RUN, *flags, f'--workdir={killed}'], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  results = os.path.join(killed, 'results.jsonl')
+  deadline = time.time() + 120
+  while time.time() < deadline and victim.poll() is None:
+    if os.path.exists(results) and os.path.getsize(results) > 0:
+      break
+    time.sleep(0.02)
+  victim.send_signal(signal.SIGKILL)
+  victim.wait()
+  assert uninterrupted.wait(timeout=300) == 0
+  partial = len(_records(killed))
+  assert 0 < partial < 4 * 8, 'the kill should land mid-sweep'
+  resumed = run(flags + [f'--workdir={killed}'], cwd=tmp_path)
+  assert resumed.returncode == 0, resumed.stderr
+  assert open(os.path.join(killed, 'results.jsonl'), 'rb').read() == \
+      open(os.path.join(whole, 'results.jsonl'), 'rb').read()
