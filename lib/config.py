@@ -32,7 +32,7 @@ def _dedupe(items: list) -> tuple:
   return tuple(dict.fromkeys(items))
 
 
-def _as_int(key: str, value, minimum: int, what: str) -> int:
+def _as_int(key: str, value, minimum: int, what: str, maximum: float = float('inf')) -> int:
   if isinstance(value, bool):
     value = str(value)
   if isinstance(value, str):
@@ -40,7 +40,7 @@ def _as_int(key: str, value, minimum: int, what: str) -> int:
       value = int(value.strip())
     except ValueError:
       raise UserError(f'config.{key}: {value!r} is not {what}') from None
-  if not isinstance(value, int) or value < minimum:
+  if not isinstance(value, int) or not minimum <= value <= maximum:
     raise UserError(f'config.{key}: {value!r} is not {what}')
   return value
 
@@ -76,8 +76,8 @@ def choices(valid: tuple, what: str) -> Checker:
   return check
 
 
-def integer(minimum: int, what: str) -> Checker:
-  return lambda key, value: _as_int(key, value, minimum, what)
+def integer(minimum: int, what: str, maximum: float = float('inf')) -> Checker:
+  return lambda key, value: _as_int(key, value, minimum, what, maximum)
 
 
 def integers(minimum: int, what: str) -> Checker:

@@ -14,11 +14,11 @@ from lib import cells
 from lib import config as config_lib
 from lib import gradients
 from lib import plots
+from lib.errors import UserError
 from lib.results import ResultStore
 from lib.sweep import run_groups
 
 DTYPES = ('float32', 'float64')
-STATUSES = ('ok', 'vanished', 'diverged')
 
 SPEC = {
     'experiment': config_lib.text(),
@@ -33,7 +33,7 @@ SPEC = {
     'input_size': config_lib.integer(1, 'a positive integer'),
     'batch_size': config_lib.integer(1, 'a positive integer'),
     'num_seeds': config_lib.integer(1, 'a positive integer number of seeds'),
-    'seed': config_lib.integer(0, 'a non-negative integer'),
+    'seed': config_lib.integer(0, 'a non-negative integer below 2**31', maximum=2**31 - 1),
     'dtype': config_lib.choice(DTYPES, 'dtype'),
     'fit_k_min': config_lib.integer(0, 'a non-negative integer'),
     'fit_k_max': config_lib.integer(-1, 'a non-negative integer or -1 (up to T-1)'),
@@ -41,7 +41,14 @@ SPEC = {
 
 
 def validate(config) -> dict:
-  return config_lib.validate(config, SPEC)
+  cfg = config_lib.validate(config, SPEC)
+  if cfg['seed'] + cfg['num_seeds'] > 2**31:
+    raise UserError(f'config.seed + config.num_seeds must be at most 2**31, got '
+                    f'{cfg["seed"]} + {cfg["num_seeds"]}')
+  if 0 <= cfg['fit_k_max'] < cfg['fit_k_min']:
+    raise UserError(f'config.fit_k_min ({cfg["fit_k_min"]}) is above config.fit_k_max '
+                    f'({cfg["fit_k_max"]}): the fit window is empty')
+  return cfg
 
 
 def seeds(cfg: dict) -> tuple:

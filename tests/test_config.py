@@ -1,5 +1,7 @@
 """Config validation: what the command line delivers becomes checked values or a clear error."""
 
+import re
+
 import pytest
 
 from lib import gradient_decay
@@ -45,9 +47,12 @@ def test_numbers_from_the_command_line():
     (dict(dtype='float16'), "config.dtype: unknown dtype 'float16'; valid choices: float32, float64"),
     (dict(recurrent_init='he'), "unknown recurrent_init 'he'; valid choices: gaussian"),
     (dict(hidden_size=0), 'config.hidden_size: 0 is not a positive integer'),
+    (dict(seed=2**40), 'config.seed: 1099511627776 is not a non-negative integer below 2**31'),
+    (dict(seed=2**31 - 1, num_seeds=2), 'config.seed + config.num_seeds must be at most 2**31'),
+    (dict(fit_k_min=10, fit_k_max=5), 'config.fit_k_min (10) is above config.fit_k_max (5)'),
 ])
 def test_bad_values_name_the_problem(overrides, message):
-  with pytest.raises(UserError, match=message.replace('(', r'\(').replace('.', r'\.')):
+  with pytest.raises(UserError, match=re.escape(message)):
     _validate(**overrides)
 
 
