@@ -115,9 +115,10 @@ def compute_group(cfg: dict, group: tuple) -> list:
   cell_name, seq_len = group
   with jax.enable_x64(cfg['dtype'] == 'float64'):
     program = make_program(cell_name, seq_len, cfg)
-    dtype = jnp.dtype(cfg['dtype'])
+    dtype = np.dtype(cfg['dtype'])
+    # numpy arguments: jnp.asarray here would compile a conversion program of its own
     log_h, log_x, finite = jax.device_get(program(
-        jnp.asarray(cfg['sigma_w2'], dtype), jnp.asarray(seeds(cfg), jnp.int32)))
+        np.asarray(cfg['sigma_w2'], dtype), np.asarray(seeds(cfg), np.int32)))
   records = []
   for i, sigma_w2 in enumerate(cfg['sigma_w2']):
     for j, seed in enumerate(seeds(cfg)):
