@@ -1,7 +1,8 @@
-"""The gradient-decay sweep: per-step gradient norms over cells x seq_lens x sigma_w2 x seeds.
+"""The gradient-decay sweep: per-step gradient norms over cells x seq_lens x scales x seeds.
 
-Every (cell, seq_len) is one jitted program: scales and seeds are vmapped, so a sweep compiles
-len(cells) * len(seq_lens) programs whatever the number of scales and seeds.
+Every (cell, seq_len) is one jitted program: the (sigma_w2, sigma_b2) pairs and the seeds are
+vmapped, so a sweep compiles len(cells) * len(seq_lens) programs whatever the number of scales and
+seeds. The phase diagram (lib/phase_diagram.py) runs the same sweep over a (sigma_w2, sigma_b2) grid.
 """
 
 import functools
@@ -14,18 +15,22 @@ from lib import cells
 from lib import config as config_lib
 from lib import gradients
 from lib import plots
+from lib import report
+from lib import theory
 from lib.errors import UserError
 from lib.results import ResultStore
+from lib.results import json_floats
 from lib.sweep import run_groups
 
 DTYPES = ('float32', 'float64')
+LENGTH = 'seq_len'  # the records' length key: gradients travel back through time
 
 SPEC = {
     'experiment': config_lib.text(),
     'cells': config_lib.choices(cells.CELL_NAMES, 'cell'),
     'seq_lens': config_lib.integers(1, 'a positive integer length'),
     'sigma_w2': config_lib.reals(0.0, 'a variance >= 0'),
-    'sigma_b2': config_lib.real(0.0, 'a variance >= 0'),
+    'sigma_b2': config_lib.reals(0.0, 'a variance >= 0'),
     'sigma_v2': config_lib.real(0.0, 'a variance >= 0'),
     'recurrent_init': config_lib.choice(cells.RECURRENT_INITS, 'recurrent_init'),
     'gate_bias': config_lib.real(what='a number'),
@@ -40,8 +45,8 @@ SPEC = {
 }
 
 
-def validate(config) -> dict:
-  cfg = config_lib.validate(config, SPEC)
+def check_seeds_and_fit(cfg: dict) -> dict:
+  """Checks across keys that every sweep shares: the seed range and the fit window."""
   if cfg['seed'] + cfg['num_seeds'] > 2**31:
     raise UserError(f'config.seed + config.num_seeds must be at most 2**31, got '
                     f'{cfg["seed"]} + {cfg["num_seeds"]}')
@@ -51,26 +56,35 @@ def validate(config) -> dict:
   return cfg
 
 
+def validate(config) -> dict:
+  return check_seeds_and_fit(config_lib.validate(config, SPEC))
+
+
 def seeds(cfg: dict) -> tuple:
   return tuple(range(cfg['seed'], cfg['seed'] + cfg['num_seeds']))
 
 
+def scales(cfg: dict) -> list:
+  """The (sigma_w2, sigma_b2) pairs, sigma_w2 outermost: vmapped together in one program."""
+  return [(w, b) for w in cfg['sigma_w2'] for b in cfg['sigma_b2']]
+
+
 def point_key(record: dict) -> tuple:
-  return (record['cell'], record['seq_len'], record['sigma_w2'], record['seed'])
+  return (record['cell'], record[LENGTH], record['sigma_w2'], record['sigma_b2'], record['seed'])
 
 
 def grid(cfg: dict) -> list:
   """[((cell, seq_len), [point keys in record order]), ...]"""
   return [((cell, seq_len),
-           [(cell, seq_len, w, s) for w in cfg['sigma_w2'] for s in seeds(cfg)])
+           [(cell, seq_len, w, b, s) for w, b in scales(cfg) for s in seeds(cfg)])
           for cell in cfg['cells'] for seq_len in cfg['seq_lens']]
 
 
-def measure_point(cell_name: str, seq_len: int, cfg: dict, sigma_w2, seed):
+def measure_point(cell_name: str, seq_len: int, cfg: dict, sigma_w2, sigma_b2, seed):
   """(log_grad_sq (T,), log_grad_sq_input (T,), forward_finite) of one network and input batch.
 
-  The draws depend only on (seed, what): params, inputs and readout are the same for every
-  sigma_w2 (the recurrent kernel is the same draw, scaled), so scales are compared on equal terms.
+  The draws depend only on (seed, what): params, inputs and readout are the same at every scale
+  (each kernel is the same draw, scaled), so scales are compared on equal terms.
   """
   dtype = jnp.dtype(cfg['dtype'])
   batch, hidden, width = cfg['batch_size'], cfg['hidden_size'], cfg['input_size']
@@ -79,7 +93,7 @@ def measure_point(cell_name: str, seq_len: int, cfg: dict, sigma_w2, seed):
   cell = cells.make_cell(cell_name, hidden, dtype)
   params = cells.init_params(
       cell_name, cell, k_params, width, sigma_w2=sigma_w2, sigma_v2=cfg['sigma_v2'],
-      sigma_b2=cfg['sigma_b2'], recurrent_init=cfg['recurrent_init'], gate_bias=cfg['gate_bias'])
+      sigma_b2=sigma_b2, recurrent_init=cfg['recurrent_init'], gate_bias=cfg['gate_bias'])
   xs, readout = cells.standard_normals(k_inputs, [(seq_len, batch, width), (hidden,)], dtype)
   readout = readout / np.sqrt(hidden)  # r ~ N(0, I/N); inputs x_t ~ N(0, I_D)
   carry0 = cells.zero_carry(cell, batch, width)
@@ -87,52 +101,47 @@ def measure_point(cell_name: str, seq_len: int, cfg: dict, sigma_w2, seed):
       cell, functools.partial(cells.output, cell_name), params, carry0, xs, readout)
 
 
-def make_program(cell_name: str, seq_len: int, cfg: dict):
-  """jit(f)(sigma_w2 (S,), seeds (K,)) -> profiles (S, K, T), (S, K, T) and finiteness (S, K)."""
-  point = functools.partial(measure_point, cell_name, seq_len, cfg)
-  return jax.jit(jax.vmap(jax.vmap(point, in_axes=(None, 0)), in_axes=(0, None)))
+def vmap_scales_and_seeds(point):
+  """point(w, b, seed) -> jit(f)(w (P,), b (P,), seeds (K,)) with outputs batched (P, K, ...)."""
+  return jax.jit(jax.vmap(jax.vmap(point, in_axes=(None, None, 0)), in_axes=(0, 0, None)))
 
 
-def _floats(values: np.ndarray) -> list:
-  """A profile as JSON numbers: float32 in its shortest round-trip form, non-finite as None."""
-  if values.dtype == np.float32:
-    return [float(str(v)) for v in values]
-  return values.tolist()
+def run_program(program, cfg: dict):
+  """Calls a vmap_scales_and_seeds program on the config's scales and seeds, in its dtype."""
+  dtype = np.dtype(cfg['dtype'])
+  pairs = np.asarray(scales(cfg), dtype)  # numpy: jnp.asarray would compile a conversion program
+  with jax.enable_x64(cfg['dtype'] == 'float64'):
+    return jax.device_get(program(pairs[:, 0], pairs[:, 1], np.asarray(seeds(cfg), np.int32)))
 
 
-def status_of(log_grad_sq: np.ndarray, forward_finite: bool) -> str:
-  """'diverged' if the forward pass or the log profile is NaN/inf (overflow), 'vanished' if the
-  gradient became exactly zero (-inf in the log domain), else 'ok'."""
-  if not forward_finite or np.isnan(log_grad_sq).any() or np.isposinf(log_grad_sq).any():
-    return 'diverged'
-  if np.isneginf(log_grad_sq).any():
-    return 'vanished'
-  return 'ok'
+def profile_fields(cfg: dict, log_h, log_x, forward_finite: bool, activation: str, init: str,
+                   sigma_w2: float, sigma_b2: float, sigma_v2: float) -> dict:
+  """The measured and predicted fields of a record: status, rates, profiles."""
+  status = gradients.status_of(log_h, forward_finite)
+  rate = (gradients.fit_decay_rate(log_h, cfg['fit_k_min'], cfg['fit_k_max'])
+          if status == 'ok' else None)
+  predicted = (None if theory.not_applicable(activation, init)
+               else theory.decay_rate(activation, sigma_w2, sigma_b2, sigma_v2))
+  return {'status': status, 'decay_rate': rate, 'theory_decay_rate': predicted,
+          'log_grad_sq': json_floats(log_h), 'log_grad_sq_input': json_floats(log_x)}
 
 
 def compute_group(cfg: dict, group: tuple) -> list:
-  """Records of every (sigma_w2, seed) of one (cell, seq_len), in grid order."""
+  """Records of every (sigma_w2, sigma_b2, seed) of one (cell, seq_len), in grid order."""
   cell_name, seq_len = group
-  with jax.enable_x64(cfg['dtype'] == 'float64'):
-    program = make_program(cell_name, seq_len, cfg)
-    dtype = np.dtype(cfg['dtype'])
-    # numpy arguments: jnp.asarray here would compile a conversion program of its own
-    log_h, log_x, finite = jax.device_get(program(
-        np.asarray(cfg['sigma_w2'], dtype), np.asarray(seeds(cfg), np.int32)))
+  program = vmap_scales_and_seeds(functools.partial(measure_point, cell_name, seq_len, cfg))
+  log_h, log_x, finite = run_program(program, cfg)
   records = []
-  for i, sigma_w2 in enumerate(cfg['sigma_w2']):
+  for i, (sigma_w2, sigma_b2) in enumerate(scales(cfg)):
     for j, seed in enumerate(seeds(cfg)):
-      status = status_of(log_h[i, j], bool(finite[i, j]))
-      rate = (gradients.fit_decay_rate(log_h[i, j], cfg['fit_k_min'], cfg['fit_k_max'])
-              if status == 'ok' else None)
       records.append({
-          'cell': cell_name, 'seq_len': seq_len, 'seed': seed, 'sigma_w2': sigma_w2,
-          'sigma_b2': cfg['sigma_b2'], 'sigma_v2': cfg['sigma_v2'],
+          'cell': cell_name, LENGTH: seq_len, 'seed': seed, 'sigma_w2': sigma_w2,
+          'sigma_b2': sigma_b2, 'sigma_v2': cfg['sigma_v2'],
           'recurrent_init': cfg['recurrent_init'], 'gate_bias': cfg['gate_bias'],
           'hidden_size': cfg['hidden_size'], 'input_size': cfg['input_size'],
-          'batch_size': cfg['batch_size'], 'dtype': cfg['dtype'], 'status': status,
-          'decay_rate': rate, 'log_grad_sq': _floats(log_h[i, j]),
-          'log_grad_sq_input': _floats(log_x[i, j]),
+          'batch_size': cfg['batch_size'], 'dtype': cfg['dtype'],
+          **profile_fields(cfg, log_h[i, j], log_x[i, j], bool(finite[i, j]), cell_name,
+                           cfg['recurrent_init'], sigma_w2, sigma_b2, cfg['sigma_v2']),
       })
   return records
 
@@ -143,28 +152,17 @@ def run(cfg: dict, store: ResultStore) -> int:
                     desc='gradient decay')
 
 
+def panel(record: dict) -> str:
+  return record['cell']
+
+
+def no_theory_reason(record: dict):
+  return theory.not_applicable(record['cell'], record['recurrent_init'])
+
+
 def plot(records: list, plots_dir: str) -> list:
-  return plots.gradient_decay(records, plots_dir)
+  return plots.decay_sweep(records, plots_dir, LENGTH, panel, no_theory_reason)
 
 
 def summary(records: list) -> str:
-  """A table per (cell, sigma_w2): fitted rate at the longest length and ln||dL/dh_0||^2 per length
-  (means over seeds; statuses other than 'ok' are counted, not averaged)."""
-  table = plots.group_records(records)
-  seq_lens = sorted({r['seq_len'] for r in records})
-  head = (f'{"cell":<6} {"sigma_w2":>8} {"rate/step":>10} {"+-":>6}  '
-          + ' '.join(f'{"T=" + str(t):>9}' for t in seq_lens) + '   not ok')
-  lines = ['ln ||dL/dh_0||^2 (mean over seeds) and the decay rate fitted at the longest T:', head]
-  for (cell, sigma_w2), by_len in table.items():
-    longest = by_len[max(by_len)]
-    rates = [r['decay_rate'] for r in longest if r['decay_rate'] is not None]
-    rate = f'{np.mean(rates):>10.4f} {np.std(rates):>6.4f}' if rates else f'{"-":>10} {"":>6}'
-    cols = []
-    bad = []
-    for t in seq_lens:
-      ok = [r['log_grad_sq'][0] for r in by_len.get(t, []) if r['status'] == 'ok']
-      cols.append(f'{np.mean(ok):>9.2f}' if ok else f'{"-":>9}')
-      bad += sorted({f'{r["status"]}@T={t}' for r in by_len.get(t, []) if r['status'] != 'ok'})
-    lines.append(f'{cell:<6} {sigma_w2:>8g} {rate}  ' + ' '.join(cols) + '   '
-                 + (', '.join(bad) or '-'))
-  return '\n'.join(lines)
+  return report.decay_table(records, LENGTH, panel)

@@ -109,3 +109,14 @@ def fit_decay_rate(log_grad_sq, k_min: int = 0, k_max: int = -1):
   if window.sum() < 2:
     return None
   return float(np.polyfit(k[window], y[window], 1)[0])
+
+
+def status_of(log_grad_sq, forward_finite: bool) -> str:
+  """'diverged' if the forward pass or the log profile is NaN/inf (overflow), 'vanished' if the
+  gradient became exactly zero (-inf in the log domain), else 'ok'."""
+  log_grad_sq = np.asarray(log_grad_sq)
+  if not forward_finite or np.isnan(log_grad_sq).any() or np.isposinf(log_grad_sq).any():
+    return 'diverged'
+  if np.isneginf(log_grad_sq).any():
+    return 'vanished'
+  return 'ok'

@@ -2,45 +2,34 @@
 
 Records whose status is not 'ok' have no usable value; they are drawn as markers at the edge of
 the axes ('diverged' at the top, 'vanished' at the bottom) so that they are seen, not hidden.
+Mean-field predictions (the records' theory_decay_rate) are dashed lines beside the measurements.
 """
 
-import collections
+import io
 import os
 
 import matplotlib
 
 matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
+import matplotlib.colors  # noqa: E402  (after choosing the headless backend)
+import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from lib.report import group_records  # noqa: E402
+from lib.report import rate_stats  # noqa: E402
 from lib.results import write_atomic  # noqa: E402
 
 _EDGE = {'diverged': (0.96, 'x', 'tab:red'), 'vanished': (0.04, 'v', 'tab:gray')}
-
-
-def group_records(records: list) -> dict:
-  """{(cell, sigma_w2): {seq_len: [records]}}, sorted by cell order of appearance, then scale."""
-  cell_order = list(dict.fromkeys(r['cell'] for r in records))
-  table = collections.defaultdict(lambda: collections.defaultdict(list))
-  for r in records:
-    table[(r['cell'], r['sigma_w2'])][r['seq_len']].append(r)
-  ordered = sorted(table, key=lambda k: (cell_order.index(k[0]), k[1]))
-  return {k: dict(sorted(table[k].items())) for k in ordered}
+_LENGTH_LABEL = {'seq_len': ('sequence length T', 'k = T-1-t (steps back from the loss)', 'T'),
+                 'depth': ('depth L', 'k = L-l (layers back from the loss)', 'L')}
 
 
 def _save(fig, path: str) -> str:
-  import io
   buf = io.BytesIO()
-  fig.savefig(buf, format='png', dpi=110, bbox_inches='tight')
+  fig.savefig(buf, format='png', dpi=110)
   plt.close(fig)
   write_atomic(path, buf.getvalue())
   return path
-
-
-def _colors(values):
-  values = sorted(set(values))
-  cmap = plt.get_cmap('viridis')
-  return {v: cmap(i / max(1, len(values) - 1) * 0.9) for i, v in enumerate(values)}
 
 
 def _mean_ok(rows: list, field: str):
@@ -60,80 +49,151 @@ def _mark_edges(ax, x, rows, used: set):
       used.add(status)
 
 
-def _cell_axes(cells: list, title: str):
-  fig, axes = plt.subplots(1, len(cells), figsize=(4.2 * len(cells), 3.6), squeeze=False,
+def _panels(names: list, title: str):
+  fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.8), squeeze=False,
                            sharey=True, layout='constrained')
   fig.suptitle(title)
-  return fig, dict(zip(cells, axes[0]))
+  return fig, dict(zip(names, axes[0]))
 
 
-def gradient_decay(records: list, plots_dir: str) -> list:
-  """Draws the three plots of the gradient-decay sweep into plots_dir; returns their paths."""
+def _note_no_theory(ax, reason):
+  if reason:
+    ax.text(0.02, 0.02, f'no theory line: {reason}', transform=ax.transAxes, fontsize=7,
+            color='0.35', wrap=True)
+
+
+def decay_sweep(records: list, plots_dir: str, length_key: str, panel, no_theory_reason) -> list:
+  """profile.png, grad_vs_length.png and decay_rate.png of a decay sweep; returns their paths.
+
+  panel(record) names the subplot a record belongs to (the cell, or the CNN's init);
+  no_theory_reason(record) says why it has no mean-field prediction, or None.
+  """
+  records = list(records)
   if not records:
     return []
   os.makedirs(plots_dir, exist_ok=True)
-  table = group_records(records)
-  cells = list(dict.fromkeys(cell for cell, _ in table))
-  colors = _colors(w for _, w in table)
-  longest = max(r['seq_len'] for r in records)
+  table = group_records(records, length_key, panel)
+  names = list(dict.fromkeys(name for name, _, _ in table))
+  reasons = {panel(r): no_theory_reason(r) for r in records}
+  several_b = len({b for _, _, b in table}) > 1
+  scales = sorted({(w, b) for _, w, b in table})
+  cmap = plt.get_cmap('viridis')
+  color = {s: cmap(0.9 * i / max(1, len(scales) - 1)) for i, s in enumerate(scales)}
+  label = lambda w, b: f'$\\sigma_w^2$={w:g}' + (f', $\\sigma_b^2$={b:g}' if several_b else '')
+  longest = max(r[length_key] for r in records)
+  length_label, k_label, short = _LENGTH_LABEL[length_key]
   paths = []
 
-  fig, axes = _cell_axes(cells, f'Gradient norm against distance from the loss (T = {longest})')
-  for (cell, sigma_w2), by_len in table.items():
-    ax, rows = axes[cell], by_len.get(longest, [])
+  fig, axes = _panels(names, f'Gradient against distance from the loss ({short} = {longest}; '
+                      'dashed: mean-field ln chi1)')
+  for (name, w, b), by_len in table.items():
+    ax, rows = axes[name], by_len.get(longest, [])
     profile = _mean_ok(rows, 'log_grad_sq')
     bad = sorted({r['status'] for r in rows if r['status'] != 'ok'})
-    label = f'$\\sigma_w^2$={sigma_w2:g}' + (f' ({", ".join(bad)})' if bad else '')
-    if profile is not None:
-      ax.plot(np.arange(profile.size), profile[::-1], color=colors[sigma_w2], label=label)
-    else:
-      ax.plot([], [], color=colors[sigma_w2], linestyle=':', label=label)
-  for cell, ax in axes.items():
-    ax.set_title(cell)
-    ax.set_xlabel('k = T-1-t (steps back from the loss)')
+    text = label(w, b) + (f' ({", ".join(bad)})' if bad else '')
+    if profile is None:
+      ax.plot([], [], color=color[(w, b)], linestyle=':', label=text)
+      continue
+    k = np.arange(profile.size)
+    ax.plot(k, profile[::-1], color=color[(w, b)], label=text)
+    predicted = rate_stats(rows)[1]
+    if predicted is not None:
+      ax.plot(k, profile[-1] + predicted * k, color='k', linestyle='--', lw=0.8)
+  for name, ax in axes.items():
+    ax.set_title(name)
+    ax.set_xlabel(k_label)
     ax.axhline(0.0, color='k', lw=0.5)
-    ax.legend(fontsize=8)
-  axes[cells[0]].set_ylabel(r'ln $\|\partial L/\partial h_t\|^2$')
+    ax.legend(fontsize=7)
+    _note_no_theory(ax, reasons[name])
+  axes[names[0]].set_ylabel(r'ln $\|\partial L/\partial h\|^2$')
   paths.append(_save(fig, os.path.join(plots_dir, 'profile.png')))
 
-  fig, axes = _cell_axes(cells, r'Gradient reaching the first step, $\|\partial L/\partial h_0\|^2$')
+  fig, axes = _panels(names, r'Gradient farthest from the loss, $\|\partial L/\partial h\|^2$ at '
+                      'index 0')
   used = set()
-  for (cell, sigma_w2), by_len in table.items():
-    ax = axes[cell]
+  for (name, w, b), by_len in table.items():
+    ax = axes[name]
     points = [(t, _mean_ok(rows, 'log_grad_sq')) for t, rows in by_len.items()]
-    ts = [t for t, p in points if p is not None]
-    ax.plot(ts, [p[0] / np.log(10) for _, p in points if p is not None], marker='o', ms=3,
-            color=colors[sigma_w2], label=f'$\\sigma_w^2$={sigma_w2:g}')
+    ax.plot([t for t, p in points if p is not None],
+            [p[0] / np.log(10) for _, p in points if p is not None], marker='o', ms=3,
+            color=color[(w, b)], label=label(w, b))
     for t, rows in by_len.items():
       _mark_edges(ax, t, rows, used)
-  for cell, ax in axes.items():
-    ax.set_title(cell)
+  for name, ax in axes.items():
+    ax.set_title(name)
     ax.set_xscale('log', base=2)
-    ax.set_xlabel('sequence length T')
+    ax.set_xlabel(length_label)
     ax.axhline(0.0, color='k', lw=0.5)
-    ax.legend(fontsize=8)
-  axes[cells[0]].set_ylabel(r'log$_{10}$ $\|\partial L/\partial h_0\|^2$')
+    ax.legend(fontsize=7)
+  axes[names[0]].set_ylabel(r'log$_{10}$ $\|\partial L/\partial h\|^2$')
   paths.append(_save(fig, os.path.join(plots_dir, 'grad_vs_length.png')))
 
-  fig, ax = plt.subplots(figsize=(5.5, 3.8), layout='constrained')
+  fig, ax = plt.subplots(figsize=(6, 4), layout='constrained')
   used = set()
-  for cell in cells:
-    xs, means, sds = [], [], []
-    for (c, sigma_w2), by_len in table.items():
-      if c != cell:
-        continue
-      rows = by_len.get(longest, [])
-      rates = [r['decay_rate'] for r in rows if r['decay_rate'] is not None]
-      if rates:
-        xs.append(sigma_w2)
-        means.append(np.mean(rates))
-        sds.append(np.std(rates))
-      _mark_edges(ax, sigma_w2, rows, used)
-    ax.errorbar(xs, means, yerr=sds, marker='o', ms=4, capsize=3, label=cell)
-  ax.axhline(0.0, color='k', lw=0.5, linestyle='--')
+  for name in names:
+    for b in sorted({b for n, _, b in table if n == name}):
+      xs, means, sds, predicted = [], [], [], []
+      for (n, w, b2), by_len in table.items():
+        if (n, b2) != (name, b):
+          continue
+        rows = by_len.get(longest, [])
+        stats, theory_rate = rate_stats(rows)
+        if stats:
+          xs.append(w)
+          means.append(stats[0])
+          sds.append(stats[1])
+        if theory_rate is not None:
+          predicted.append((w, theory_rate))
+        _mark_edges(ax, w, rows, used)
+      series = name + (f', $\\sigma_b^2$={b:g}' if several_b else '')
+      line = ax.errorbar(xs, means, yerr=sds, marker='o', ms=4, capsize=3, label=series)
+      if predicted:
+        ax.plot(*zip(*predicted), linestyle='--', marker='s', mfc='none', ms=7,
+                color=line[0].get_color(), lw=1, label=f'{series}: theory ln chi1')
+  ax.axhline(0.0, color='k', lw=0.5)
   ax.set_xlabel(r'$\sigma_w^2$')
-  ax.set_ylabel('fitted slope of ln $\\|\\partial L/\\partial h_{T-1-k}\\|^2$ per step')
-  ax.set_title(f'Decay rate (T = {longest}; < 0 vanishing, > 0 exploding)')
-  ax.legend(fontsize=8)
+  ax.set_ylabel('fitted slope of ln $\\|\\partial L/\\partial h\\|^2$ per step back')
+  ax.set_title(f'Decay rate ({short} = {longest}; < 0 vanishing, > 0 exploding)')
+  ax.legend(fontsize=7)
   paths.append(_save(fig, os.path.join(plots_dir, 'decay_rate.png')))
   return paths
+
+
+def phase_diagram(records: list, plots_dir: str, critical_line) -> list:
+  """phase_diagram.png: the measured decay rate (mean over seeds) on the (sigma_w2, sigma_b2)
+  grid, with the theoretical critical line chi1 = 1 over it. critical_line: (sigma_b2s, sigma_w2s)."""
+  records = list(records)
+  if not records:
+    return []
+  os.makedirs(plots_dir, exist_ok=True)
+  ws = sorted({r['sigma_w2'] for r in records})
+  bs = sorted({r['sigma_b2'] for r in records})
+  grid = np.full((len(bs), len(ws)), np.nan)
+  for i, b in enumerate(bs):
+    for j, w in enumerate(ws):
+      stats, _ = rate_stats([r for r in records if r['sigma_w2'] == w and r['sigma_b2'] == b])
+      if stats:
+        grid[i, j] = stats[0]
+  fig, ax = plt.subplots(figsize=(6.4, 4.4), layout='constrained')
+  limit = np.nanmax(np.abs(grid)) if np.isfinite(grid).any() else 1.0
+  mesh = ax.pcolormesh(ws, bs, grid, shading='nearest', cmap='RdBu_r',
+                       norm=matplotlib.colors.TwoSlopeNorm(0.0, -limit, limit))
+  fig.colorbar(mesh, ax=ax, label='measured decay rate per step (ln)')
+  line_b, line_w = critical_line
+  ax.plot(line_w, line_b, 'k--', lw=1.5, label=r'theory: $\chi_1 = 1$')
+  if np.isfinite(grid).any() and np.nanmin(grid) < 0 < np.nanmax(grid) and len(bs) > 1:
+    ax.contour(ws, bs, grid, levels=[0.0], colors='0.3', linewidths=1)
+    ax.plot([], [], color='0.3', label='measured rate = 0')
+  for b, w in [(i, j) for i in range(len(bs)) for j in range(len(ws)) if np.isnan(grid[i, j])]:
+    ax.plot(ws[w], bs[b], 'x', color='tab:red', ms=5)
+  ax.set_xlim(ws[0], ws[-1])
+  ax.set_ylim(bs[0], bs[-1])
+  ax.text(0.03, 0.95, 'ordered: vanishing', transform=ax.transAxes, va='top', color='navy')
+  ax.text(0.97, 0.05, 'chaotic: exploding', transform=ax.transAxes, ha='right', color='darkred')
+  ax.set_xlabel(r'$\sigma_w^2$')
+  ax.set_ylabel(r'$\sigma_b^2$')
+  cell = records[0].get('cell', records[0].get('activation'))
+  length = records[0].get('seq_len', records[0].get('depth'))
+  ax.set_title(f'Phase diagram of {cell} (length {length}); x: no ok seed')
+  ax.legend(fontsize=8, loc='upper center')
+  return [_save(fig, os.path.join(plots_dir, 'phase_diagram.png'))]

@@ -16,6 +16,8 @@ import subprocess
 import tempfile
 from typing import Iterable
 
+import numpy as np
+
 from lib.errors import UserError
 
 CONFIG_FILE = 'config.json'
@@ -39,6 +41,14 @@ def _umask() -> int:
   mask = os.umask(0)
   os.umask(mask)
   return mask
+
+
+def json_floats(values) -> list:
+  """An array as JSON numbers: float32 in its shortest round-trip form (not float64's 17 digits)."""
+  values = np.asarray(values)
+  if values.dtype == np.float32:
+    return [float(str(v)) for v in values]
+  return values.tolist()
 
 
 def write_atomic(path: str, data: bytes) -> None:
@@ -77,7 +87,6 @@ def environment() -> dict:
   import flax
   import jax
   import jaxlib
-  import numpy as np
   import optax
 
   here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -30,7 +30,7 @@ def test_cells_lists(value, expect):
 def test_numbers_from_the_command_line():
   cfg = _validate(seq_lens=('16,64',), sigma_w2=(1,), sigma_b2=0)
   assert cfg['seq_lens'] == (16, 64) and cfg['sigma_w2'] == (1.0,)
-  assert isinstance(cfg['sigma_w2'][0], float) and isinstance(cfg['sigma_b2'], float)
+  assert isinstance(cfg['sigma_w2'][0], float) and cfg['sigma_b2'] == (0.0,)
 
 
 @pytest.mark.parametrize('overrides, message', [

@@ -34,7 +34,7 @@ def test_sweep_records_equal_single_point_float64_direct(tiny_config, tmp_path):
       params = cells.init_params(
           r['cell'], cell32, jax.random.fold_in(key, 0), cfg['input_size'],
           sigma_w2=jnp.float32(r['sigma_w2']), sigma_v2=cfg['sigma_v2'],
-          sigma_b2=cfg['sigma_b2'], recurrent_init=cfg['recurrent_init'],
+          sigma_b2=jnp.float32(r['sigma_b2']), recurrent_init=cfg['recurrent_init'],
           gate_bias=cfg['gate_bias'])
       xs, readout = cells.standard_normals(
           jax.random.fold_in(key, 1),
@@ -105,7 +105,7 @@ def test_overflow_is_a_status_not_a_crash(tiny_config, tmp_path):
   records = {r['sigma_w2']: r for r in _run(cfg, tmp_path / 'w').records()}
   assert records[1e4]['status'] == 'diverged' and records[1e4]['decay_rate'] is None
   assert records[1.0]['status'] == 'ok' and records[1.0]['decay_rate'] is not None
-  tiny_config.update(sigma_v2=0.0, sigma_b2=0.0, sigma_w2=(1.0,))
+  tiny_config.update(sigma_v2=0.0, sigma_b2=(0.0,), sigma_w2=(1.0,))
   cfg = gradient_decay.validate(tiny_config)
   (record,) = _run(cfg, tmp_path / 'zero').records()
   assert record['status'] == 'vanished' and record['log_grad_sq'][:-1] == [None] * 29

@@ -1,0 +1,59 @@
+"""Text summaries of a decay sweep, from records alone."""
+
+import collections
+
+import numpy as np
+
+# Below this |predicted rate| a relative error says nothing; the table shows the difference instead.
+_RELATIVE_FLOOR = 0.02
+
+
+def group_records(records, length_key: str, panel) -> dict:
+  """{(panel, sigma_w2, sigma_b2): {length: [records]}}, panels in order of appearance."""
+  panels = list(dict.fromkeys(panel(r) for r in records))
+  table = collections.defaultdict(lambda: collections.defaultdict(list))
+  for r in records:
+    table[(panel(r), r['sigma_w2'], r['sigma_b2'])][r[length_key]].append(r)
+  ordered = sorted(table, key=lambda k: (panels.index(k[0]), k[1], k[2]))
+  return {k: dict(sorted(table[k].items())) for k in ordered}
+
+
+def rate_stats(rows: list):
+  """(mean, std) over seeds of the fitted rates, or None; and the predicted rate, or None."""
+  rates = [r['decay_rate'] for r in rows if r['decay_rate'] is not None]
+  predicted = next((r['theory_decay_rate'] for r in rows), None)
+  return ((float(np.mean(rates)), float(np.std(rates))) if rates else None), predicted
+
+
+def error_text(measured: float, predicted: float) -> str:
+  if abs(predicted) >= _RELATIVE_FLOOR:
+    return f'{(measured - predicted) / abs(predicted):+.1%}'
+  return f'{measured - predicted:+.4f} abs'
+
+
+def decay_table(records: list, length_key: str, panel) -> str:
+  """Per (panel, sigma_w2, sigma_b2): the fitted rate at the longest length (mean +- std over
+  seeds) beside the mean-field prediction ln chi1 and the error, then ln ||dL/dh||^2 farthest from
+  the loss (index 0) per length, mean over 'ok' seeds; other statuses are listed, not averaged."""
+  table = group_records(records, length_key, panel)
+  lengths = sorted({r[length_key] for r in records})
+  short = 'T' if length_key == 'seq_len' else 'L'
+  head = (f'{"":<16} {"sigma_w2":>8} {"sigma_b2":>8} {"rate":>8} {"+-":>6} {"theory":>8} '
+          f'{"error":>11}  ' + ' '.join(f'{short + "=" + str(t):>8}' for t in lengths)
+          + '   not ok')
+  lines = [f'Decay rate per step fitted at the longest {length_key} (theory: ln chi1); '
+           f'ln ||dL/dh||^2 farthest from the loss per {length_key}:', head]
+  for (name, sigma_w2, sigma_b2), by_len in table.items():
+    stats, predicted = rate_stats(by_len[max(by_len)])
+    rate = f'{stats[0]:>8.4f} {stats[1]:>6.4f}' if stats else f'{"-":>8} {"":>6}'
+    theory_col = f'{predicted:>8.4f}' if predicted is not None else f'{"-":>8}'
+    error = error_text(stats[0], predicted) if stats and predicted is not None else '-'
+    cols, bad = [], []
+    for t in lengths:
+      ok = [r['log_grad_sq'][0] for r in by_len.get(t, []) if r['status'] == 'ok']
+      cols.append(f'{np.mean(ok):>8.2f}' if ok else f'{"-":>8}')
+      bad += sorted({f'{r["status"]}@{short}={t}' for r in by_len.get(t, [])
+                     if r['status'] != 'ok'})
+    lines.append(f'{name:<16} {sigma_w2:>8g} {sigma_b2:>8g} {rate} {theory_col} {error:>11}  '
+                 + ' '.join(cols) + '   ' + (', '.join(bad) or '-'))
+  return '\n'.join(lines)

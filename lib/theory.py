@@ -1,0 +1,119 @@
+"""Mean-field theory of signal propagation in random networks, computed (never tabulated).
+
+For weights N(0, sigma_w2 / fan_in), biases N(0, sigma_b2) and an input term of variance sigma_v2
+(Schoenholz et al. 2017, "Deep Information Propagation"; Chen, Pennington & Schoenholz 2018,
+"Dynamical Isometry and a Mean Field Theory of RNNs"; Xiao et al. 2018 for CNNs):
+
+  q*   the fixed point of  q = sigma_w2 E[phi(sqrt(q) z)^2] + sigma_v2 + sigma_b2,  z ~ N(0, 1)
+  chi1 = sigma_w2 E[phi'(sqrt(q*) z)^2]
+
+Backpropagation multiplies E ||dL/dh||^2 by chi1 per step (or layer), so the slope of
+ln E ||dL/dh_{T-1-k}||^2 against k is ln chi1 (< 0 ordered: vanishing; > 0 chaotic: exploding),
+and xi = 1 / |ln chi1| is the number of steps per e-fold. The critical line is where chi1 = 1.
+Expectations are Gauss-Hermite quadrature for tanh, closed forms for relu
+(E[relu(sqrt(q) z)^2] = q/2, E[relu'^2] = 1/2, so chi1 = sigma_w2 / 2 and q* = c / (1 - sigma_w2/2)).
+"""
+
+import functools
+import math
+
+import numpy as np
+
+from lib.errors import UserError
+
+ACTIVATIONS = ('tanh', 'relu')
+_QUADRATURE_POINTS = 201
+_BISECTIONS = 200
+
+
+@functools.lru_cache(maxsize=None)
+def _gauss_hermite():
+  """Nodes and weights with sum_i w_i f(z_i) ~ E[f(z)], z ~ N(0, 1)."""
+  z, w = np.polynomial.hermite_e.hermegauss(_QUADRATURE_POINTS)
+  return z, w / w.sum()
+
+
+def not_applicable(activation: str, init: str):
+  """Why the theory above does not predict this network's rate, or None where it does: it needs a
+  tanh or relu network with i.i.d. gaussian weights."""
+  if activation not in ACTIVATIONS:
+    return f'no mean-field theory for {activation} cells'
+  if init != 'gaussian':
+    return f'mean-field theory here assumes i.i.d. gaussian weights, not {init}'
+  return None
+
+
+def _check(activation: str) -> None:
+  if activation not in ACTIVATIONS:
+    raise UserError(f'no mean-field theory for {activation!r}; it covers: {", ".join(ACTIVATIONS)}')
+
+
+def _tanh_mean_sq(q: float) -> float:
+  """E[tanh(sqrt(q) z)^2]."""
+  z, w = _gauss_hermite()
+  return float(np.sum(w * np.tanh(math.sqrt(q) * z) ** 2))
+
+
+def _tanh_mean_sq_slope(q: float) -> float:
+  """E[tanh'(sqrt(q) z)^2] = E[(1 - tanh^2)^2]."""
+  z, w = _gauss_hermite()
+  return float(np.sum(w * (1.0 - np.tanh(math.sqrt(q) * z) ** 2) ** 2))
+
+
+def _bisect(f, lo: float, hi: float) -> float:
+  """A root of f in [lo, hi], given f(lo) > 0 > f(hi)."""
+  for _ in range(_BISECTIONS):
+    mid = 0.5 * (lo + hi)
+    if f(mid) > 0:
+      lo = mid
+    else:
+      hi = mid
+    if hi - lo <= 1e-15 * max(1.0, abs(hi)):
+      break
+  return 0.5 * (lo + hi)
+
+
+def q_star(activation: str, sigma_w2: float, sigma_b2: float, sigma_v2: float = 0.0) -> float:
+  """The stable fixed point of the pre-activation variance map (inf where relu has none)."""
+  _check(activation)
+  c = sigma_v2 + sigma_b2
+  if activation == 'relu':
+    return c / (1.0 - sigma_w2 / 2.0) if sigma_w2 < 2.0 else math.inf
+  if c == 0.0 and sigma_w2 <= 1.0:
+    return 0.0  # E[tanh^2(sqrt(q) z)] < q: zero is the only fixed point
+  gap = lambda q: sigma_w2 * _tanh_mean_sq(q) + c - q  # > 0 below q*, < 0 above (|tanh| < 1)
+  return _bisect(gap, 1e-300 if c == 0.0 else 0.0, sigma_w2 + c + 1.0)
+
+
+def chi1(activation: str, sigma_w2: float, sigma_b2: float, sigma_v2: float = 0.0) -> float:
+  """sigma_w2 E[phi'(sqrt(q*) z)^2]: the factor on E ||dL/dh||^2 per step back."""
+  _check(activation)
+  if activation == 'relu':
+    return sigma_w2 / 2.0
+  return sigma_w2 * _tanh_mean_sq_slope(q_star(activation, sigma_w2, sigma_b2, sigma_v2))
+
+
+def decay_rate(activation: str, sigma_w2: float, sigma_b2: float, sigma_v2: float = 0.0) -> float:
+  """ln chi1: the predicted slope of ln E ||dL/dh_{T-1-k}||^2 per step k."""
+  value = chi1(activation, sigma_w2, sigma_b2, sigma_v2)
+  return math.log(value) if value > 0 else -math.inf
+
+
+def depth_scale(activation: str, sigma_w2: float, sigma_b2: float, sigma_v2: float = 0.0) -> float:
+  """xi = 1 / |ln chi1|: steps (or layers) per e-fold of gradient decay or growth."""
+  rate = decay_rate(activation, sigma_w2, sigma_b2, sigma_v2)
+  return math.inf if rate == 0.0 else 1.0 / abs(rate)
+
+
+def critical_sigma_w2(activation: str, sigma_b2: float, sigma_v2: float = 0.0) -> float:
+  """The sigma_w2 where chi1 = 1 at this bias (and input) variance: the order-chaos boundary."""
+  _check(activation)
+  if activation == 'relu':
+    return 2.0
+  if sigma_b2 + sigma_v2 == 0.0:
+    return 1.0  # q* = 0 up to sigma_w2 = 1, where chi1 = sigma_w2 * tanh'(0)^2 reaches 1
+  excess = lambda w: 1.0 - chi1(activation, w, sigma_b2, sigma_v2)  # > 0 in the ordered phase
+  hi = 2.0
+  while excess(hi) > 0:
+    hi *= 2.0
+  return _bisect(excess, 1.0, hi)
