@@ -97,8 +97,10 @@ def measure_point(cell_name: str, seq_len: int, cfg: dict, sigma_w2, sigma_b2, s
   xs, readout = cells.standard_normals(k_inputs, [(seq_len, batch, width), (hidden,)], dtype)
   readout = readout / np.sqrt(hidden)  # r ~ N(0, I/N); inputs x_t ~ N(0, I_D)
   carry0 = cells.zero_carry(cell, batch, width)
-  return gradients.log_grad_profile(
-      cell, functools.partial(cells.output, cell_name), params, carry0, xs, readout)
+  profile = gradients.log_grad_profile(
+      gradients.step_of(cell, params), functools.partial(cells.output, cell_name), carry0, xs,
+      readout)
+  return profile.log_grad_sq, profile.log_grad_sq_input, profile.forward_finite
 
 
 def vmap_scales_and_seeds(point):

@@ -2,7 +2,8 @@
 
 Setting: states s_t = f(s_{t-1}, x_t) for t = 0..T-1 from s_{-1} = 0, and a loss at the last step
 only, l_b = <r, h(s_{T-1})> per example b, with a fixed readout r ~ N(0, I/N) (so the last-step
-gradient has squared norm about 1). The backward recursion is
+gradient has squared norm about 1; for a CNN, r has the shape of the last layer's output). The
+backward recursion is
 
     g_{T-1} = dl/ds_{T-1} = dh/ds^T r,     g_{t-1} = J_t^T g_t,     dl/dx_t = K_t^T g_t,
 
@@ -12,6 +13,8 @@ representable where ||g_t||^2 itself would leave the float range (a decay of 0.7
 underflows float32 in about 320 steps). `direct_grad_profile` is the textbook computation (one
 jax.grad with respect to zero perturbations added to every state) to check it against in float64.
 """
+
+from typing import NamedTuple, Optional
 
 import flax.linen as nn
 import jax
@@ -31,29 +34,42 @@ def _log_batch_mean(log_values):
   return jax.nn.logsumexp(log_values, axis=-1) - jnp.log(log_values.shape[-1])
 
 
-def forward_states(cell: nn.RNNCellBase, params, carry0, xs):
-  """States s_0..s_{T-1}, stacked on a leading time axis, from inputs xs: (T, B, D)."""
-  def step(carry, x):
-    carry, _ = cell.apply(params, carry, x)
+class Profile(NamedTuple):
+  """ln of batch means of squared gradient norms; see `log_grad_profile`."""
+  log_grad_sq: jax.Array  # (T,): ln mean_b ||dl_b/ds_t||^2, t = 0..T-1
+  log_grad_sq_input: Optional[jax.Array]  # (T,): ln mean_b ||dl_b/dx_t||^2, or None
+  log_grad_sq_initial: jax.Array  # (): ln mean_b ||dl_b/ds_{-1}||^2 (the initial state / input)
+  forward_finite: jax.Array  # (): False if the forward pass overflowed to inf or NaN
+
+
+def step_of(cell: nn.RNNCellBase, params):
+  """The recurrence s_t = f(s_{t-1}, x_t) of a Flax cell with fixed parameters."""
+  return lambda carry, x: cell.apply(params, carry, x)[0]
+
+
+def forward_states(step, carry0, xs):
+  """States s_0..s_{T-1} of s_t = step(s_{t-1}, x_t), stacked on a leading axis."""
+  def scan_step(carry, x):
+    carry = step(carry, x)
     return carry, carry
-  _, states = lax.scan(step, carry0, xs)
+  _, states = lax.scan(scan_step, carry0, xs)
   return states
 
 
-def log_grad_profile(cell: nn.RNNCellBase, output_fn, params, carry0, xs, readout):
-  """ln mean_b ||dl_b/ds_t||^2 and ln mean_b ||dl_b/dx_t||^2 for t = 0..T-1.
+def log_grad_profile(step, output_fn, carry0, xs, readout, input_grads: bool = True) -> Profile:
+  """ln mean_b ||dl_b/ds_t||^2 for t = 0..T-1 (and for the inputs x_t, if `input_grads`).
 
-  One forward pass stores the states; one backward pass (a reverse scan of per-step VJPs)
-  propagates the cotangent renormalised to unit norm per example, with its log scale carried
-  alongside. Exactly zero gradients give -inf; a forward pass that overflowed gives NaN or inf.
-
-  Returns (log_grad_sq (T,), log_grad_sq_input (T,), forward_finite ()).
+  step(s_{t-1}, x_t) -> s_t is any recurrence: a Flax cell (`step_of`), or a network's layers
+  with x_t the parameters of layer t (then `input_grads=False`: x_t has no batch axis). One forward
+  pass stores the states; one backward pass (a reverse scan of per-step VJPs) propagates the
+  cotangent renormalised to unit norm per example, with its log scale carried alongside. Exactly
+  zero gradients give -inf; a forward pass that overflowed gives NaN or inf.
   """
-  states = forward_states(cell, params, carry0, xs)
+  states = forward_states(step, carry0, xs)
   prev_states = jax.tree.map(
       lambda s0, s: jnp.concatenate([s0[None], s[:-1]], axis=0), carry0, states)  # s_{t-1}
   last = jax.tree.map(lambda s: s[-1], states)
-  _, output_vjp = jax.vjp(lambda s: jnp.sum(output_fn(s) @ readout), last)
+  _, output_vjp = jax.vjp(lambda s: jnp.sum(output_fn(s) * readout), last)
   (g_last,) = output_vjp(jnp.ones((), readout.dtype))
   log_norm = 0.5 * jnp.log(_sq_norm(g_last))  # (B,)
 
@@ -64,39 +80,48 @@ def log_grad_profile(cell: nn.RNNCellBase, output_fn, params, carry0, xs, readou
   def backward_step(carry, step_inputs):
     g_unit, log_scale = carry  # g_t = exp(log_scale) * g_unit, ||g_unit|| = 1 per example
     s_prev, x = step_inputs
-    _, step_vjp = jax.vjp(lambda s, x: cell.apply(params, s, x)[0], s_prev, x)
-    g_prev, g_x = step_vjp(g_unit)
-    log_sq_state = 2.0 * log_scale + jnp.log(_sq_norm(g_unit))
-    log_sq_input = 2.0 * log_scale + jnp.log(_sq_norm(g_x))
+    log_sq_state = _log_batch_mean(2.0 * log_scale + jnp.log(_sq_norm(g_unit)))
+    if input_grads:
+      _, step_vjp = jax.vjp(step, s_prev, x)
+      g_prev, g_x = step_vjp(g_unit)
+      outputs = (log_sq_state, _log_batch_mean(2.0 * log_scale + jnp.log(_sq_norm(g_x))))
+    else:
+      _, step_vjp = jax.vjp(lambda s: step(s, x), s_prev)
+      (g_prev,) = step_vjp(g_unit)
+      outputs = (log_sq_state,)
     log_norm_prev = 0.5 * jnp.log(_sq_norm(g_prev))
-    carry = (normalise(g_prev, log_norm_prev), log_scale + log_norm_prev)
-    return carry, (_log_batch_mean(log_sq_state), _log_batch_mean(log_sq_input))
+    return (normalise(g_prev, log_norm_prev), log_scale + log_norm_prev), outputs
 
   init = (normalise(g_last, log_norm), log_norm)
-  _, (log_grad_sq, log_grad_sq_input) = lax.scan(
+  (g_initial, log_scale_initial), outputs = lax.scan(
       backward_step, init, (prev_states, xs), reverse=True)
   forward_finite = jnp.all(jnp.stack(
       [jnp.all(jnp.isfinite(s)) for s in jax.tree.leaves(states)]))
-  return log_grad_sq, log_grad_sq_input, forward_finite
+  return Profile(
+      log_grad_sq=outputs[0], log_grad_sq_input=outputs[1] if input_grads else None,
+      log_grad_sq_initial=_log_batch_mean(2.0 * log_scale_initial + jnp.log(_sq_norm(g_initial))),
+      forward_finite=forward_finite)
 
 
-def direct_grad_profile(cell: nn.RNNCellBase, output_fn, params, carry0, xs, readout):
-  """The same two profiles by plain autodiff, without renormalisation: underflows where the
-  gradient leaves the float range. The cross-check for `log_grad_profile` (run it in float64)."""
+def direct_grad_profile(step, output_fn, carry0, xs, readout, input_grads: bool = True):
+  """(ln mean_b ||dl_b/ds_t||^2, the same for x_t or None) by plain autodiff, unrenormalised:
+  it underflows where the gradient leaves the float range. The cross-check for
+  `log_grad_profile` (run it in float64): one jax.grad with respect to zero perturbations added
+  to every state."""
   def loss(perturbations, xs):
-    def step(carry, step_inputs):
+    def scan_step(carry, step_inputs):
       x, eps = step_inputs
-      carry, _ = cell.apply(params, carry, x)
-      return jax.tree.map(jnp.add, carry, eps), None
-    last, _ = lax.scan(step, carry0, (xs, perturbations))
-    return jnp.sum(output_fn(last) @ readout)
+      return jax.tree.map(jnp.add, step(carry, x), eps), None
+    last, _ = lax.scan(scan_step, carry0, (xs, perturbations))
+    return jnp.sum(output_fn(last) * readout)
 
   zeros = jax.tree.map(
-      lambda s: jnp.zeros((xs.shape[0],) + s.shape, s.dtype), carry0)
+      lambda s: jnp.zeros((jax.tree.leaves(xs)[0].shape[0],) + s.shape, s.dtype), carry0)
   g_states, g_xs = jax.grad(loss, argnums=(0, 1))(zeros, xs)
-  sq_states = jax.vmap(_sq_norm)(g_states)  # (T, B)
-  sq_inputs = jax.vmap(_sq_norm)(g_xs)
-  return jnp.log(jnp.mean(sq_states, axis=1)), jnp.log(jnp.mean(sq_inputs, axis=1))
+  log_states = jnp.log(jnp.mean(jax.vmap(_sq_norm)(g_states), axis=1))  # (T,)
+  if not input_grads:
+    return log_states, None
+  return log_states, jnp.log(jnp.mean(jax.vmap(_sq_norm)(g_xs), axis=1))
 
 
 def fit_decay_rate(log_grad_sq, k_min: int = 0, k_max: int = -1):

@@ -43,7 +43,8 @@ def test_sweep_records_equal_single_point_float64_direct(tiny_config, tmp_path):
       to64 = lambda a: jnp.asarray(np.asarray(a, np.float64))
       cell = cells.make_cell(r['cell'], cfg64['hidden_size'], jnp.float64)
       direct, _ = gradients.direct_grad_profile(
-          cell, functools.partial(cells.output, r['cell']), jax.tree.map(to64, params),
+          gradients.step_of(cell, jax.tree.map(to64, params)),
+          functools.partial(cells.output, r['cell']),
           cells.zero_carry(cell, cfg['batch_size'], cfg['input_size']), to64(xs),
           to64(readout) / np.sqrt(cfg['hidden_size']))
       np.testing.assert_allclose(r['log_grad_sq'], np.asarray(direct), rtol=1e-5, atol=1e-4)
