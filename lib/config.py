@@ -90,6 +90,16 @@ def integers(minimum: int, what: str) -> Checker:
   return check
 
 
+def shape(what: str) -> Checker:
+  """A non-empty list of positive integers, repeats kept (a shape, not a sweep)."""
+  def check(key, value):
+    items = tuple(_as_int(key, item, 1, what) for item in _items(key, value))
+    if not items:
+      raise UserError(f'config.{key} is empty: give at least one size')
+    return items
+  return check
+
+
 def real(minimum: float = float('-inf'), what: str = 'a number') -> Checker:
   return lambda key, value: _as_float(key, value, minimum, what)
 

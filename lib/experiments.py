@@ -5,11 +5,17 @@ import time
 
 from absl import logging
 
+from lib import depth_decay
 from lib import gradient_decay
+from lib import phase_diagram
 from lib.errors import UserError
 from lib.results import ResultStore
 
-EXPERIMENTS = {'gradient_decay': gradient_decay}
+EXPERIMENTS = {
+    'gradient_decay': gradient_decay,
+    'phase_diagram': phase_diagram,
+    'depth_decay': depth_decay,
+}
 
 
 def get(name: str):

@@ -16,11 +16,9 @@ from lib import config as config_lib
 from lib import gradients
 from lib import plots
 from lib import report
+from lib import sweep
 from lib import theory
-from lib.errors import UserError
 from lib.results import ResultStore
-from lib.results import json_floats
-from lib.sweep import run_groups
 
 DTYPES = ('float32', 'float64')
 LENGTH = 'seq_len'  # the records' length key: gradients travel back through time
@@ -45,28 +43,8 @@ SPEC = {
 }
 
 
-def check_seeds_and_fit(cfg: dict) -> dict:
-  """Checks across keys that every sweep shares: the seed range and the fit window."""
-  if cfg['seed'] + cfg['num_seeds'] > 2**31:
-    raise UserError(f'config.seed + config.num_seeds must be at most 2**31, got '
-                    f'{cfg["seed"]} + {cfg["num_seeds"]}')
-  if 0 <= cfg['fit_k_max'] < cfg['fit_k_min']:
-    raise UserError(f'config.fit_k_min ({cfg["fit_k_min"]}) is above config.fit_k_max '
-                    f'({cfg["fit_k_max"]}): the fit window is empty')
-  return cfg
-
-
 def validate(config) -> dict:
-  return check_seeds_and_fit(config_lib.validate(config, SPEC))
-
-
-def seeds(cfg: dict) -> tuple:
-  return tuple(range(cfg['seed'], cfg['seed'] + cfg['num_seeds']))
-
-
-def scales(cfg: dict) -> list:
-  """The (sigma_w2, sigma_b2) pairs, sigma_w2 outermost: vmapped together in one program."""
-  return [(w, b) for w in cfg['sigma_w2'] for b in cfg['sigma_b2']]
+  return sweep.check_seeds_and_fit(config_lib.validate(config, SPEC))
 
 
 def point_key(record: dict) -> tuple:
@@ -76,7 +54,7 @@ def point_key(record: dict) -> tuple:
 def grid(cfg: dict) -> list:
   """[((cell, seq_len), [point keys in record order]), ...]"""
   return [((cell, seq_len),
-           [(cell, seq_len, w, b, s) for w, b in scales(cfg) for s in seeds(cfg)])
+           [(cell, seq_len, w, b, s) for w, b in sweep.scales(cfg) for s in sweep.seeds(cfg)])
           for cell in cfg['cells'] for seq_len in cfg['seq_lens']]
 
 
@@ -103,46 +81,22 @@ def measure_point(cell_name: str, seq_len: int, cfg: dict, sigma_w2, sigma_b2, s
   return profile.log_grad_sq, profile.log_grad_sq_input, profile.forward_finite
 
 
-def vmap_scales_and_seeds(point):
-  """point(w, b, seed) -> jit(f)(w (P,), b (P,), seeds (K,)) with outputs batched (P, K, ...)."""
-  return jax.jit(jax.vmap(jax.vmap(point, in_axes=(None, None, 0)), in_axes=(0, 0, None)))
-
-
-def run_program(program, cfg: dict):
-  """Calls a vmap_scales_and_seeds program on the config's scales and seeds, in its dtype."""
-  dtype = np.dtype(cfg['dtype'])
-  pairs = np.asarray(scales(cfg), dtype)  # numpy: jnp.asarray would compile a conversion program
-  with jax.enable_x64(cfg['dtype'] == 'float64'):
-    return jax.device_get(program(pairs[:, 0], pairs[:, 1], np.asarray(seeds(cfg), np.int32)))
-
-
-def profile_fields(cfg: dict, log_h, log_x, forward_finite: bool, activation: str, init: str,
-                   sigma_w2: float, sigma_b2: float, sigma_v2: float) -> dict:
-  """The measured and predicted fields of a record: status, rates, profiles."""
-  status = gradients.status_of(log_h, forward_finite)
-  rate = (gradients.fit_decay_rate(log_h, cfg['fit_k_min'], cfg['fit_k_max'])
-          if status == 'ok' else None)
-  predicted = (None if theory.not_applicable(activation, init)
-               else theory.decay_rate(activation, sigma_w2, sigma_b2, sigma_v2))
-  return {'status': status, 'decay_rate': rate, 'theory_decay_rate': predicted,
-          'log_grad_sq': json_floats(log_h), 'log_grad_sq_input': json_floats(log_x)}
-
-
 def compute_group(cfg: dict, group: tuple) -> list:
   """Records of every (sigma_w2, sigma_b2, seed) of one (cell, seq_len), in grid order."""
   cell_name, seq_len = group
-  program = vmap_scales_and_seeds(functools.partial(measure_point, cell_name, seq_len, cfg))
-  log_h, log_x, finite = run_program(program, cfg)
+  program = sweep.vmap_scales_and_seeds(
+      functools.partial(measure_point, cell_name, seq_len, cfg))
+  log_h, log_x, finite = sweep.run_program(program, cfg)
   records = []
-  for i, (sigma_w2, sigma_b2) in enumerate(scales(cfg)):
-    for j, seed in enumerate(seeds(cfg)):
+  for i, (sigma_w2, sigma_b2) in enumerate(sweep.scales(cfg)):
+    for j, seed in enumerate(sweep.seeds(cfg)):
       records.append({
           'cell': cell_name, LENGTH: seq_len, 'seed': seed, 'sigma_w2': sigma_w2,
           'sigma_b2': sigma_b2, 'sigma_v2': cfg['sigma_v2'],
           'recurrent_init': cfg['recurrent_init'], 'gate_bias': cfg['gate_bias'],
           'hidden_size': cfg['hidden_size'], 'input_size': cfg['input_size'],
           'batch_size': cfg['batch_size'], 'dtype': cfg['dtype'],
-          **profile_fields(cfg, log_h[i, j], log_x[i, j], bool(finite[i, j]), cell_name,
+          **sweep.profile_fields(cfg, log_h[i, j], log_x[i, j], bool(finite[i, j]), cell_name,
                            cfg['recurrent_init'], sigma_w2, sigma_b2, cfg['sigma_v2']),
       })
   return records
@@ -150,7 +104,7 @@ def compute_group(cfg: dict, group: tuple) -> list:
 
 def run(cfg: dict, store: ResultStore) -> int:
   """Runs the missing points of the sweep; returns how many were computed."""
-  return run_groups(grid(cfg), functools.partial(compute_group, cfg), point_key, store,
+  return sweep.run_groups(grid(cfg), functools.partial(compute_group, cfg), point_key, store,
                     desc='gradient decay')
 
 

@@ -159,9 +159,10 @@ def decay_sweep(records: list, plots_dir: str, length_key: str, panel, no_theory
   return paths
 
 
-def phase_diagram(records: list, plots_dir: str, critical_line) -> list:
-  """phase_diagram.png: the measured decay rate (mean over seeds) on the (sigma_w2, sigma_b2)
-  grid, with the theoretical critical line chi1 = 1 over it. critical_line: (sigma_b2s, sigma_w2s)."""
+def phase_diagram(records: list, plots_dir: str, critical_line,
+                  name: str = 'phase_diagram.png') -> list:
+  """The measured decay rate (mean over seeds) on the (sigma_w2, sigma_b2) grid, with the
+  theoretical critical line chi1 = 1 over it. critical_line: (sigma_b2s, sigma_w2s)."""
   records = list(records)
   if not records:
     return []
@@ -184,8 +185,11 @@ def phase_diagram(records: list, plots_dir: str, critical_line) -> list:
   if np.isfinite(grid).any() and np.nanmin(grid) < 0 < np.nanmax(grid) and len(bs) > 1:
     ax.contour(ws, bs, grid, levels=[0.0], colors='0.3', linewidths=1)
     ax.plot([], [], color='0.3', label='measured rate = 0')
-  for b, w in [(i, j) for i in range(len(bs)) for j in range(len(ws)) if np.isnan(grid[i, j])]:
-    ax.plot(ws[w], bs[b], 'x', color='tab:red', ms=5)
+  missing = [(ws[j], bs[i]) for i in range(len(bs)) for j in range(len(ws))
+             if np.isnan(grid[i, j])]
+  if missing:
+    ax.plot(*zip(*missing), 'x', color='tab:red', ms=5, linestyle='none',
+            label='no ok seed (diverged/vanished)')
   ax.set_xlim(ws[0], ws[-1])
   ax.set_ylim(bs[0], bs[-1])
   ax.text(0.03, 0.95, 'ordered: vanishing', transform=ax.transAxes, va='top', color='navy')
@@ -194,6 +198,6 @@ def phase_diagram(records: list, plots_dir: str, critical_line) -> list:
   ax.set_ylabel(r'$\sigma_b^2$')
   cell = records[0].get('cell', records[0].get('activation'))
   length = records[0].get('seq_len', records[0].get('depth'))
-  ax.set_title(f'Phase diagram of {cell} (length {length}); x: no ok seed')
-  ax.legend(fontsize=8, loc='upper center')
-  return [_save(fig, os.path.join(plots_dir, 'phase_diagram.png'))]
+  ax.set_title(f'Phase diagram of {cell} (length {length})')
+  ax.legend(fontsize=8, loc='lower left')
+  return [_save(fig, os.path.join(plots_dir, name))]

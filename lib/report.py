@@ -38,7 +38,8 @@ def decay_table(records: list, length_key: str, panel) -> str:
   table = group_records(records, length_key, panel)
   lengths = sorted({r[length_key] for r in records})
   short = 'T' if length_key == 'seq_len' else 'L'
-  head = (f'{"":<16} {"sigma_w2":>8} {"sigma_b2":>8} {"rate":>8} {"+-":>6} {"theory":>8} '
+  width = max(len(name) for name, _, _ in table)
+  head = (f'{"":<{width}} {"sigma_w2":>8} {"sigma_b2":>8} {"rate":>8} {"+-":>6} {"theory":>8} '
           f'{"error":>11}  ' + ' '.join(f'{short + "=" + str(t):>8}' for t in lengths)
           + '   not ok')
   lines = [f'Decay rate per step fitted at the longest {length_key} (theory: ln chi1); '
@@ -54,6 +55,6 @@ def decay_table(records: list, length_key: str, panel) -> str:
       cols.append(f'{np.mean(ok):>8.2f}' if ok else f'{"-":>8}')
       bad += sorted({f'{r["status"]}@{short}={t}' for r in by_len.get(t, [])
                      if r['status'] != 'ok'})
-    lines.append(f'{name:<16} {sigma_w2:>8g} {sigma_b2:>8g} {rate} {theory_col} {error:>11}  '
+    lines.append(f'{name:<{width}} {sigma_w2:>8g} {sigma_b2:>8g} {rate} {theory_col} {error:>11}  '
                  + ' '.join(cols) + '   ' + (', '.join(bad) or '-'))
   return '\n'.join(lines)

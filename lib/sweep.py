@@ -1,4 +1,6 @@
-"""Runs a sweep as groups of points, one compiled program per group, resuming what is done.
+"""Runs a sweep as groups of points, one compiled program per group, resuming what is done;
+and what the decay sweeps (over time for RNNs, over depth for CNNs) share: scales x seeds vmapped
+in one program, and the fields that turn a measured profile into a record.
 
 A group is the set of points that share one compiled program (for the gradient-decay sweep, every
 scale and seed of one (cell, sequence length), batched with vmap). The runner computes each group
@@ -11,9 +13,15 @@ import time
 from typing import Callable, Hashable, Sequence
 
 from absl import logging
+import jax
+import numpy as np
 import tqdm
 
+from lib import gradients
+from lib import theory
+from lib.errors import UserError
 from lib.results import ResultStore
+from lib.results import json_floats
 
 
 def run_groups(groups: Sequence[tuple[Hashable, Sequence[Hashable]]],
@@ -46,3 +54,48 @@ def run_groups(groups: Sequence[tuple[Hashable, Sequence[Hashable]]],
       logging.info('group %s: %d points in %.2fs', group, len(missing),
                    time.perf_counter() - start)
   return computed
+
+
+def check_seeds_and_fit(cfg: dict) -> dict:
+  """Checks across keys that every sweep shares: the seed range and the fit window."""
+  if cfg['seed'] + cfg['num_seeds'] > 2**31:
+    raise UserError(f'config.seed + config.num_seeds must be at most 2**31, got '
+                    f'{cfg["seed"]} + {cfg["num_seeds"]}')
+  if 0 <= cfg['fit_k_max'] < cfg['fit_k_min']:
+    raise UserError(f'config.fit_k_min ({cfg["fit_k_min"]}) is above config.fit_k_max '
+                    f'({cfg["fit_k_max"]}): the fit window is empty')
+  return cfg
+
+
+def seeds(cfg: dict) -> tuple:
+  return tuple(range(cfg['seed'], cfg['seed'] + cfg['num_seeds']))
+
+
+def scales(cfg: dict) -> list:
+  """The (sigma_w2, sigma_b2) pairs, sigma_w2 outermost: vmapped together in one program."""
+  return [(w, b) for w in cfg['sigma_w2'] for b in cfg['sigma_b2']]
+
+
+def vmap_scales_and_seeds(point):
+  """point(w, b, seed) -> jit(f)(w (P,), b (P,), seeds (K,)) with outputs batched (P, K, ...)."""
+  return jax.jit(jax.vmap(jax.vmap(point, in_axes=(None, None, 0)), in_axes=(0, 0, None)))
+
+
+def run_program(program, cfg: dict):
+  """Calls a vmap_scales_and_seeds program on the config's scales and seeds, in its dtype."""
+  dtype = np.dtype(cfg['dtype'])
+  pairs = np.asarray(scales(cfg), dtype)  # numpy: jnp.asarray would compile a conversion program
+  with jax.enable_x64(cfg['dtype'] == 'float64'):
+    return jax.device_get(program(pairs[:, 0], pairs[:, 1], np.asarray(seeds(cfg), np.int32)))
+
+
+def profile_fields(cfg: dict, log_h, log_x, forward_finite: bool, activation: str, init: str,
+                   sigma_w2: float, sigma_b2: float, sigma_v2: float) -> dict:
+  """The measured and predicted fields of a record: status, rates, profiles."""
+  status = gradients.status_of(log_h, forward_finite)
+  rate = (gradients.fit_decay_rate(log_h, cfg['fit_k_min'], cfg['fit_k_max'])
+          if status == 'ok' else None)
+  predicted = (None if theory.not_applicable(activation, init)
+               else theory.decay_rate(activation, sigma_w2, sigma_b2, sigma_v2))
+  return {'status': status, 'decay_rate': rate, 'theory_decay_rate': predicted,
+          'log_grad_sq': json_floats(log_h), 'log_grad_sq_input': json_floats(log_x)}

@@ -33,13 +33,22 @@ def _gauss_hermite():
   return z, w / w.sum()
 
 
+RANDOM_INITS = ('gaussian', 'orthogonal', 'delta_orthogonal')
+
+
 def not_applicable(activation: str, init: str):
-  """Why the theory above does not predict this network's rate, or None where it does: it needs a
-  tanh or relu network with i.i.d. gaussian weights."""
+  """Why the theory above does not predict this network's rate, or None where it does.
+
+  It needs a tanh or relu network with random weights of variance sigma_w2 / fan_in. Orthogonal
+  (and delta-orthogonal) weights have the same q* and chi1 as gaussian ones (Pennington,
+  Schoenholz & Ganguli 2017; Chen et al. 2018; Xiao et al. 2018): they differ in the spread of the
+  Jacobian's singular values, not in the mean squared gradient that chi1 predicts, and the tests
+  measure both within a few percent of ln chi1. Identity weights are not random: no prediction.
+  """
   if activation not in ACTIVATIONS:
     return f'no mean-field theory for {activation} cells'
-  if init != 'gaussian':
-    return f'mean-field theory here assumes i.i.d. gaussian weights, not {init}'
+  if init not in RANDOM_INITS:
+    return f'{init} weights are not random: mean-field theory does not apply'
   return None
 
 

@@ -61,10 +61,10 @@ def test_tanh_without_bias_or_input_is_linear_at_zero():
 
 
 def test_applicability():
-  assert theory.not_applicable('tanh', 'gaussian') is None
-  assert 'gated' not in (theory.not_applicable('lstm', 'gaussian') or '')
+  for init in ('gaussian', 'orthogonal', 'delta_orthogonal'):
+    assert theory.not_applicable('tanh', init) is None
   assert theory.not_applicable('lstm', 'gaussian') == 'no mean-field theory for lstm cells'
-  assert 'gaussian' in theory.not_applicable('tanh', 'orthogonal')
+  assert 'not random' in theory.not_applicable('relu', 'identity')
 
 
 def _wide_tanh(**overrides):
@@ -76,10 +76,11 @@ def _wide_tanh(**overrides):
   return cfg, gradient_decay.compute_group(cfg, ('tanh', 100))
 
 
-def test_wide_tanh_rnn_slope_matches_ln_chi1():
+@pytest.mark.parametrize('recurrent_init', ['gaussian', 'orthogonal'])
+def test_wide_tanh_rnn_slope_matches_ln_chi1(recurrent_init):
   """Hidden 512, inputs of width 32, 4 seeds, fit over k in [10, 80]: within 5% of ln chi1 in the
-  ordered phase and 10% in the chaotic one (measured: under 1.5% in both)."""
-  cfg, records = _wide_tanh(sigma_w2=(0.7, 1.0, 3.0, 4.0))
+  ordered phase and 10% in the chaotic one (measured: under 1.5% in both, for both inits)."""
+  cfg, records = _wide_tanh(sigma_w2=(0.7, 1.0, 3.0, 4.0), recurrent_init=recurrent_init)
   for sigma_w2, tolerance in [(0.7, 0.05), (1.0, 0.05), (3.0, 0.10), (4.0, 0.10)]:
     rates = [r['decay_rate'] for r in records if r['sigma_w2'] == sigma_w2]
     predicted = theory.decay_rate('tanh', sigma_w2, 0.0, 0.1)
@@ -118,13 +119,33 @@ def _numpy_slope(cfg, record):
 @pytest.mark.parametrize('regime, overrides, sigma_w2', [
     ('one input channel', dict(input_size=1), 1.0),
     ('no input near criticality', dict(sigma_v2=0.0), 1.2),
+    ('a bias that dominates the input', dict(sigma_b2=(0.3,), sigma_v2=0.05), 3.0),
 ])
 def test_known_poor_regimes_are_real_not_measurement_errors(regime, overrides, sigma_w2):
   """Where theory is poor (see README), the measured slope still equals an independent numpy
   simulation of the same networks, and differs from ln chi1 by more than the 5% above."""
   cfg, records = _wide_tanh(sigma_w2=(sigma_w2,), num_seeds=8, **overrides)
-  predicted = theory.decay_rate('tanh', sigma_w2, 0.0, cfg['sigma_v2'])
+  predicted = theory.decay_rate('tanh', sigma_w2, cfg['sigma_b2'][0], cfg['sigma_v2'])
   for record in records[:2]:
     assert record['decay_rate'] == pytest.approx(_numpy_slope(cfg, record), rel=2e-3, abs=2e-4)
   measured = np.mean([r['decay_rate'] for r in records])
   assert abs(measured - predicted) > 0.05 * abs(predicted), regime
+
+
+def test_phase_diagram_crossing_interpolation_and_plot(tmp_path):
+  """The zero crossing of a hand-made row, then a 2 x 3 grid run end to end."""
+  from lib import phase_diagram
+  from lib.results import ResultStore
+  assert phase_diagram.measured_critical([1.0, 2.0, 3.0], [-0.3, -0.1, 0.3]) == pytest.approx(2.25)
+  assert phase_diagram.measured_critical([1.0, 2.0], [-0.3, None]) is None
+  config = default_config().to_dict()
+  config.update(experiment='phase_diagram', cells=('tanh',), seq_lens=(20,), hidden_size=16,
+                input_size=4, batch_size=2, sigma_w2=(1.0, 3.0, 6.0), sigma_b2=(0.0, 0.2),
+                sigma_v2=1.0)
+  cfg = phase_diagram.validate(config)
+  store = ResultStore.create(str(tmp_path / 'w'), cfg)
+  phase_diagram.run(cfg, store)
+  records = store.records()
+  assert phase_diagram.plot(records, store.plots_dir) == [store.plots_dir + '/phase_diagram.png']
+  text = phase_diagram.summary(records)
+  assert f'{theory.critical_sigma_w2("tanh", 0.2, 1.0):9.3f}' in text
