@@ -5,6 +5,7 @@ runs/gradient_decay-<timestamp>. This file is intentionally kept short: everythi
 """
 
 import os
+import sys
 
 from absl import app
 from absl import flags
@@ -26,13 +27,20 @@ def main(argv):
     if _PLOT_ONLY.value:
       if not _WORKDIR.value:
         raise UserError('--plot_only needs --workdir')
+      if cli.plot_only_conflicts(sys.argv):
+        raise UserError('--plot_only redraws what --workdir holds and takes no '
+                        f'{" ".join(cli.plot_only_conflicts(sys.argv))}')
       print(experiments.plot_only(_WORKDIR.value))
       return
     cfg = experiments.validate(cli.load_config(_CONFIG))
-    print(experiments.run(cfg, _WORKDIR.value or experiments.default_workdir(cfg),
-                          overwrite=_OVERWRITE.value))
+    print(experiments.run(cfg, _WORKDIR.value, overwrite=_OVERWRITE.value))
   except UserError as e:
     cli.fail(str(e))
+  except KeyboardInterrupt:
+    print('interrupted: every finished point is saved; run the same command to resume',
+          file=sys.stderr)
+    sys.stderr.flush()
+    os._exit(130)  # not sys.exit: XLA's threads may still be running the interrupted program
 
 
 if __name__ == '__main__':

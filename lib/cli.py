@@ -1,4 +1,9 @@
-"""Command-line plumbing for run.py: config flags whose every error is one line, not a traceback."""
+"""Command-line plumbing for run.py: config flags whose every error is one line, not a traceback.
+
+ml_collections reads --config.KEY overrides from sys.argv as soon as the flag is defined and loads
+the config file lazily, so errors surface in three places (definition, parsing, first access);
+each is caught here and turned into `error: ...` on one line and exit status 2.
+"""
 
 import os
 import runpy
@@ -10,11 +15,20 @@ from ml_collections import config_flags
 
 from lib.errors import UserError
 
+_EXPERIMENTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                'experiments')
+
 
 def fail(message: str) -> None:
   """Prints `error: message` on one line to stderr and exits with status 2."""
   print(f'error: {message}', file=sys.stderr)
   sys.exit(2)
+
+
+def one_line(error: BaseException) -> str:
+  """An exception's message on one line (ml_collections' span several)."""
+  text = ' '.join(line.strip() for line in str(error).splitlines() if line.strip())
+  return text or type(error).__name__
 
 
 def _argv_config_path(argv: list, default: str) -> str:
@@ -26,16 +40,25 @@ def _argv_config_path(argv: list, default: str) -> str:
   return default
 
 
-def _unknown_override(argv: list, config_path: str) -> str:
-  """Names the --config.KEY overrides of argv that the config file does not have."""
+def _missing_config_file(path: str) -> str:
+  known = sorted(f'experiments/{f}' for f in os.listdir(_EXPERIMENTS_DIR)
+                 if f.endswith('.py') and not f.startswith('_'))
+  return f'config file not found: {path}; experiments: {", ".join(known)}'
+
+
+def _config_problem(argv: list, config_path: str, error: BaseException) -> str:
+  """What is wrong with the config file or the --config.KEY overrides of argv."""
+  if not os.path.isfile(config_path):
+    return _missing_config_file(config_path)
   try:
     keys = set(runpy.run_path(config_path)['get_config']().keys())
-  except Exception:  # the config file itself is broken: say so below
-    return f'cannot load config file {config_path}'
+  except Exception as e:  # the config file itself is broken
+    return f'cannot load config file {config_path}: {one_line(e)}'
   overrides = [a[len('--config.'):].split('=', 1)[0] for a in argv if a.startswith('--config.')]
   bad = [o for o in overrides if o.split('.')[0] not in keys or '.' in o]
-  name = bad[0] if bad else ', '.join(overrides)
-  return f'unknown config key {name!r}; valid keys: {", ".join(sorted(keys))}'
+  if not bad:
+    return f'bad config override: {one_line(error)}'
+  return f'unknown config key {bad[0]!r}; valid keys: {", ".join(sorted(keys))}'
 
 
 def define_config_flag(default_path: str):
@@ -43,8 +66,8 @@ def define_config_flag(default_path: str):
   try:
     return config_flags.DEFINE_config_file(
         'config', default_path, 'experiment config file (experiments/NAME.py)', lock_config=True)
-  except (AttributeError, KeyError, TypeError, ValueError):
-    fail(_unknown_override(sys.argv, _argv_config_path(sys.argv, default_path)))
+  except Exception as e:  # ml_collections raises many kinds here; every one is bad input
+    fail(_config_problem(sys.argv, _argv_config_path(sys.argv, default_path), e))
 
 
 def parse_flags(argv: list) -> list:
@@ -52,9 +75,9 @@ def parse_flags(argv: list) -> list:
   try:
     rest = flags.FLAGS(argv)
   except flags.Error as e:
-    fail(str(e).splitlines()[0])
-  except (AttributeError, KeyError, TypeError, ValueError) as e:
-    fail(f'bad config override: {e}')
+    fail(one_line(e))
+  except Exception as e:  # an override ml_collections cannot apply, a config that fails to load
+    fail(_config_problem(argv, _argv_config_path(argv, flags.FLAGS['config'].default), e))
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)  # progress bar and summary only; --verbosity=0 logs
   if len(rest) > 1:
@@ -63,15 +86,21 @@ def parse_flags(argv: list) -> list:
   return rest
 
 
+def plot_only_conflicts(argv: list) -> list:
+  """The flags of argv that --plot_only would ignore (it redraws what --workdir holds)."""
+  return [a for a in argv[1:] if a.startswith(('--config', '--overwrite'))]
+
+
 def load_config(flag_holder):
   """The parsed ConfigDict of the config flag; a missing or broken file is a UserError."""
   path = config_flags.get_config_filename(flags.FLAGS[flag_holder.name])
   if not os.path.isfile(path):
-    here = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'experiments')
-    known = sorted(f for f in os.listdir(here) if f.endswith('.py')) if os.path.isdir(here) else []
-    raise UserError(f'config file not found: {path}; experiments: {", ".join(known)}')
+    raise UserError(_missing_config_file(path))
   try:
-    return flag_holder.value
+    config = flag_holder.value
   except Exception as e:  # a config file that fails to load or to apply an override
-    raise UserError(f'cannot load config {path}: {str(e).splitlines()[0] if str(e) else e!r}') \
-        from None
+    raise UserError(f'cannot load config {path}: {one_line(e)}') from None
+  if not hasattr(config, 'keys') or not hasattr(config, 'get'):
+    raise UserError(f'config file {path}: get_config() must return a ConfigDict, '
+                    f'got {type(config).__name__}')
+  return config

@@ -6,6 +6,7 @@ what Python gives (a tuple or list); a checker turns it into a tuple of checked 
 UserError naming the key, the bad value and the valid choices.
 """
 
+import math
 from typing import Any, Callable, Mapping
 
 from lib.errors import UserError
@@ -52,7 +53,7 @@ def _as_float(key: str, value, minimum: float, what: str) -> float:
     number = float(value)
   except (TypeError, ValueError):
     raise UserError(f'config.{key}: {value!r} is not {what}') from None
-  if not number >= minimum or number == float('inf'):
+  if not (math.isfinite(number) and number >= minimum):
     raise UserError(f'config.{key}: {value!r} is not {what}')
   return number
 

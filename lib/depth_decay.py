@@ -17,7 +17,6 @@ from lib import cells
 from lib import cnn
 from lib import config as config_lib
 from lib import gradients
-from lib import plots
 from lib import report
 from lib import sweep
 from lib import theory
@@ -25,6 +24,8 @@ from lib.errors import UserError
 from lib.results import ResultStore
 
 LENGTH = 'depth'
+RECORD_FIELDS = ('activation', 'init', LENGTH, 'sigma_w2', 'sigma_b2', 'seed', 'status',
+                 'decay_rate', 'theory_decay_rate', 'log_grad_sq')
 
 SPEC = {
     'experiment': config_lib.text(),
@@ -46,7 +47,8 @@ SPEC = {
 
 
 def validate(config) -> dict:
-  cfg = sweep.check_seeds_and_fit(config_lib.validate(config, SPEC))
+  cfg = sweep.check_seeds_and_fit(config_lib.validate(config, SPEC), 'depths')
+  sweep.check_float_range(cfg, ('sigma_w2', 'sigma_b2'))
   if not 1 <= len(cfg['spatial_shape']) <= 3:
     raise UserError(f'config.spatial_shape: {len(cfg["spatial_shape"])} spatial dimensions; '
                     'valid: 1 to 3 (e.g. 32 or 8,8)')
@@ -77,8 +79,8 @@ def measure_point(activation: str, init: str, depth: int, cfg: dict, sigma_w2, s
   params = cnn.init_params(
       jax.random.fold_in(key, 0), depth, width, cfg['kernel_size'], len(spatial),
       sigma_w2=sigma_w2, sigma_b2=sigma_b2, init=init, dtype=dtype)
-  x, readout = cells.standard_normals(
-      jax.random.fold_in(key, 1), [(cfg['batch_size'],) + spatial + (width,), spatial + (width,)],
+  readout, x = cells.standard_normals(
+      jax.random.fold_in(key, 1), [spatial + (width,), (cfg['batch_size'],) + spatial + (width,)],
       dtype)
   readout = readout / np.sqrt(readout.size)
   layer = cnn.make_layer(width, cfg['kernel_size'], len(spatial), dtype)
@@ -122,6 +124,7 @@ def no_theory_reason(record: dict):
 
 
 def plot(records: list, plots_dir: str) -> list:
+  from lib import plots  # matplotlib loads only when drawing (bad input fails fast)
   return plots.decay_sweep(records, plots_dir, LENGTH, panel, no_theory_reason)
 
 

@@ -29,14 +29,27 @@ def validate(config) -> dict:
   return get(config.get('experiment', '')).validate(config)
 
 
-def default_workdir(cfg: dict) -> str:
-  return os.path.join('runs', f'{cfg["experiment"]}-{time.strftime("%Y%m%d-%H%M%S")}')
+def new_workdir(cfg: dict) -> str:
+  """A fresh runs/<experiment>-<time>[-n], created here so two runs never share one."""
+  base = os.path.join('runs', f'{cfg["experiment"]}-{time.strftime("%Y%m%d-%H%M%S")}')
+  for n in range(1, 1000):
+    workdir = base if n == 1 else f'{base}-{n}'
+    try:
+      os.makedirs(workdir)
+      return workdir
+    except FileExistsError:
+      continue
+    except OSError as e:
+      raise UserError(f'cannot create workdir {workdir}: {e.strerror or e}') from None
+  raise UserError(f'cannot find a free workdir name like {base}')
 
 
-def run(cfg: dict, workdir: str, overwrite: bool = False) -> str:
-  """Runs (or resumes) the experiment of a validated config in `workdir`; returns its summary."""
+def run(cfg: dict, workdir=None, overwrite: bool = False) -> str:
+  """Runs (or resumes) the experiment of a validated config in `workdir` (default: a new
+  runs/<experiment>-<time>); returns its summary."""
   experiment = get(cfg['experiment'])
-  store = ResultStore.create(workdir, cfg, overwrite=overwrite)
+  store = ResultStore.create(workdir or new_workdir(cfg), cfg, overwrite=overwrite,
+                             required=experiment.RECORD_FIELDS)
   start = time.perf_counter()
   computed = experiment.run(cfg, store)
   logging.info('computed %d points in %.1fs', computed, time.perf_counter() - start)
@@ -50,8 +63,9 @@ def plot_only(workdir: str) -> str:
   """Redraws the plots of a finished or partial run from its results.jsonl alone."""
   if not os.path.isdir(workdir):
     raise UserError(f'workdir {workdir} does not exist or is not a folder')
-  store = ResultStore(workdir)
-  experiment = get(store.config().get('experiment', ''))
+  config = ResultStore(workdir).config()
+  experiment = get(config.get('experiment', '') if isinstance(config, dict) else '')
+  store = ResultStore(workdir, experiment.RECORD_FIELDS)
   records = store.records()
   if not records:
     raise UserError(f'no results to plot in {store.results_path}')

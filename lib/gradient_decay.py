@@ -14,7 +14,6 @@ import numpy as np
 from lib import cells
 from lib import config as config_lib
 from lib import gradients
-from lib import plots
 from lib import report
 from lib import sweep
 from lib import theory
@@ -22,6 +21,8 @@ from lib.results import ResultStore
 
 DTYPES = ('float32', 'float64')
 LENGTH = 'seq_len'  # the records' length key: gradients travel back through time
+RECORD_FIELDS = ('cell', LENGTH, 'sigma_w2', 'sigma_b2', 'sigma_v2', 'seed', 'recurrent_init',
+                 'status', 'decay_rate', 'theory_decay_rate', 'log_grad_sq')
 
 SPEC = {
     'experiment': config_lib.text(),
@@ -44,7 +45,9 @@ SPEC = {
 
 
 def validate(config) -> dict:
-  return sweep.check_seeds_and_fit(config_lib.validate(config, SPEC))
+  cfg = sweep.check_seeds_and_fit(config_lib.validate(config, SPEC), 'seq_lens')
+  sweep.check_float_range(cfg, ('sigma_w2', 'sigma_b2', 'sigma_v2', 'gate_bias'))
+  return cfg
 
 
 def point_key(record: dict) -> tuple:
@@ -62,7 +65,7 @@ def measure_point(cell_name: str, seq_len: int, cfg: dict, sigma_w2, sigma_b2, s
   """(log_grad_sq (T,), log_grad_sq_input (T,), forward_finite) of one network and input batch.
 
   The draws depend only on (seed, what): params, inputs and readout are the same at every scale
-  (each kernel is the same draw, scaled), so scales are compared on equal terms.
+  (each kernel is the same draw, scaled) and length, so points are compared on equal terms.
   """
   dtype = jnp.dtype(cfg['dtype'])
   batch, hidden, width = cfg['batch_size'], cfg['hidden_size'], cfg['input_size']
@@ -72,7 +75,9 @@ def measure_point(cell_name: str, seq_len: int, cfg: dict, sigma_w2, sigma_b2, s
   params = cells.init_params(
       cell_name, cell, k_params, width, sigma_w2=sigma_w2, sigma_v2=cfg['sigma_v2'],
       sigma_b2=sigma_b2, recurrent_init=cfg['recurrent_init'], gate_bias=cfg['gate_bias'])
-  xs, readout = cells.standard_normals(k_inputs, [(seq_len, batch, width), (hidden,)], dtype)
+  # Readout first: threefry draws are prefix-stable, so r and x_0..x_{T-1} are the same at
+  # every length T (jax_threefry_partitionable, the default).
+  readout, xs = cells.standard_normals(k_inputs, [(hidden,), (seq_len, batch, width)], dtype)
   readout = readout / np.sqrt(hidden)  # r ~ N(0, I/N); inputs x_t ~ N(0, I_D)
   carry0 = cells.zero_carry(cell, batch, width)
   profile = gradients.log_grad_profile(
@@ -117,6 +122,7 @@ def no_theory_reason(record: dict):
 
 
 def plot(records: list, plots_dir: str) -> list:
+  from lib import plots  # matplotlib loads only when drawing (bad input fails fast)
   return plots.decay_sweep(records, plots_dir, LENGTH, panel, no_theory_reason)
 
 

@@ -9,12 +9,12 @@ differ. With one cell and one length it is one compiled program for the whole gr
 import numpy as np
 
 from lib import gradient_decay
-from lib import plots
 from lib import report
 from lib import theory
 
 validate = gradient_decay.validate
 run = gradient_decay.run
+RECORD_FIELDS = gradient_decay.RECORD_FIELDS
 
 
 def measured_critical(sigma_w2s, rates):
@@ -44,6 +44,7 @@ def _theory_critical(record: dict, sigma_b2: float):
 
 
 def plot(records: list, plots_dir: str) -> list:
+  from lib import plots  # matplotlib loads only when drawing (bad input fails fast)
   """phase_diagram.png for the first cell, phase_diagram_<cell>.png for any other."""
   records = list(records)
   paths = []

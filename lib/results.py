@@ -7,6 +7,7 @@ opened again, so every line in the file is a complete record and a resumed sweep
 the points that are missing.
 """
 
+import fcntl
 import json
 import math
 import os
@@ -14,6 +15,7 @@ import platform
 import shutil
 import subprocess
 import tempfile
+import time
 from typing import Iterable
 
 import numpy as np
@@ -23,7 +25,10 @@ from lib.errors import UserError
 CONFIG_FILE = 'config.json'
 ENVIRONMENT_FILE = 'environment.json'
 RESULTS_FILE = 'results.jsonl'
-_OWNED = (CONFIG_FILE, ENVIRONMENT_FILE, RESULTS_FILE, 'plots')
+PLOTS_DIR = 'plots'
+LOCK_FILE = '.lock'
+_OWNED = (CONFIG_FILE, ENVIRONMENT_FILE, RESULTS_FILE, PLOTS_DIR)
+_TMP_PREFIX = '.tmp-'
 
 
 def json_safe(value):
@@ -54,7 +59,7 @@ def json_floats(values) -> list:
 def write_atomic(path: str, data: bytes) -> None:
   """Writes `path` whole or not at all (temporary file in the same folder, then rename)."""
   folder = os.path.dirname(os.path.abspath(path))
-  fd, tmp = tempfile.mkstemp(dir=folder, prefix='.tmp-')
+  fd, tmp = tempfile.mkstemp(dir=folder, prefix=_TMP_PREFIX)
   try:
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would make results private
     with os.fdopen(fd, 'wb') as f:
@@ -118,23 +123,54 @@ def _config_diff(old: dict, new: dict) -> list:
   return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
 
 
-class ResultStore:
-  """Append-only records of one experiment in one workdir."""
+_LOCKS = {}  # real path of a workdir -> the open lock file this process holds on it
 
-  def __init__(self, workdir: str):
+
+def _lock(workdir: str) -> None:
+  """Holds an exclusive lock on workdir for the life of the process: two runs appending to one
+  results file would duplicate its records."""
+  path = os.path.realpath(workdir)
+  if path in _LOCKS:
+    return
+  f = open(os.path.join(workdir, LOCK_FILE), 'a')
+  try:
+    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except OSError:
+    f.close()
+    raise UserError(f'workdir {workdir} is in use by another run; wait for it or choose '
+                    'another --workdir') from None
+  _LOCKS[path] = f
+
+
+class ResultStore:
+  """Append-only records of one experiment in one workdir.
+
+  required: the fields every record of this experiment has; a line without them is reported as
+  not belonging here, rather than failing later with a KeyError.
+  """
+
+  def __init__(self, workdir: str, required: tuple = ()):
     self.workdir = workdir
+    self.required = tuple(required)
     self.results_path = os.path.join(workdir, RESULTS_FILE)
-    self.plots_dir = os.path.join(workdir, 'plots')
+    self.plots_dir = os.path.join(workdir, PLOTS_DIR)
 
   @classmethod
-  def create(cls, workdir: str, config: dict, overwrite: bool = False) -> 'ResultStore':
+  def create(cls, workdir: str, config: dict, overwrite: bool = False,
+             required: tuple = ()) -> 'ResultStore':
     """Opens `workdir` for `config`: creates it, resumes it if it holds the same config, refuses it
-    if it holds another (unless `overwrite`, which deletes the old results first)."""
-    store = cls(workdir)
+    if it holds another (unless `overwrite`, which deletes the old results first). Every check
+    runs before anything is written."""
+    store = cls(workdir, required)
     config = json_safe(json.loads(json.dumps(config)))  # tuples -> lists, as stored
     config_path = os.path.join(workdir, CONFIG_FILE)
     if os.path.exists(workdir) and not os.path.isdir(workdir):
       raise UserError(f'workdir {workdir} exists and is not a folder')
+    for name in _OWNED:
+      path = os.path.join(workdir, name)
+      if os.path.exists(path) and os.path.isdir(path) != (name == PLOTS_DIR):
+        kind = 'a folder' if name == PLOTS_DIR else 'a file'
+        raise UserError(f'workdir {workdir}: {name} exists and is not {kind}')
     held = os.path.exists(config_path) or os.path.exists(store.results_path)
     if held and not overwrite:
       old = read_json(config_path) if os.path.exists(config_path) else {}
@@ -145,6 +181,7 @@ class ResultStore:
             'pass --overwrite to replace them or choose another --workdir')
     try:
       os.makedirs(workdir, exist_ok=True)
+      _lock(workdir)
       if overwrite:
         for name in _OWNED:
           path = os.path.join(workdir, name)
@@ -152,12 +189,22 @@ class ResultStore:
             shutil.rmtree(path)
           elif os.path.exists(path):
             os.unlink(path)
+      for name in os.listdir(workdir):  # left by a kill inside write_atomic
+        if name.startswith(_TMP_PREFIX):
+          os.unlink(os.path.join(workdir, name))
       write_json(config_path, config)
-      write_json(os.path.join(workdir, ENVIRONMENT_FILE), environment())
+      store._record_environment()
       store._repair()
     except OSError as e:
       raise UserError(f'cannot write to workdir {workdir}: {e.strerror or e}') from None
     return store
+
+  def _record_environment(self) -> None:
+    """Appends this run's environment: a resumed sweep lists every environment it ran in."""
+    path = os.path.join(self.workdir, ENVIRONMENT_FILE)
+    runs = read_json(path).get('runs', []) if os.path.exists(path) else []
+    write_json(path, {'runs': runs + [{'time': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
+                                       **environment()}]})
 
   def _repair(self) -> None:
     """Truncates a last line left incomplete by a kill mid-write."""
@@ -182,9 +229,15 @@ class ResultStore:
     records = []
     for number, line in enumerate(lines, 1):
       try:
-        records.append(json.loads(line))
+        record = json.loads(line)
       except json.JSONDecodeError:
         raise UserError(f'{self.results_path} line {number} is not a JSON record') from None
+      missing = ([f for f in self.required if f not in record] if isinstance(record, dict)
+                 else ['(not an object)'])
+      if missing:
+        raise UserError(f'{self.results_path} line {number} is not a record of this experiment '
+                        f'(missing {missing[0]})')
+      records.append(record)
     return records
 
   def append(self, records: Iterable[dict]) -> None:

@@ -56,15 +56,29 @@ def run_groups(groups: Sequence[tuple[Hashable, Sequence[Hashable]]],
   return computed
 
 
-def check_seeds_and_fit(cfg: dict) -> dict:
-  """Checks across keys that every sweep shares: the seed range and the fit window."""
+def check_seeds_and_fit(cfg: dict, lengths_key: str) -> dict:
+  """Checks across keys that every decay sweep shares: the seed range and the fit window."""
   if cfg['seed'] + cfg['num_seeds'] > 2**31:
     raise UserError(f'config.seed + config.num_seeds must be at most 2**31, got '
                     f'{cfg["seed"]} + {cfg["num_seeds"]}')
   if 0 <= cfg['fit_k_max'] < cfg['fit_k_min']:
     raise UserError(f'config.fit_k_min ({cfg["fit_k_min"]}) is above config.fit_k_max '
                     f'({cfg["fit_k_max"]}): the fit window is empty')
+  shortest = min(cfg[lengths_key])
+  if shortest >= 2 and cfg['fit_k_min'] > shortest - 2:
+    raise UserError(f'config.fit_k_min ({cfg["fit_k_min"]}) leaves fewer than two points to fit '
+                    f'at {lengths_key} {shortest}; valid: fit_k_min <= {shortest - 2}')
   return cfg
+
+
+def check_float_range(cfg: dict, keys: tuple) -> None:
+  """Every value of `keys` must be representable in the config's dtype (1e40 is inf in float32)."""
+  largest = float(np.finfo(np.dtype(cfg['dtype'])).max)
+  for key in keys:
+    for value in np.atleast_1d(cfg[key]):
+      if not abs(value) <= largest:
+        raise UserError(f'config.{key}: {value:g} is beyond the range of {cfg["dtype"]} '
+                        f'(at most {largest:.3g}); use dtype float64 or a smaller value')
 
 
 def seeds(cfg: dict) -> tuple:

@@ -1,11 +1,18 @@
-"""Shared helpers: a tiny gradient-decay config, so that tests compile small programs."""
+"""Shared helpers: a tiny gradient-decay config, so that tests compile small programs; and a
+compilation cache for the session, so that the subprocess runs of run.py (which compile the same
+tiny programs again and again) load them instead. Set before jax is imported, inherited by
+subprocesses."""
 
 import os
 import runpy
+import tempfile
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', tempfile.mkdtemp(prefix='jax-cache-tests-'))
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
 DEFAULT_CONFIG = os.path.join(ROOT, 'experiments', 'gradient_decay.py')
 
 

@@ -36,9 +36,9 @@ def test_sweep_records_equal_single_point_float64_direct(tiny_config, tmp_path):
           sigma_w2=jnp.float32(r['sigma_w2']), sigma_v2=cfg['sigma_v2'],
           sigma_b2=jnp.float32(r['sigma_b2']), recurrent_init=cfg['recurrent_init'],
           gate_bias=cfg['gate_bias'])
-      xs, readout = cells.standard_normals(
+      readout, xs = cells.standard_normals(
           jax.random.fold_in(key, 1),
-          [(r['seq_len'], cfg['batch_size'], cfg['input_size']), (cfg['hidden_size'],)],
+          [(cfg['hidden_size'],), (r['seq_len'], cfg['batch_size'], cfg['input_size'])],
           jnp.float32)
       to64 = lambda a: jnp.asarray(np.asarray(a, np.float64))
       cell = cells.make_cell(r['cell'], cfg64['hidden_size'], jnp.float64)

@@ -30,7 +30,6 @@ BAD_INPUTS = {
     'unknown key': (['--config.no_such=1'], "unknown config key 'no_such'; valid keys: "),
     'zero length': (['--config.seq_lens=16,0'], '0 is not a positive integer length'),
     'non-integer length': (['--config.seq_lens=2.5'], '2.5 is not a positive integer length'),
-    'word length': (['--config.seq_lens=abc'], "'abc' is not a positive integer length"),
     'empty sweep': (['--config.cells='], 'config.cells is empty: nothing to sweep'),
     'negative variance': (['--config.sigma_w2=1,-2'], '-2 is not a variance >= 0'),
     'zero seeds': (['--config.num_seeds=0'], '0 is not a positive integer number of seeds'),
@@ -38,9 +37,20 @@ BAD_INPUTS = {
     'unwritable workdir': (['--workdir={blocker}/sub'], 'cannot write to workdir'),
     'stray argument': (['stray'], 'unexpected argument(s): stray; flags are --config'),
     'missing config file': (['--config=nofile.py'], 'config file not found: nofile.py; '
-                            'experiments: gradient_decay.py'),
+                            'experiments: experiments/depth_decay.py, experiments/gradient_decay'),
     'unknown flag': (['--nosuch'], "Unknown command line flag 'nosuch'"),
     'plot_only without results': (['--plot_only', '--workdir={tmp}/none'], 'does not exist'),
+    'plot_only with a config': (['--plot_only', '--workdir={tmp}/none', '--config.cells=tanh'],
+                                'takes no --config.cells=tanh'),
+    'missing config file with an override': (
+        ['--config=nofile.py', '--config.cells=tanh'], 'config file not found: nofile.py'),
+    'override after a nested one': (['--config.seq_lens.foo=1', '--config.seq_lens=4'],
+                                    "unknown config key 'seq_lens.foo'"),
+    'config file that raises': (['--config={configs}/raises.py'],
+                                'cannot load config file {configs}/raises.py: boom'),
+    'config file of no ConfigDict': (['--config={configs}/number.py'],
+                                     'get_config() must return a ConfigDict, got int'),
+    'config file not Python': (['--config={configs}/text.py'], 'cannot load config'),
 }
 
 
@@ -49,9 +59,14 @@ def bad_input_runs(tmp_path_factory):
   """Runs every bad input at once (each is a process start; two cores share them)."""
   tmp = tmp_path_factory.mktemp('bad')
   (tmp / 'blocker').write_text('a file where a folder should be')
+  configs = tmp_path_factory.mktemp('configs')
+  (configs / 'raises.py').write_text('def get_config():\n  raise RuntimeError("boom")\n')
+  (configs / 'number.py').write_text('def get_config():\n  return 3\n')
+  (configs / 'text.py').write_text('this is not python\n')
+
   def one(name):
     args, _ = BAD_INPUTS[name]
-    args = [a.format(blocker=tmp / 'blocker', tmp=tmp) for a in args]
+    args = [a.format(blocker=tmp / 'blocker', tmp=tmp, configs=configs) for a in args]
     if not any(a.startswith('--workdir') for a in args):
       args.append(f'--workdir={tmp}/w')
     return name, run(args, cwd=tmp)
@@ -67,7 +82,8 @@ def test_bad_input_is_one_line_error_and_writes_nothing(name, bad_input_runs):
   assert result.returncode != 0
   lines = [line for line in result.stderr.splitlines() if line.strip()]
   assert len(lines) == 1 and lines[0].startswith('error: '), result.stderr
-  assert BAD_INPUTS[name][1] in lines[0]
+  configs = os.path.join(os.path.dirname(tmp), 'configs0')
+  assert BAD_INPUTS[name][1].format(configs=configs) in lines[0]
   assert 'Traceback' not in result.stderr + result.stdout
   assert sorted(os.listdir(tmp)) == ['blocker']
 
@@ -81,7 +97,8 @@ def test_main_job_end_to_end_resume_plot_only_and_config_guard(tmp_path):
   workdir = str(tmp_path / 'w')
   first = run(TINY_FLAGS + [f'--workdir={workdir}'], cwd=tmp_path)
   assert first.returncode == 0, first.stderr
-  assert 'decay rate fitted at the longest T' in first.stdout and 'tanh' in first.stdout
+  assert 'Decay rate per step fitted at the longest seq_len (theory: ln chi1)' in first.stdout
+  assert 'tanh' in first.stdout and 'gru' in first.stdout
   assert '100%' in first.stderr  # the progress bar ran to the end
   records = _records(workdir)
   assert len(records) == 2 * 2 * 2 * 2
@@ -90,7 +107,7 @@ def test_main_job_end_to_end_resume_plot_only_and_config_guard(tmp_path):
   assert len(records[0]['log_grad_sq']) == records[0]['seq_len']
   config = json.load(open(os.path.join(workdir, 'config.json')))
   assert config['cells'] == ['tanh', 'gru'] and config['seq_lens'] == [3, 5]
-  env = json.load(open(os.path.join(workdir, 'environment.json')))
+  (env,) = json.load(open(os.path.join(workdir, 'environment.json')))['runs']
   assert env['jax'] and env['flax'] and env['devices']
   plots = sorted(os.listdir(os.path.join(workdir, 'plots')))
   assert plots == ['decay_rate.png', 'grad_vs_length.png', 'profile.png']
@@ -122,26 +139,31 @@ def test_default_workdir_is_runs_experiment_timestamp(tmp_path):
   assert name.startswith('gradient_decay-') and len(_records(tmp_path / 'runs' / name)) == 4
 
 
-def test_kill_9_mid_sweep_then_rerun_equals_uninterrupted(tmp_path):
+@pytest.mark.parametrize('sig', [signal.SIGKILL, signal.SIGINT])
+def test_killed_mid_sweep_then_rerun_equals_uninterrupted(tmp_path, sig):
+  """kill -9, or Ctrl-C (one line, exit 130), mid-sweep: the rerun ends byte-identical."""
   flags = [f for f in TINY_FLAGS if 'cells' not in f and 'seq_lens' not in f]
-  flags += ['--config.cells=tanh', '--config.seq_lens=2,3,4,5,6,7,8,9']
+  flags += ['--config.cells=tanh', '--config.seq_lens=2,3,4,5,6']
   whole, killed = str(tmp_path / 'whole'), str(tmp_path / 'killed')
   uninterrupted = subprocess.Popen([sys.executable, RUN, *flags, f'--workdir={whole}'],
                                    cwd=tmp_path, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
   victim = subprocess.Popen([sys.executable, RUN, *flags, f'--workdir={killed}'], cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
   results = os.path.join(killed, 'results.jsonl')
   deadline = time.time() + 120
   while time.time() < deadline and victim.poll() is None:
     if os.path.exists(results) and os.path.getsize(results) > 0:
       break
     time.sleep(0.02)
-  victim.send_signal(signal.SIGKILL)
-  victim.wait()
+  victim.send_signal(sig)
+  _, stderr = victim.communicate(timeout=60)
+  if sig == signal.SIGINT:
+    assert victim.returncode == 130 and 'Traceback' not in stderr
+    assert stderr.splitlines()[-1].startswith('interrupted: every finished point is saved')
   assert uninterrupted.wait(timeout=300) == 0
   partial = len(_records(killed))
-  assert 0 < partial < 4 * 8, 'the kill should land mid-sweep'
+  assert 0 < partial < 4 * 5, 'the kill should land mid-sweep'
   resumed = run(flags + [f'--workdir={killed}'], cwd=tmp_path)
   assert resumed.returncode == 0, resumed.stderr
   assert open(os.path.join(killed, 'results.jsonl'), 'rb').read() == \

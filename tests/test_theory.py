@@ -98,9 +98,9 @@ def _numpy_slope(cfg, record):
       'tanh', cell, jax.random.fold_in(key, 0), cfg['input_size'],
       sigma_w2=np.float32(record['sigma_w2']), sigma_v2=cfg['sigma_v2'],
       sigma_b2=np.float32(record['sigma_b2']), recurrent_init='gaussian')['params']
-  xs, r = cells.standard_normals(
+  r, xs = cells.standard_normals(
       jax.random.fold_in(key, 1),
-      [(record['seq_len'], cfg['batch_size'], cfg['input_size']), (cfg['hidden_size'],)],
+      [(cfg['hidden_size'],), (record['seq_len'], cfg['batch_size'], cfg['input_size'])],
       np.float32)
   w, v, b = (np.asarray(a, np.float64) for a in
              (params['h']['kernel'], params['i']['kernel'], params['i']['bias']))
