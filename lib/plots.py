@@ -115,7 +115,7 @@ def decay_sweep(records: list, plots_dir: str, length_key: str, panel, no_theory
     ax = axes[name]
     points = [(t, _mean_ok(rows, 'log_grad_sq')) for t, rows in by_len.items()]
     ax.plot([t for t, p in points if p is not None],
-            [p[0] / np.log(10) for _, p in points if p is not None], marker='o', ms=3,
+            [p[0] for _, p in points if p is not None], marker='o', ms=3,
             color=color[(w, b)], label=label(w, b))
     for t, rows in by_len.items():
       _mark_edges(ax, t, rows, used)
@@ -125,7 +125,7 @@ def decay_sweep(records: list, plots_dir: str, length_key: str, panel, no_theory
     ax.set_xlabel(length_label)
     ax.axhline(0.0, color='k', lw=0.5)
     ax.legend(fontsize=7)
-  axes[names[0]].set_ylabel(r'log$_{10}$ $\|\partial L/\partial h\|^2$')
+  axes[names[0]].set_ylabel(r'ln $\|\partial L/\partial h\|^2$ at index 0')
   paths.append(_save(fig, os.path.join(plots_dir, 'grad_vs_length.png')))
 
   fig, ax = plt.subplots(figsize=(6, 4), layout='constrained')
