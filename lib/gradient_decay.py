@@ -110,7 +110,7 @@ def compute_group(cfg: dict, group: tuple) -> list:
 def run(cfg: dict, store: ResultStore) -> int:
   """Runs the missing points of the sweep; returns how many were computed."""
   return sweep.run_groups(grid(cfg), functools.partial(compute_group, cfg), point_key, store,
-                    desc='gradient decay')
+                          desc='gradient decay')
 
 
 def panel(record: dict) -> str:
