@@ -37,12 +37,15 @@ def test_tanh_critical_line_matches_published_values():
   assert theory.critical_sigma_w2('tanh', 0.0) == 1.0
   # The input term acts like bias variance: (sigma_b2, sigma_v2) = (0.04, 0.06) is 0.1 of bias.
   assert theory.critical_sigma_w2('tanh', 0.04, 0.06) == pytest.approx(line['0.1'], abs=1e-4)
+  assert theory.decay_rate('tanh', 1.0, 0.0) == 0.0  # q* = 0 exactly: no quadrature error
 
 
-@pytest.mark.parametrize('sigma_w2, sigma_b2', [(0.8, 0.05), (1.5, 0.1), (4.0, 0.3)])
+@pytest.mark.parametrize('sigma_w2, sigma_b2', [(0.8, 0.05), (1.5, 0.1), (4.0, 0.3), (20.0, 0.005),
+                                               (100.0, 0.005)])
 def test_tanh_quadrature_against_monte_carlo(sigma_w2, sigma_b2):
   """q* and chi1 from an independent Monte Carlo estimate of the same expectations (1e6 normal
-  samples, seeded: standard error about 1.5e-3 relative)."""
+  samples, seeded: standard error about 1.5e-3 relative), up to q* = 92, where tanh' is a narrow
+  spike in z that a fixed Gauss-Hermite rule misses."""
   z = np.random.default_rng(0).standard_normal(1_000_000)
   q = 1.0
   for _ in range(60):  # the variance map contracts: converged to 1e-9 here
@@ -50,8 +53,24 @@ def test_tanh_quadrature_against_monte_carlo(sigma_w2, sigma_b2):
   chi = sigma_w2 * np.mean((1 - np.tanh(np.sqrt(q) * z) ** 2) ** 2)
   assert theory.q_star('tanh', sigma_w2, sigma_b2) == pytest.approx(q, rel=5e-3)
   assert theory.chi1('tanh', sigma_w2, sigma_b2) == pytest.approx(chi, rel=5e-3)
-  assert theory.depth_scale('tanh', sigma_w2, sigma_b2) == pytest.approx(
-      1 / abs(math.log(chi)), rel=5e-2)
+  assert theory.depth_scale('tanh', sigma_w2, sigma_b2) == pytest.approx(-1 / math.log(chi),
+                                                                         rel=5e-2)
+
+
+def test_tanh_large_variance_asymptote():
+  """For large q*, E[tanh'(sqrt(q) z)^2] -> (4/3) / sqrt(2 pi q) (the integral of sech^4 is 4/3)."""
+  q = theory.q_star('tanh', 1000.0, 0.0)
+  expect = 1000.0 * (4 / 3) / math.sqrt(2 * math.pi * q)
+  assert theory.chi1('tanh', 1000.0, 0.0) == pytest.approx(expect, rel=1e-3)
+  # and q* is a fixed point of the variance map to machine precision
+  assert 1000.0 * theory._gauss_mean(theory._tanh_sq, q) == pytest.approx(q, rel=1e-13)
+
+
+def test_depth_scale_sign_convention():
+  """xi = -1/ln chi1: positive (a decay length) when ordered, negative when chaotic."""
+  assert theory.depth_scale('relu', 1.0, 0.0) == pytest.approx(1 / math.log(2))
+  assert theory.depth_scale('relu', 4.0, 0.0) == pytest.approx(-1 / math.log(2))
+  assert theory.depth_scale('relu', 2.0, 0.0) == math.inf
 
 
 def test_tanh_without_bias_or_input_is_linear_at_zero():
