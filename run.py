@@ -33,14 +33,10 @@ def main(argv):
       print(experiments.plot_only(_WORKDIR.value))
       return
     cfg = experiments.validate(cli.load_config(_CONFIG))
+    cli.exit_on_interrupt()
     print(experiments.run(cfg, _WORKDIR.value, overwrite=_OVERWRITE.value))
   except UserError as e:
     cli.fail(str(e))
-  except KeyboardInterrupt:
-    print('interrupted: every finished point is saved; run the same command to resume',
-          file=sys.stderr)
-    sys.stderr.flush()
-    os._exit(130)  # not sys.exit: XLA's threads may still be running the interrupted program
 
 
 if __name__ == '__main__':

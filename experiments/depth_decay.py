@@ -1,9 +1,9 @@
 """Gradient decay over depth in plain CNNs: depth plays the role that sequence length plays in RNNs.
 
-A tanh CNN with gaussian weights vanishes below the critical line (sigma_w2 = 0.8) and explodes
-above it (sigma_w2 = 2.5); at criticality (sigma_w2 = 1.35 with sigma_b2 = 0.005, chi1 = 1)
-gradients neither vanish nor explode, and with delta-orthogonal kernels (Xiao et al. 2018) a plain
-tanh CNN passes them through hundreds of layers almost unchanged.
+A tanh CNN vanishes below the critical line (sigma_w2 = 0.8) and explodes above it
+(sigma_w2 = 2.5); near it (sigma_w2 = 1.35 with sigma_b2 = 0.005: chi1 = 1.003, the critical
+sigma_w2 being 1.33) gradients pass through hundreds of layers almost unchanged, with
+delta-orthogonal kernels (Xiao et al. 2018) the same for every seed.
 """
 
 import ml_collections

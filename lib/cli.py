@@ -7,6 +7,7 @@ each is caught here and turned into `error: ...` on one line and exit status 2.
 
 import os
 import runpy
+import signal
 import sys
 
 from absl import flags
@@ -104,3 +105,16 @@ def load_config(flag_holder):
     raise UserError(f'config file {path}: get_config() must return a ConfigDict, '
                     f'got {type(config).__name__}')
   return config
+
+
+def exit_on_interrupt() -> None:
+  """Ctrl-C ends the run at once with one line and status 130. A KeyboardInterrupt would surface
+  wherever Python happens to be (inside JAX's tracing, or swallowed by its GC callback); every
+  finished record is already on disk, and a cut line is dropped on resume, as after kill -9."""
+  def handler(signum, frame):
+    del signum, frame
+    sys.stderr.write('\ninterrupted: every finished point is saved; run the same command to '
+                     'resume\n')
+    sys.stderr.flush()
+    os._exit(130)  # not sys.exit: XLA's threads may be running the interrupted program
+  signal.signal(signal.SIGINT, handler)

@@ -24,10 +24,7 @@ CNN_INITS = ('gaussian', 'delta_orthogonal')
 ACTIVATIONS = {'tanh': jnp.tanh, 'relu': nn.relu}
 
 
-def check_names(activation: str, init: str) -> None:
-  if activation not in ACTIVATIONS:
-    raise UserError(
-        f'unknown activation {activation!r}; valid choices: {", ".join(ACTIVATIONS)}')
+def check_init(init: str) -> None:
   if init not in CNN_INITS:
     raise UserError(f'unknown CNN init {init!r}; valid choices: {", ".join(CNN_INITS)}')
 
@@ -41,7 +38,7 @@ def make_layer(width: int, kernel_size: int, spatial_dims: int, dtype=jnp.float3
 def init_params(key, depth: int, width: int, kernel_size: int, spatial_dims: int, *, sigma_w2,
                 sigma_b2, init: str, dtype=jnp.float32) -> dict:
   """Stacked parameters of `depth` layers: {'kernel': (L, k, ..., C, C), 'bias': (L, C)}."""
-  check_names('tanh', init)
+  check_init(init)
   shape = (kernel_size,) * spatial_dims + (width, width)
   k_kernel, k_bias = jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
   (bias,) = standard_normals(k_bias, [(depth, width)], dtype)

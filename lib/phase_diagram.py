@@ -44,8 +44,8 @@ def _theory_critical(record: dict, sigma_b2: float):
 
 
 def plot(records: list, plots_dir: str) -> list:
-  from lib import plots  # matplotlib loads only when drawing (bad input fails fast)
   """phase_diagram.png for the first cell, phase_diagram_<cell>.png for any other."""
+  from lib import plots  # matplotlib loads only when drawing (bad input fails fast)
   records = list(records)
   paths = []
   for i, cell in enumerate(dict.fromkeys(r['cell'] for r in records)):

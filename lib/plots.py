@@ -159,6 +159,16 @@ def decay_sweep(records: list, plots_dir: str, length_key: str, panel, no_theory
   return paths
 
 
+def _edges(centres: list) -> np.ndarray:
+  """Cell edges around sorted grid values: midpoints, the ends extended by half a step."""
+  c = np.asarray(centres, dtype=np.float64)
+  if c.size == 1:
+    half = 0.05 * max(1.0, abs(c[0]))
+    return np.array([c[0] - half, c[0] + half])
+  mid = 0.5 * (c[1:] + c[:-1])
+  return np.concatenate([[c[0] - (mid[0] - c[0])], mid, [c[-1] + (c[-1] - mid[-1])]])
+
+
 def phase_diagram(records: list, plots_dir: str, critical_line,
                   name: str = 'phase_diagram.png') -> list:
   """The measured decay rate (mean over seeds) on the (sigma_w2, sigma_b2) grid, with the
@@ -177,10 +187,13 @@ def phase_diagram(records: list, plots_dir: str, critical_line,
         grid[i, j] = stats[0]
   fig, ax = plt.subplots(figsize=(6.4, 4.4), layout='constrained')
   limit = np.nanmax(np.abs(grid)) if np.isfinite(grid).any() else 1.0
-  mesh = ax.pcolormesh(ws, bs, grid, shading='nearest', cmap='RdBu_r',
+  x_edges, y_edges = _edges(ws), _edges(bs)
+  mesh = ax.pcolormesh(x_edges, y_edges, grid, shading='flat', cmap='RdBu_r',
                        norm=matplotlib.colors.TwoSlopeNorm(0.0, -limit, limit))
   fig.colorbar(mesh, ax=ax, label='measured decay rate per step (ln)')
   line_b, line_w = critical_line
+  if len(bs) == 1 and len(line_w):  # one row: the line is a point; draw it across the row
+    line_b, line_w = y_edges, [line_w[0]] * 2
   ax.plot(line_w, line_b, 'k--', lw=1.5, label=r'theory: $\chi_1 = 1$')
   if np.isfinite(grid).any() and np.nanmin(grid) < 0 < np.nanmax(grid) and len(bs) > 1:
     ax.contour(ws, bs, grid, levels=[0.0], colors='0.3', linewidths=1)
@@ -190,14 +203,19 @@ def phase_diagram(records: list, plots_dir: str, critical_line,
   if missing:
     ax.plot(*zip(*missing), 'x', color='tab:red', ms=5, linestyle='none',
             label='no ok seed (diverged/vanished)')
-  ax.set_xlim(ws[0], ws[-1])
-  ax.set_ylim(bs[0], bs[-1])
-  ax.text(0.03, 0.95, 'ordered: vanishing', transform=ax.transAxes, va='top', color='navy')
-  ax.text(0.97, 0.05, 'chaotic: exploding', transform=ax.transAxes, ha='right', color='darkred')
+  ax.set_xlim(x_edges[0], x_edges[-1])
+  ax.set_ylim(y_edges[0], y_edges[-1])
+  box = dict(facecolor='white', alpha=0.8, edgecolor='none')
+  ax.text(0.03, 0.95, 'ordered: vanishing', transform=ax.transAxes, va='top', color='navy',
+          bbox=box)
+  ax.text(0.97, 0.05, 'chaotic: exploding', transform=ax.transAxes, ha='right', color='darkred',
+          bbox=box)
   ax.set_xlabel(r'$\sigma_w^2$')
   ax.set_ylabel(r'$\sigma_b^2$')
   cell = records[0].get('cell', records[0].get('activation'))
   length = records[0].get('seq_len', records[0].get('depth'))
-  ax.set_title(f'Phase diagram of {cell} (length {length})')
+  sigma_v2 = records[0].get('sigma_v2')
+  inputs = f', $\\sigma_v^2$={sigma_v2:g}' if sigma_v2 is not None else ''
+  ax.set_title(f'Phase diagram of {cell} (length {length}{inputs})')
   ax.legend(fontsize=8, loc='lower left')
   return [_save(fig, os.path.join(plots_dir, name))]

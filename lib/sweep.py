@@ -61,9 +61,9 @@ def check_seeds_and_fit(cfg: dict, lengths_key: str) -> dict:
   if cfg['seed'] + cfg['num_seeds'] > 2**31:
     raise UserError(f'config.seed + config.num_seeds must be at most 2**31, got '
                     f'{cfg["seed"]} + {cfg["num_seeds"]}')
-  if 0 <= cfg['fit_k_max'] < cfg['fit_k_min']:
-    raise UserError(f'config.fit_k_min ({cfg["fit_k_min"]}) is above config.fit_k_max '
-                    f'({cfg["fit_k_max"]}): the fit window is empty')
+  if 0 <= cfg['fit_k_max'] <= cfg['fit_k_min']:
+    raise UserError(f'config.fit_k_min ({cfg["fit_k_min"]}) is not below config.fit_k_max '
+                    f'({cfg["fit_k_max"]}): the fit window needs two points or more')
   shortest = min(cfg[lengths_key])
   if shortest >= 2 and cfg['fit_k_min'] > shortest - 2:
     raise UserError(f'config.fit_k_min ({cfg["fit_k_min"]}) leaves fewer than two points to fit '

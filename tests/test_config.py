@@ -49,7 +49,9 @@ def test_numbers_from_the_command_line():
     (dict(hidden_size=0), 'config.hidden_size: 0 is not a positive integer'),
     (dict(seed=2**40), 'config.seed: 1099511627776 is not a non-negative integer below 2**31'),
     (dict(seed=2**31 - 1, num_seeds=2), 'config.seed + config.num_seeds must be at most 2**31'),
-    (dict(fit_k_min=10, fit_k_max=5), 'config.fit_k_min (10) is above config.fit_k_max (5)'),
+    (dict(fit_k_min=10, fit_k_max=5), 'config.fit_k_min (10) is not below config.fit_k_max (5)'),
+    (dict(fit_k_max=0), 'config.fit_k_min (0) is not below config.fit_k_max (0): the fit window '
+                        'needs two points or more'),
     (dict(fit_k_min=15), 'config.fit_k_min (15) leaves fewer than two points to fit at seq_lens '
                          '16; valid: fit_k_min <= 14'),
     (dict(gate_bias=float('-inf')), 'config.gate_bias: -inf is not a number'),
