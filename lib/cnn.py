@@ -57,8 +57,3 @@ def layer_step(layer: nn.Conv, activation: str):
   phi = ACTIVATIONS[activation]
   return lambda h, params: phi(layer.apply({'params': params}, h))
 
-
-def forward(layer: nn.Conv, activation: str, params: dict, x):
-  """The network's output h_L for input x: (B, *spatial, C)."""
-  step = layer_step(layer, activation)
-  return jax.lax.scan(lambda h, p: (step(h, p), None), x, params)[0]
