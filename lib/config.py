@@ -115,6 +115,37 @@ def reals(minimum: float, what: str) -> Checker:
   return check
 
 
+def _as_bool(key: str, value) -> bool:
+  if isinstance(value, str) and value.strip().lower() in ('true', 'false'):
+    return value.strip().lower() == 'true'
+  if not isinstance(value, bool):
+    raise UserError(f'config.{key}: {value!r} is not True or False')
+  return value
+
+
+def flag() -> Checker:
+  return _as_bool
+
+
+def flags() -> Checker:
+  """A non-empty list of True/False values (a sweep over a switch)."""
+  def check(key, value):
+    items = _dedupe(_as_bool(key, item) for item in _items(key, value))
+    if not items:
+      raise UserError(f'config.{key} is empty: give True, False or both')
+    return items
+  return check
+
+
+def optional_text() -> Checker:
+  """A string that may be empty (e.g. a path where empty means the default)."""
+  def check(key, value):
+    if not isinstance(value, str):
+      raise UserError(f'config.{key}: expected a string, got {value!r}')
+    return value
+  return check
+
+
 def text() -> Checker:
   def check(key, value):
     if not isinstance(value, str) or not value:

@@ -7,6 +7,7 @@ when asked: with downloads off, a missing dataset fails at once with a message s
 it, never by TFDS's retry loop.
 """
 
+from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
 
@@ -60,6 +61,9 @@ def source(name: str, split: str, data_dir=None, download: bool = False):
       raise UserError(f'dataset {name} has no split {split!r}; valid choices: '
                       f'{", ".join(builder.info.splits)}')
     return builder.as_data_source(split=split)
+  verbosity = logging.get_verbosity()
+  if not download:  # a missing dataset gets our one-line error, not TFDS's warnings as well
+    logging.set_verbosity(logging.ERROR)
   try:
     return tfds.data_source(name, split=split, data_dir=data_dir, download=download,
                             builder_kwargs={'file_format': 'array_record'}, try_gcs=False)
@@ -71,6 +75,8 @@ def source(name: str, split: str, data_dir=None, download: bool = False):
         f'dataset {name} (split {split!r}) is not in {data_dir or "the TFDS data dir"}; pass '
         '--config.download=True to download and prepare it (image datasets need TensorFlow '
         'to prepare: pip install tensorflow), or --config.data_dir where it is') from None
+  finally:
+    logging.set_verbosity(verbosity)
 
 
 def arrays(data_source, keys: tuple) -> tuple:

@@ -7,6 +7,8 @@ from absl import logging
 
 from lib import depth_decay
 from lib import gradient_decay
+from lib import image_classification
+from lib import long_range_memory
 from lib import phase_diagram
 from lib.errors import UserError
 from lib.results import ResultStore
@@ -15,6 +17,8 @@ EXPERIMENTS = {
     'gradient_decay': gradient_decay,
     'phase_diagram': phase_diagram,
     'depth_decay': depth_decay,
+    'long_range_memory': long_range_memory,
+    'image_classification': image_classification,
 }
 
 
@@ -48,10 +52,13 @@ def run(cfg: dict, workdir=None, overwrite: bool = False) -> str:
   """Runs (or resumes) the experiment of a validated config in `workdir` (default: a new
   runs/<experiment>-<time>); returns its summary."""
   experiment = get(cfg['experiment'])
+  # An experiment that needs inputs (a dataset) loads them first, so that a missing one fails
+  # before anything is written; run() then takes them as a third argument.
+  prepared = (experiment.prepare(cfg),) if hasattr(experiment, 'prepare') else ()
   store = ResultStore.create(workdir or new_workdir(cfg), cfg, overwrite=overwrite,
                              required=experiment.RECORD_FIELDS)
   start = time.perf_counter()
-  computed = experiment.run(cfg, store)
+  computed = experiment.run(cfg, store, *prepared)
   logging.info('computed %d points in %.1fs', computed, time.perf_counter() - start)
   records = store.records()
   paths = experiment.plot(records, store.plots_dir)

@@ -58,3 +58,54 @@ def decay_table(records: list, length_key: str, panel) -> str:
     lines.append(f'{name:<{width}} {sigma_w2:>8g} {sigma_b2:>8g} {rate} {theory_col} {error:>11}  '
                  + ' '.join(cols) + '   ' + (', '.join(bad) or '-'))
   return '\n'.join(lines)
+
+
+def _mean_std(values: list) -> str:
+  return f'{np.mean(values):.4g} +- {np.std(values):.2g}' if values else '-'
+
+
+def memory_table(records: list) -> str:
+  """Per (cell, clip_norm) and T: final test loss (mean +- std over 'ok' seeds) against the
+  memoryless baseline, the copy task's recall accuracy, and seeds that diverged."""
+  task = records[0]['task']
+  rows = collections.defaultdict(list)
+  for r in records:
+    rows[(r['cell'], r['clip_norm'], r['seq_len'])].append(r)
+  lines = [f'Final test loss on the {task} task (mean +- std over seeds) against the memoryless '
+           'baseline; loss/baseline near 1 = nothing learnt about the dependency:',
+           f'{"model":<10} {"clip":>5} {"T":>5} {"test loss":>20} {"baseline":>9} '
+           f'{"loss/base":>9}' + (f' {"recall acc":>10}' if task == 'copy' else '') + '  not ok']
+  for (cell, clip, seq_len), rs in rows.items():
+    ok = [r for r in rs if r['status'] == 'ok']
+    losses = [r['test_loss'] for r in ok]
+    base = rs[0]['baseline_loss']
+    ratio = f'{np.mean(losses) / base:>9.3g}' if losses else f'{"-":>9}'
+    acc = (f' {np.mean([r["test_accuracy"] for r in ok]):>10.3f}' if ok else f' {"-":>10}'
+           ) if task == 'copy' else ''
+    bad = ', '.join(f'{r["status"]}@seed={r["seed"]}' for r in rs if r['status'] != 'ok')
+    lines.append(f'{cell:<10} {clip:>5g} {seq_len:>5} '
+                 f'{_mean_std(losses):>20} {base:>9.4f} {ratio}{acc}  {bad or "-"}')
+  return '\n'.join(lines)
+
+
+def classification_table(records: list, published: dict) -> str:
+  """Test accuracy (%) per model, original and permuted positions, beside published values."""
+  variants = sorted({r['permuted'] for r in records})
+  names = list(dict.fromkeys(r['model'] for r in records))
+  show_published = records[0]['dataset'] == 'mnist1d'
+  head = f'{"model":<10}' + ''.join(
+      f' {("permuted" if p else "original") + " (ours)":>20}' +
+      (f' {"published":>9}' if show_published else '') for p in variants) + '  not ok'
+  lines = [f'Test accuracy (%) on {records[0]["dataset"]}, mean +- std over seeds' +
+           (' (published: Greydanus & Kobak 2024)' if show_published else '') + ':', head]
+  for name in names:
+    cols, bad = [], []
+    for permuted in variants:
+      rs = [r for r in records if r['model'] == name and r['permuted'] == permuted]
+      ok = [100 * r['test_accuracy'] for r in rs if r['status'] == 'ok']
+      cols.append(f' {_mean_std(ok) if not ok else f"{np.mean(ok):.1f} +- {np.std(ok):.1f}":>20}')
+      if show_published:
+        cols.append(f' {published[name][int(permuted)] if name in published else "-":>9}')
+      bad += [f'{r["status"]}@seed={r["seed"]}' for r in rs if r['status'] != 'ok']
+    lines.append(f'{name:<10}' + ''.join(cols) + '  ' + (', '.join(bad) or '-'))
+  return '\n'.join(lines)

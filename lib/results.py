@@ -26,8 +26,10 @@ CONFIG_FILE = 'config.json'
 ENVIRONMENT_FILE = 'environment.json'
 RESULTS_FILE = 'results.jsonl'
 PLOTS_DIR = 'plots'
+CHECKPOINTS_DIR = 'checkpoints'  # training state of groups in flight (lib/train.py)
 LOCK_FILE = '.lock'
-_OWNED = (CONFIG_FILE, ENVIRONMENT_FILE, RESULTS_FILE, PLOTS_DIR)
+_DIRS = (PLOTS_DIR, CHECKPOINTS_DIR)
+_OWNED = (CONFIG_FILE, ENVIRONMENT_FILE, RESULTS_FILE) + _DIRS
 _TMP_PREFIX = '.tmp-'
 
 
@@ -154,6 +156,7 @@ class ResultStore:
     self.required = tuple(required)
     self.results_path = os.path.join(workdir, RESULTS_FILE)
     self.plots_dir = os.path.join(workdir, PLOTS_DIR)
+    self.checkpoints_dir = os.path.join(workdir, CHECKPOINTS_DIR)
 
   @classmethod
   def create(cls, workdir: str, config: dict, overwrite: bool = False,
@@ -168,8 +171,8 @@ class ResultStore:
       raise UserError(f'workdir {workdir} exists and is not a folder')
     for name in _OWNED:
       path = os.path.join(workdir, name)
-      if os.path.exists(path) and os.path.isdir(path) != (name == PLOTS_DIR):
-        kind = 'a folder' if name == PLOTS_DIR else 'a file'
+      if os.path.exists(path) and os.path.isdir(path) != (name in _DIRS):
+        kind = 'a folder' if name in _DIRS else 'a file'
         raise UserError(f'workdir {workdir}: {name} exists and is not {kind}')
     held = os.path.exists(config_path) or os.path.exists(store.results_path)
     if held and not overwrite:
@@ -239,6 +242,10 @@ class ResultStore:
                         f'(missing {missing[0]})')
       records.append(record)
     return records
+
+  def remove_checkpoints(self) -> None:
+    """Deletes the training checkpoints once every record they could resume is written."""
+    shutil.rmtree(self.checkpoints_dir, ignore_errors=True)
 
   def append(self, records: Iterable[dict]) -> None:
     """Appends each record as one line, durably, one at a time."""

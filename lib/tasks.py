@@ -23,7 +23,9 @@ COPY_SYMBOLS = 8  # symbols 1..8; 0 is blank, 9 is the marker
 COPY_LENGTH = 10
 COPY_BLANK, COPY_MARKER = 0, COPY_SYMBOLS + 1
 COPY_CLASSES = COPY_SYMBOLS + 2
-_TASK_IDS = {'adding': 0, 'copy': 1}
+# Independent random streams of a seed: the data of each task, then what training draws.
+_STREAMS = {'adding': 0, 'copy': 1, 'init': 2, 'test': 3, 'probe': 4, 'order': 5,
+            'permutation': 6}
 
 
 def copy_baseline_loss(seq_len: int) -> float:
@@ -31,9 +33,15 @@ def copy_baseline_loss(seq_len: int) -> float:
   return COPY_LENGTH * math.log(COPY_SYMBOLS) / (seq_len + 2 * COPY_LENGTH)
 
 
-def batch_key(task: str, seed: int, step: int):
+def stream_key(seed, stream: str, index=0):
+  """Key `index` of the named stream of `seed` (a task's batches, 'init' for parameters, 'test'
+  for held-out data, 'probe' for measurement directions, 'order' for epoch shuffles)."""
+  return jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), _STREAMS[stream]), index)
+
+
+def batch_key(task: str, seed, step):
   """The key of batch `step` of a run with `seed`: data order depends on (seed, step) alone."""
-  return jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), _TASK_IDS[task]), step)
+  return stream_key(seed, task, step)
 
 
 def adding_problem(key, batch_size: int, seq_len: int):

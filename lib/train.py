@@ -1,0 +1,154 @@
+"""Training: optax with optional gradient clipping, all seeds of a model in one compiled program,
+checkpointed by orbax so a killed run resumes where it stopped; divergence is a status.
+
+The state of every seed is stacked on a leading axis, and one jitted program runs `log_every`
+steps of all of them (a lax.scan inside a vmap), then logs the mean training loss of those steps
+and the task's held-out metrics (`Task.evaluate`) as the next point of each curve. Batch `step` of seed s is `task.batch(s, step)`, a function of (seed, step)
+alone, so a run restored from a checkpoint sees the very same batches and runs the very same
+programs as an uninterrupted one, and ends with bit-identical parameters.
+
+A step whose loss, gradient or new parameters are not finite marks its seed diverged: the
+seed's parameters stay as they were before that step, and its curves read NaN from there on
+(Pascanu, Mikolov & Bengio 2013 is the case in point: exploding gradients are data, not a crash).
+"""
+
+import os
+import shutil
+from typing import Any, Callable, NamedTuple
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import tqdm
+from jax import lax
+
+from lib import tasks
+from lib.errors import UserError
+
+OPTIMIZERS = {'adam': optax.adam, 'rmsprop': optax.rmsprop, 'sgd': optax.sgd}
+
+
+class Task(NamedTuple):
+  """What a model is trained on. The functions are pure and traced per seed (a scalar); `data` is
+  a pytree of arrays (a dataset, or () for generated tasks) passed to the compiled programs as an
+  argument, never baked into them as a constant."""
+  batch: Callable  # (data, seed, step) -> batch
+  loss: Callable  # (params, batch) -> scalar training loss
+  evaluate: Callable  # (params, data, seed) -> {'test_loss': scalar, ...} on held-out data
+  data: Any = ()
+
+
+def optimizer(name: str, learning_rate: float, clip_norm: float) -> optax.GradientTransformation:
+  """`name` at `learning_rate`, after clip_by_global_norm(clip_norm) if clip_norm > 0."""
+  if name not in OPTIMIZERS:
+    raise UserError(f'unknown optimizer {name!r}; valid choices: {", ".join(OPTIMIZERS)}')
+  opt = OPTIMIZERS[name](learning_rate)
+  return optax.chain(optax.clip_by_global_norm(clip_norm), opt) if clip_norm > 0 else opt
+
+
+def _all_finite(tree) -> jax.Array:
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+
+
+def init_state(init_params: Callable, task: Task, opt, seed, num_logs: int) -> dict:
+  """The state of one seed before step 0: parameters from the seed's 'init' stream, and empty
+  (NaN) curves: 'train_loss' and one per metric of task.evaluate."""
+  params = init_params(tasks.stream_key(seed, 'init'))
+  metrics = jax.eval_shape(task.evaluate, params, task.data, seed)
+  nan = jnp.full((num_logs,), jnp.nan, jnp.float32)
+  return {'params': params, 'opt_state': opt.init(params), 'step': jnp.zeros((), jnp.int32),
+          'diverged': jnp.zeros((), bool),
+          'curves': {name: nan for name in ('train_loss', *metrics)}}
+
+
+def chunk_program(task: Task, opt, log_every: int):
+  """jit(vmap(chunk)): (states, seeds, data) -> states after `log_every` more steps of each seed."""
+  def chunk(state, seed, data):
+    def one_step(state, _):
+      batch = task.batch(data, seed, state['step'])
+      loss, grads = jax.value_and_grad(task.loss)(state['params'], batch)
+      updates, opt_state = opt.update(grads, state['opt_state'], state['params'])
+      params = optax.apply_updates(state['params'], updates)
+      diverged = state['diverged'] | ~(jnp.isfinite(loss) & _all_finite(grads)
+                                       & _all_finite(params))
+      keep = lambda new, old: jnp.where(diverged, old, new)
+      state = {**state, 'params': jax.tree.map(keep, params, state['params']),
+               'opt_state': jax.tree.map(keep, opt_state, state['opt_state']),
+               'step': state['step'] + 1, 'diverged': diverged}
+      return state, jnp.where(diverged, jnp.nan, loss)
+
+    state, losses = lax.scan(one_step, state, None, length=log_every)
+    i = state['step'] // log_every - 1
+    points = {'train_loss': jnp.mean(losses), **task.evaluate(state['params'], data, seed)}
+    curves = {name: curve.at[i].set(jnp.where(state['diverged'], jnp.nan, points[name])
+                                     .astype(curve.dtype))
+              for name, curve in state['curves'].items()}
+    return {**state, 'curves': curves}
+  return jax.jit(jax.vmap(chunk, in_axes=(0, 0, None)))
+
+
+class Checkpoints:
+  """Orbax checkpoints of one training run's state in `directory` (the latest one kept)."""
+
+  def __init__(self, directory: str):
+    import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top  (slow to import)
+    self._ocp = ocp
+    self.directory = os.path.abspath(directory)
+    self._manager = ocp.CheckpointManager(
+        self.directory, options=ocp.CheckpointManagerOptions(
+            max_to_keep=1, enable_async_checkpointing=False, create=True))
+
+  def latest_step(self):
+    return self._manager.latest_step()
+
+  def restore(self, like: dict) -> dict:
+    abstract = jax.tree.map(self._ocp.utils.to_shape_dtype_struct, like)
+    return self._manager.restore(self.latest_step(),
+                                 args=self._ocp.args.StandardRestore(abstract))
+
+  def save(self, step: int, state: dict) -> None:
+    self._manager.save(step, args=self._ocp.args.StandardSave(state))
+    self._manager.wait_until_finished()
+
+  def delete(self) -> None:
+    self._manager.close()
+    shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def train(init_params: Callable, task: Task, opt, seeds, num_steps: int, log_every: int,
+          checkpoint_dir=None, checkpoint_every: int = 0, desc: str = 'train') -> dict:
+  """Trains one model on every seed at once. Returns the final states (numpy, seeds stacked),
+  with the parameters before training under 'init_params' and the final held-out metrics (the
+  curves' last points; NaN for a diverged seed) under 'metrics'.
+
+  num_steps and checkpoint_every are multiples of log_every. With `checkpoint_dir`, the state is
+  saved there every `checkpoint_every` steps, and a run that finds a checkpoint there continues
+  from it (the caller deletes the folder once the results are safe).
+  """
+  if num_steps % log_every or checkpoint_every % log_every:
+    raise UserError(f'num_steps ({num_steps}) and checkpoint_every ({checkpoint_every}) must be '
+                    f'multiples of log_every ({log_every})')
+  seeds = np.asarray(seeds, np.int32)
+  num_logs = num_steps // log_every
+  state = jax.jit(jax.vmap(lambda s: init_state(init_params, task, opt, s, num_logs)))(seeds)
+  initial = state['params']
+  checkpoints = Checkpoints(checkpoint_dir) if checkpoint_dir else None
+  if checkpoints is not None and checkpoints.latest_step() is not None:
+    logging.info('%s: resuming from the checkpoint at step %d', desc, checkpoints.latest_step())
+    state = checkpoints.restore(state)
+  chunk = chunk_program(task, opt, log_every)
+  step = int(state['step'][0])
+  with tqdm.tqdm(total=num_steps, initial=step, unit='step', desc=desc, leave=False,
+                 dynamic_ncols=True) as bar:
+    while step < num_steps and not bool(np.all(state['diverged'])):
+      state = chunk(state, seeds, task.data)
+      step += log_every
+      bar.update(log_every)
+      if checkpoints is not None and checkpoint_every and step % checkpoint_every == 0 \
+          and step < num_steps:
+        checkpoints.save(step, state)
+  state = jax.device_get(state)
+  metrics = {name: curve[:, -1] for name, curve in state['curves'].items() if name != 'train_loss'}
+  return {**state, 'init_params': jax.device_get(initial), 'metrics': metrics}

@@ -1,0 +1,104 @@
+"""Trained models: parameter counts of the published MNIST-1D models, causality of attention,
+the IRNN's init, and the log-domain input profile against plain autodiff in float64."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lib import models
+from lib.errors import UserError
+
+CLASSIFIER_CFG = dict(cnn_channels=25, mlp_width=100, hidden_size=6, bidirectional=True,
+                      sigma_w2=1.0, sigma_v2=1.0, sigma_b2=0.0, recurrent_init='orthogonal',
+                      gate_bias=1.0)
+SEQUENCE_CFG = dict(hidden_size=8, num_heads=2, num_layers=1, sigma_w2=1.0, sigma_v2=1.0,
+                    sigma_b2=0.1, recurrent_init='gaussian', gate_bias=1.0)
+
+
+def _count(params) -> int:
+  return sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(params))
+
+
+@pytest.mark.parametrize('name, expect', [
+    # Greydanus & Kobak's models for 40-sample signals, counted by hand from their layer shapes:
+    ('logistic', 40 * 10 + 10),
+    ('mlp', (40 * 100 + 100) + (100 * 100 + 100) + (100 * 10 + 10)),
+    # conv 1->25 (k 5), 25->25 (k 3) twice, all stride 2 padding 1: 40 -> 19 -> 10 -> 5 positions
+    ('cnn', (5 * 25 + 25) + 2 * (3 * 25 * 25 + 25) + (5 * 25 * 10 + 10)),
+])
+def test_classifier_sizes_match_the_published_models(name, expect):
+  model = models.classifier(name, CLASSIFIER_CFG, (40, 1), 10)
+  params = model.init(jax.random.key(0))
+  assert _count(params) == expect
+  assert model.apply(params, jnp.ones((3, 40, 1))).shape == (3, 10)
+
+
+def test_recurrent_classifier_reads_both_directions():
+  """Bidirectional GRU (hidden 6): its output at position t depends on every position, so
+  changing the first sample changes the features read at the last position and vice versa."""
+  model = models.classifier('gru', CLASSIFIER_CFG, (40, 1), 10)
+  params = model.init(jax.random.key(0))
+  x = jax.random.normal(jax.random.key(1), (2, 40, 1))
+  jac = jax.jit(jax.jacobian(lambda x: model.apply(params, x)))(x)  # (2, 10, 2, 40, 1)
+  per_position = np.abs(np.asarray(jac[0, :, 0, :, 0])).sum(axis=0)
+  assert np.all(per_position > 0)
+  # 2 directions x (input kernels 1x6 with biases + recurrent 6x6, x3 gates, + 'hn' bias 6)
+  cell = 3 * (1 * 6 + 6) + 3 * 6 * 6 + 6
+  assert _count(params) == 2 * cell + (2 * 6 * 40 * 10 + 10)
+
+
+def test_images_use_two_dimensional_convolutions():
+  model = models.classifier('cnn', CLASSIFIER_CFG, (28, 28, 1), 10)
+  params = model.init(jax.random.key(0))
+  assert params['params']['Conv_0']['kernel'].shape == (5, 5, 1, 25)
+  assert model.apply(params, jnp.ones((2, 28, 28, 1))).shape == (2, 10)
+
+
+def test_relu_is_the_irnn():
+  """Identity recurrent kernel and zero biases whatever sigma_w2, sigma_b2 say (Le et al. 2015)."""
+  cfg = {**SEQUENCE_CFG, 'sigma_w2': 3.0, 'sigma_b2': 0.5}
+  params = models.sequence_model('relu', cfg, 2, 1, every_step=False).init(jax.random.key(0))
+  cell = params['cell']['params']
+  np.testing.assert_array_equal(cell['h']['kernel'], np.eye(8))
+  np.testing.assert_array_equal(cell['i']['bias'], np.zeros(8))
+
+
+def test_attention_is_causal():
+  """y_t depends on x_0..x_t only: d y_t / d x_s = 0 for s > t, and not for s <= t."""
+  model = models.sequence_model('attention', SEQUENCE_CFG, 3, 2, every_step=True)
+  params = model.init(jax.random.key(0))
+  x = jax.random.normal(jax.random.key(1), (1, 6, 3))
+  jac = np.asarray(jax.jit(jax.jacobian(lambda x: model.apply(params, x)))(x))[0, :, :, 0]
+  influence = np.abs(jac).sum(axis=(1, 3))  # (t, s)
+  assert np.all(influence[np.triu_indices(6, 1)] == 0)
+  assert np.all(influence[np.tril_indices(6)] > 0)
+
+
+def test_attention_checks_its_width():
+  with pytest.raises(UserError, match='divisible by num_heads'):
+    models.sequence_model('attention', {**SEQUENCE_CFG, 'hidden_size': 6, 'num_heads': 4}, 3, 2,
+                          every_step=False)
+
+
+@pytest.mark.parametrize('cell', ['tanh', 'lstm', 'gru'])
+def test_input_profile_matches_plain_autodiff_in_float64(cell):
+  """The log-domain reverse scan against one jax.grad of <u, y_last> with respect to the inputs."""
+  with jax.enable_x64(True):
+    init = {k: SEQUENCE_CFG[k] for k in ('sigma_w2', 'sigma_v2', 'sigma_b2', 'recurrent_init',
+                                          'gate_bias')}
+    model = models.recurrent(cell, 8, 3, 2, every_step=True, dtype=jnp.float64, **init)
+    params = model.init(jax.random.key(0))
+    x = jax.random.normal(jax.random.key(1), (4, 7, 3), jnp.float64)
+    u = jnp.asarray([0.6, -0.8])
+    got = model.input_profile(params, x, u)
+    g = jax.grad(lambda x: jnp.sum(model.apply(params, x)[:, -1] * u))(x)
+    expect = np.log(np.mean(np.sum(np.asarray(g) ** 2, axis=-1), axis=0))
+  np.testing.assert_allclose(got, expect, rtol=1e-10)
+
+
+def test_unknown_model_names_the_choices():
+  with pytest.raises(UserError, match="unknown model 'rnn'; valid choices: cnn, mlp, logistic"):
+    models.classifier('rnn', CLASSIFIER_CFG, (40, 1), 10)
