@@ -18,7 +18,7 @@ def get_config():
   config.models = ('cnn', 'gru', 'mlp', 'logistic')  # cnn | mlp | logistic | tanh | relu | lstm | gru
   config.permuted = (False, True)  # original positions, and one fixed random permutation
   config.permutation_seed = 0  # the permutation's seed (the same for every model and seed)
-  config.num_steps = 6000  # training steps
+  config.num_steps = 3000  # training steps (the published recipe: 6000; the ranking holds by 2000)
   config.batch_size = 100
   config.optimizer = 'adam'  # adam | rmsprop | sgd
   config.learning_rate = 1e-2

@@ -21,7 +21,7 @@ def get_config():
   config.batch_size = 32
   config.test_size = 256  # held-out examples per seed (a fixed batch from the seed's test stream)
   config.hidden_size = 32  # RNN state size; attention model width
-  config.num_heads = 1  # attention heads (one is enough here, and 4x cheaper on a CPU than 4)
+  config.num_heads = 2  # attention heads
   config.num_layers = 1  # attention layers
   config.sigma_w2 = 1.0  # recurrent kernel variance (x N); relu ignores it (identity)
   config.sigma_v2 = 1.0  # input kernel variance (x D)

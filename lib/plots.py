@@ -233,10 +233,29 @@ def _curve_steps(rows: list, field: str) -> np.ndarray:
   return rows[0]['log_every'] * np.arange(1, len(rows[0][field]) + 1)
 
 
+def _curves(rows: list, field: str) -> np.ndarray:
+  """(seeds, points) of a logged curve, NaN where a seed had diverged (null in the record)."""
+  return np.asarray([[np.nan if v is None else v for v in r[field]] for r in rows],
+                    dtype=np.float64)
+
+
 def _mean_curve(rows: list, field: str) -> np.ndarray:
-  """Mean over seeds of a logged curve; NaN (null) where a seed diverged stays NaN there."""
-  return np.mean(np.asarray([[np.nan if v is None else v for v in r[field]] for r in rows],
-                            dtype=np.float64), axis=0)
+  """Mean over the seeds still finite at each point (NaN where none is)."""
+  curves = _curves(rows, field)
+  finite = np.isfinite(curves)
+  total = np.where(finite, curves, 0.0).sum(axis=0)
+  return np.where(finite.any(axis=0), total / np.maximum(finite.sum(axis=0), 1), np.nan)
+
+
+def _mark_divergence(ax, steps, rows, field: str, color, used: set):
+  """An x at the top edge at the first logged point where each diverged seed's curve is NaN."""
+  for curve in _curves(rows, field):
+    bad = np.flatnonzero(~np.isfinite(curve))
+    if bad.size:
+      ax.plot([steps[bad[0]]], [0.96], marker='x', color=color, linestyle='none',
+              transform=ax.get_xaxis_transform(), clip_on=False,
+              label=None if 'diverged' in used else 'diverged')
+      used.add('diverged')
 
 
 def memory_sweep(records: list, plots_dir: str) -> list:
@@ -289,7 +308,9 @@ def memory_sweep(records: list, plots_dir: str) -> list:
   ax.legend(fontsize=7)
   paths.append(_save(fig, os.path.join(plots_dir, 'loss_vs_length.png')))
 
-  fig, axes = _panels([f'T = {t}' for t in lengths], f'Test loss during training, {title}')
+  fig, axes = _panels([f'T = {t}' for t in lengths], f'Test loss during training, {title} '
+                      '(thin: seeds; thick: mean of the seeds not diverged)')
+  used = set()
   for (cell, clip), rows in series.items():
     for t in lengths:
       rs = [r for r in rows if r['seq_len'] == t]
@@ -302,6 +323,7 @@ def memory_sweep(records: list, plots_dir: str) -> list:
                 color=colors[cell], linestyle=styles[clip], lw=0.6, alpha=0.35)
       ax.plot(steps, _mean_curve(rs, 'test_loss_curve'), color=colors[cell],
               linestyle=styles[clip], label=label(cell, clip))
+      _mark_divergence(ax, steps, rs, 'test_loss_curve', colors[cell], used)
   for t in lengths:
     ax = axes[f'T = {t}']
     ax.axhline(next(r['baseline_loss'] for r in records if r['seq_len'] == t), color='k',
