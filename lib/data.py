@@ -73,8 +73,8 @@ def source(name: str, split: str, data_dir=None, download: bool = False):
                       f'{str(e).splitlines()[0]}') from None
     raise UserError(
         f'dataset {name} (split {split!r}) is not in {data_dir or "the TFDS data dir"}; pass '
-        '--config.download=True to download and prepare it (image datasets need TensorFlow '
-        'to prepare: pip install tensorflow), or --config.data_dir where it is') from None
+        '--config.download=True to download and prepare it (preparing needs TensorFlow: '
+        "pip install '.[images]'), or --config.data_dir where it is") from None
   finally:
     logging.set_verbosity(verbosity)
 

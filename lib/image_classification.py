@@ -147,7 +147,8 @@ def compute_group(cfg: dict, datasets, checkpoints_dir: str, group: tuple) -> li
                       cfg['checkpoint_every'], desc=f'{name}{" permuted" if permuted else ""}')
   records = []
   for j, seed in enumerate(seeds):
-    diverged = bool(final['diverged'][j])
+    diverged = bool(final['diverged'][j]) or not all(
+        np.isfinite(v[j]) for v in final['metrics'].values())
     records.append({
         'model': name, 'dataset': cfg['dataset'], 'permuted': permuted, 'seed': seed,
         'test_accuracy': None if diverged else float(final['metrics']['test_accuracy'][j]),
@@ -182,7 +183,8 @@ def run(cfg: dict, store: ResultStore, datasets) -> int:
 
 def plot(records: list, plots_dir: str) -> list:
   from lib import plots  # matplotlib loads only when drawing (bad input fails fast)
-  return plots.classification(records, plots_dir, PUBLISHED_MNIST1D)
+  published = PUBLISHED_MNIST1D if records and records[0]['dataset'] == 'mnist1d' else {}
+  return plots.classification(records, plots_dir, published)
 
 
 def summary(records: list) -> str:

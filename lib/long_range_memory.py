@@ -153,7 +153,7 @@ def compute_group(cfg: dict, checkpoints_dir: str, group: tuple) -> list:
   task = make_task(cfg, model, seq_len)
   opt = train.optimizer(cfg['optimizer'], cfg['learning_rate'], clip_norm)
   seeds = sweep.seeds(cfg)
-  directory = os.path.join(checkpoints_dir, f'{cell}-clip{clip_norm:g}-T{seq_len}')
+  directory = os.path.join(checkpoints_dir, f'{cell}-clip{clip_norm!r}-T{seq_len}')
   final = train.train(model.init, task, opt, seeds, cfg['num_steps'], cfg['log_every'],
                       directory, cfg['checkpoint_every'], desc=f'{cell} T={seq_len}')
   profile = input_profiles(cfg, model, seq_len)  # one program, run before and after training
@@ -161,7 +161,9 @@ def compute_group(cfg: dict, checkpoints_dir: str, group: tuple) -> list:
   profile_trained = jax.device_get(profile(final['params'], np.asarray(seeds, np.int32)))
   records = []
   for j, seed in enumerate(seeds):
-    diverged = bool(final['diverged'][j])
+    # non-finite final metrics from finite parameters (an overflowing loss) count as diverged
+    diverged = bool(final['diverged'][j]) or not all(
+        np.isfinite(v[j]) for v in final['metrics'].values())
     metrics = {k: (None if diverged else float(v[j])) for k, v in final['metrics'].items()}
     curves = final['curves']
     records.append({

@@ -308,8 +308,7 @@ def memory_sweep(records: list, plots_dir: str) -> list:
   ax.legend(fontsize=7)
   paths.append(_save(fig, os.path.join(plots_dir, 'loss_vs_length.png')))
 
-  fig, axes = _panels([f'T = {t}' for t in lengths], f'Test loss during training, {title} '
-                      '(thin: seeds; thick: mean of the seeds not diverged)')
+  fig, axes = _panels([f'T = {t}' for t in lengths], f'Test loss during training, {title}')
   used = set()
   for (cell, clip), rows in series.items():
     for t in lengths:
@@ -332,12 +331,14 @@ def memory_sweep(records: list, plots_dir: str) -> list:
     ax.set_yscale('log')
     ax.set_ylim(top=top)
     ax.set_xlabel('training step')
-  axes[f'T = {lengths[0]}'].set_ylabel('test loss')
+  axes[f'T = {lengths[0]}'].set_ylabel('test loss (thin: seeds; thick: mean of those\n'
+                                        'not diverged)')
   axes[f'T = {lengths[-1]}'].legend(fontsize=7)
   paths.append(_save(fig, os.path.join(plots_dir, 'training_curves.png')))
 
-  fig, axes = _panels(cells, f'Gradient of the last output to the input x_t ({title}); '
-                      'dashed: at initialisation')
+  fig, axes = _panels(cells, f'Gradient of the last output to the input x_t ({title}'
+                      + (f', clip_norm {clips[0]:g}' if several_clips else '')
+                      + '); dashed: at initialisation')
   cmap = plt.get_cmap('viridis')
   for cell in cells:
     ax = axes[cell]
@@ -379,7 +380,7 @@ def classification(records: list, plots_dir: str, published: dict) -> list:
     for name in names:
       rows = [r for r in records if r['model'] == name and r['permuted'] == permuted]
       ok = [100 * r['test_accuracy'] for r in rows if r['status'] == 'ok']
-      means.append(np.mean(ok) if ok else 0.0)
+      means.append(np.mean(ok) if ok else np.nan)  # no bar where nothing finished
       seeds.append(ok)
     tag = 'permuted' if permuted else 'original'
     ax.bar(x, means, width * 0.9, color='tab:orange' if permuted else 'tab:blue', alpha=0.8,
@@ -402,6 +403,8 @@ def classification(records: list, plots_dir: str, published: dict) -> list:
   for i, name in enumerate(names):
     for permuted in variants:
       rows = [r for r in records if r['model'] == name and r['permuted'] == permuted]
+      if not rows:  # a partial run
+        continue
       ax.plot(_curve_steps(rows, 'test_loss_curve'), _mean_curve(rows, 'test_loss_curve'),
               color=f'C{i}', linestyle='--' if permuted else '-',
               label=name + (' permuted' if permuted else ''))

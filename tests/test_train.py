@@ -89,7 +89,17 @@ def test_killed_training_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     train.train(*args, checkpoint_dir=directory, checkpoint_every=20)
   monkeypatch.undo()
   assert train.Checkpoints(directory).latest_step() == 20
+
+  def counted(*a, **k):
+    chunk = real(*a, **k)
+    def wrapped(*chunk_args):
+      calls.append(1)
+      return chunk(*chunk_args)
+    return wrapped
+  calls = []
+  monkeypatch.setattr(train, 'chunk_program', counted)
   resumed = train.train(*args, checkpoint_dir=directory, checkpoint_every=20)
+  assert len(calls) == 2  # steps 20..39 only: the first 20 came from the checkpoint
   _assert_same(resumed, uninterrupted)
 
 
