@@ -3,14 +3,20 @@ compilation cache for the session, so that the subprocess runs of run.py (which 
 tiny programs again and again) load them instead. Set before jax is imported, inherited by
 subprocesses."""
 
+import atexit
+import functools
 import os
 import runpy
+import shutil
 import tempfile
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', tempfile.mkdtemp(prefix='jax-cache-tests-'))
+if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:  # workers of pytest-xdist inherit the parent's
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = tempfile.mkdtemp(prefix='jax-cache-tests-')
+  atexit.register(functools.partial(shutil.rmtree, os.environ['JAX_COMPILATION_CACHE_DIR'],
+                                    ignore_errors=True))
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
 DEFAULT_CONFIG = os.path.join(ROOT, 'experiments', 'gradient_decay.py')

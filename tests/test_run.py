@@ -37,7 +37,7 @@ BAD_INPUTS = {
     'unwritable workdir': (['--workdir={blocker}/sub'], 'cannot write to workdir'),
     'stray argument': (['stray'], 'unexpected argument(s): stray; flags are --config'),
     'missing config file': (['--config=nofile.py'], 'config file not found: nofile.py; '
-                            'experiments: experiments/depth_decay.py, experiments/gradient_decay'),
+                            'experiments: experiments/depth_decay.py, experiments/gradient_clipping.py'),
     'unknown flag': (['--nosuch'], "Unknown command line flag 'nosuch'"),
     'plot_only without results': (['--plot_only', '--workdir={tmp}/none'], 'does not exist'),
     'plot_only with a config': (['--plot_only', '--workdir={tmp}/none', '--config.cells=tanh'],
