@@ -66,15 +66,19 @@ def choice(valid: tuple, what: str) -> Checker:
   return check
 
 
-def choices(valid: tuple, what: str) -> Checker:
-  """A non-empty list of names from `valid`."""
-  one = choice(valid, what)
+def _listed(one: Checker, if_empty: str) -> Checker:
+  """A non-empty list of values, each checked by `one`, repeats dropped (a sweep)."""
   def check(key, value):
     items = _dedupe(one(key, item) for item in _items(key, value))
     if not items:
-      raise UserError(f'config.{key} is empty: nothing to sweep; valid choices: {", ".join(valid)}')
+      raise UserError(f'config.{key} is empty: {if_empty}')
     return items
   return check
+
+
+def choices(valid: tuple, what: str) -> Checker:
+  """A non-empty list of names from `valid`."""
+  return _listed(choice(valid, what), f'nothing to sweep; valid choices: {", ".join(valid)}')
 
 
 def integer(minimum: int, what: str, maximum: float = float('inf')) -> Checker:
@@ -83,12 +87,7 @@ def integer(minimum: int, what: str, maximum: float = float('inf')) -> Checker:
 
 def integers(minimum: int, what: str) -> Checker:
   """A non-empty list of integers >= minimum."""
-  def check(key, value):
-    items = _dedupe(_as_int(key, item, minimum, what) for item in _items(key, value))
-    if not items:
-      raise UserError(f'config.{key} is empty: nothing to sweep')
-    return items
-  return check
+  return _listed(integer(minimum, what), 'nothing to sweep')
 
 
 def shape(what: str) -> Checker:
@@ -107,12 +106,7 @@ def real(minimum: float = float('-inf'), what: str = 'a number') -> Checker:
 
 def reals(minimum: float, what: str) -> Checker:
   """A non-empty list of finite numbers >= minimum."""
-  def check(key, value):
-    items = _dedupe(_as_float(key, item, minimum, what) for item in _items(key, value))
-    if not items:
-      raise UserError(f'config.{key} is empty: nothing to sweep')
-    return items
-  return check
+  return _listed(real(minimum, what), 'nothing to sweep')
 
 
 def _as_bool(key: str, value) -> bool:
@@ -129,12 +123,7 @@ def flag() -> Checker:
 
 def flags() -> Checker:
   """A non-empty list of True/False values (a sweep over a switch)."""
-  def check(key, value):
-    items = _dedupe(_as_bool(key, item) for item in _items(key, value))
-    if not items:
-      raise UserError(f'config.{key} is empty: give True, False or both')
-    return items
-  return check
+  return _listed(_as_bool, 'give True, False or both')
 
 
 def optional_text() -> Checker:

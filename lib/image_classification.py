@@ -41,36 +41,19 @@ SPEC = {
     'permuted': config_lib.flags(),
     'permutation_seed': config_lib.integer(0, 'a non-negative integer below 2**31',
                                            maximum=2**31 - 1),
-    'num_steps': config_lib.integer(1, 'a positive integer'),
-    'batch_size': config_lib.integer(1, 'a positive integer'),
-    'optimizer': config_lib.choice(tuple(train.OPTIMIZERS), 'optimizer'),
-    'learning_rate': config_lib.real(0.0, 'a learning rate >= 0'),
     'clip_norm': config_lib.real(0.0, 'a clipping norm >= 0 (0: no clipping)'),
     'cnn_channels': config_lib.integer(1, 'a positive integer'),
     'mlp_width': config_lib.integer(1, 'a positive integer'),
     'hidden_size': config_lib.integer(1, 'a positive integer'),
     'bidirectional': config_lib.flag(),
-    'sigma_w2': config_lib.real(0.0, 'a variance >= 0'),
-    'sigma_v2': config_lib.real(0.0, 'a variance >= 0'),
-    'sigma_b2': config_lib.real(0.0, 'a variance >= 0'),
-    'recurrent_init': config_lib.choice(('gaussian', 'orthogonal', 'identity'), 'recurrent_init'),
-    'gate_bias': config_lib.real(what='a number'),
-    'num_seeds': config_lib.integer(1, 'a positive integer number of seeds'),
-    'seed': config_lib.integer(0, 'a non-negative integer below 2**31', maximum=2**31 - 1),
-    'log_every': config_lib.integer(1, 'a positive integer'),
-    'checkpoint_every': config_lib.integer(0, 'a non-negative integer (0: no checkpoints)'),
+    **train.SPEC,
+    **models.INIT_SPEC,
 }
 
 
 def validate(config) -> dict:
   cfg = config_lib.validate(config, SPEC)
-  if cfg['seed'] + cfg['num_seeds'] > 2**31:
-    raise UserError(f'config.seed + config.num_seeds must be at most 2**31, got '
-                    f'{cfg["seed"]} + {cfg["num_seeds"]}')
-  for key in ('num_steps', 'checkpoint_every'):
-    if cfg[key] % cfg['log_every']:
-      raise UserError(f'config.{key} ({cfg[key]}) must be a multiple of config.log_every '
-                      f'({cfg["log_every"]})')
+  train.check_schedule(cfg)
   return cfg
 
 

@@ -27,9 +27,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from lib import cells
+from lib import config as config_lib
 from lib import gradients
 from lib.errors import UserError
 
+# Config keys of the recurrent cells' initialisers (lib.cells), shared by the training experiments.
+INIT_SPEC = {
+    'sigma_w2': config_lib.real(0.0, 'a variance >= 0'),
+    'sigma_v2': config_lib.real(0.0, 'a variance >= 0'),
+    'sigma_b2': config_lib.real(0.0, 'a variance >= 0'),
+    'recurrent_init': config_lib.choice(cells.RECURRENT_INITS, 'recurrent_init'),
+    'gate_bias': config_lib.real(what='a number'),
+}
 KERNEL_INIT = nn.initializers.lecun_normal()
 BIAS_INIT = nn.initializers.zeros
 

@@ -56,11 +56,15 @@ def run_groups(groups: Sequence[tuple[Hashable, Sequence[Hashable]]],
   return computed
 
 
-def check_seeds_and_fit(cfg: dict, lengths_key: str) -> dict:
-  """Checks across keys that every decay sweep shares: the seed range and the fit window."""
+def check_seed_range(cfg: dict) -> None:
   if cfg['seed'] + cfg['num_seeds'] > 2**31:
     raise UserError(f'config.seed + config.num_seeds must be at most 2**31, got '
                     f'{cfg["seed"]} + {cfg["num_seeds"]}')
+
+
+def check_seeds_and_fit(cfg: dict, lengths_key: str) -> dict:
+  """Checks across keys that every decay sweep shares: the seed range and the fit window."""
+  check_seed_range(cfg)
   if 0 <= cfg['fit_k_max'] <= cfg['fit_k_min']:
     raise UserError(f'config.fit_k_min ({cfg["fit_k_min"]}) is not below config.fit_k_max '
                     f'({cfg["fit_k_max"]}): the fit window needs two points or more')

@@ -24,10 +24,33 @@ import optax
 import tqdm
 from jax import lax
 
+from lib import config as config_lib
+from lib import sweep
 from lib import tasks
 from lib.errors import UserError
 
 OPTIMIZERS = {'adam': optax.adam, 'rmsprop': optax.rmsprop, 'sgd': optax.sgd}
+
+# Config keys of every training experiment (checked together by `check_schedule`).
+SPEC = {
+    'num_steps': config_lib.integer(1, 'a positive integer'),
+    'batch_size': config_lib.integer(1, 'a positive integer'),
+    'optimizer': config_lib.choice(tuple(OPTIMIZERS), 'optimizer'),
+    'learning_rate': config_lib.real(0.0, 'a learning rate >= 0'),
+    'num_seeds': config_lib.integer(1, 'a positive integer number of seeds'),
+    'seed': config_lib.integer(0, 'a non-negative integer below 2**31', maximum=2**31 - 1),
+    'log_every': config_lib.integer(1, 'a positive integer'),
+    'checkpoint_every': config_lib.integer(0, 'a non-negative integer (0: no checkpoints)'),
+}
+
+
+def check_schedule(cfg: dict) -> None:
+  """The seed range, and num_steps and checkpoint_every in whole chunks of log_every steps."""
+  sweep.check_seed_range(cfg)
+  for key in ('num_steps', 'checkpoint_every'):
+    if cfg[key] % cfg['log_every']:
+      raise UserError(f'config.{key} ({cfg[key]}) must be a multiple of config.log_every '
+                      f'({cfg["log_every"]})')
 
 
 class Task(NamedTuple):
