@@ -13,7 +13,6 @@ seed's parameters stay as they were before that step, and its curves read NaN fr
 """
 
 import os
-import shutil
 from typing import Any, Callable, NamedTuple
 
 from absl import logging
@@ -135,9 +134,8 @@ class Checkpoints:
     self._manager.save(step, args=self._ocp.args.StandardSave(state))
     self._manager.wait_until_finished()
 
-  def delete(self) -> None:
+  def close(self) -> None:
     self._manager.close()
-    shutil.rmtree(self.directory, ignore_errors=True)
 
 
 def train(init_params: Callable, task: Task, opt, seeds, num_steps: int, log_every: int,
@@ -172,6 +170,8 @@ def train(init_params: Callable, task: Task, opt, seeds, num_steps: int, log_eve
       if checkpoints is not None and checkpoint_every and step % checkpoint_every == 0 \
           and step < num_steps:
         checkpoints.save(step, state)
+  if checkpoints is not None:
+    checkpoints.close()
   state = jax.device_get(state)
   metrics = {name: curve[:, -1] for name, curve in state['curves'].items() if name != 'train_loss'}
   return {**state, 'init_params': jax.device_get(initial), 'metrics': metrics}
