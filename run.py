@@ -12,6 +12,7 @@ from absl import flags
 
 from lib import cli
 from lib import experiments
+from lib import preemption
 from lib.errors import UserError
 
 _CONFIG = cli.define_config_flag(
@@ -34,9 +35,14 @@ def main(argv):
       return
     cfg = experiments.validate(cli.load_config(_CONFIG))
     cli.exit_on_interrupt()
+    preemption.install()
     print(experiments.run(cfg, _WORKDIR.value, overwrite=_OVERWRITE.value))
   except UserError as e:
     cli.fail(str(e))
+  except preemption.Preempted:
+    print('preempted (SIGTERM): every finished point and the training state are saved; run the '
+          'same command to continue', file=sys.stderr)
+    sys.exit(preemption.EXIT_STATUS)
 
 
 if __name__ == '__main__':

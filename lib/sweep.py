@@ -18,6 +18,7 @@ import numpy as np
 import tqdm
 
 from lib import gradients
+from lib import preemption
 from lib import theory
 from lib.errors import UserError
 from lib.results import ResultStore
@@ -53,6 +54,7 @@ def run_groups(groups: Sequence[tuple[Hashable, Sequence[Hashable]]],
       bar.update(len(missing))
       logging.info('group %s: %d points in %.2fs', group, len(missing),
                    time.perf_counter() - start)
+      preemption.stop_if_requested()  # the group in flight is written: a safe point
   return computed
 
 

@@ -24,6 +24,7 @@ import tqdm
 from jax import lax
 
 from lib import config as config_lib
+from lib import preemption
 from lib import sweep
 from lib import tasks
 from lib.errors import UserError
@@ -145,8 +146,9 @@ def train(init_params: Callable, task: Task, opt, seeds, num_steps: int, log_eve
   curves' last points; NaN for a diverged seed) under 'metrics'.
 
   num_steps and checkpoint_every are multiples of log_every. With `checkpoint_dir`, the state is
-  saved there every `checkpoint_every` steps, and a run that finds a checkpoint there continues
-  from it (the caller deletes the folder once the results are safe).
+  saved there every `checkpoint_every` steps, and when SIGTERM asks the run to stop
+  (`lib.preemption`), and a run that finds a checkpoint there continues from it (the caller
+  deletes the folder once the results are safe).
   """
   if num_steps % log_every or checkpoint_every % log_every:
     raise UserError(f'num_steps ({num_steps}) and checkpoint_every ({checkpoint_every}) must be '
@@ -161,17 +163,21 @@ def train(init_params: Callable, task: Task, opt, seeds, num_steps: int, log_eve
     state = checkpoints.restore(state)
   chunk = chunk_program(task, opt, log_every)
   step = int(state['step'][0])
-  with tqdm.tqdm(total=num_steps, initial=step, unit='step', desc=desc, leave=False,
-                 dynamic_ncols=True) as bar:
-    while step < num_steps and not bool(np.all(state['diverged'])):
-      state = chunk(state, seeds, task.data)
-      step += log_every
-      bar.update(log_every)
-      if checkpoints is not None and checkpoint_every and step % checkpoint_every == 0 \
-          and step < num_steps:
-        checkpoints.save(step, state)
-  if checkpoints is not None:
-    checkpoints.close()
+  try:
+    with tqdm.tqdm(total=num_steps, initial=step, unit='step', desc=desc, leave=False,
+                   dynamic_ncols=True) as bar:
+      while step < num_steps and not bool(np.all(state['diverged'])):
+        state = chunk(state, seeds, task.data)
+        step += log_every
+        bar.update(log_every)
+        if checkpoints is not None and step < num_steps and (
+            preemption.requested() or (checkpoint_every and step % checkpoint_every == 0)):
+          checkpoints.save(step, state)
+        if step < num_steps:
+          preemption.stop_if_requested()  # after the checkpoint: the rerun continues from here
+  finally:
+    if checkpoints is not None:
+      checkpoints.close()
   state = jax.device_get(state)
   metrics = {name: curve[:, -1] for name, curve in state['curves'].items() if name != 'train_loss'}
   return {**state, 'init_params': jax.device_get(initial), 'metrics': metrics}

@@ -76,8 +76,15 @@ def _checkpointed(workdir) -> bool:
       name.isdigit() for _, dirs, _ in os.walk(folder) for name in dirs)
 
 
-def test_training_killed_mid_way_resumes_to_the_same_results(tmp_path):
-  """kill -9 once a checkpoint exists, run again: the resumed run loads the checkpoint and writes
+def _latest_checkpoint(workdir) -> int:
+  return max(int(name) for _, dirs, _ in os.walk(os.path.join(workdir, 'checkpoints'))
+             for name in dirs if name.isdigit())
+
+
+@pytest.mark.parametrize('sig', [signal.SIGKILL, signal.SIGTERM])
+def test_training_killed_mid_way_resumes_to_the_same_results(tmp_path, sig):
+  """kill -9 once a checkpoint exists, or SIGTERM (preemption: a checkpoint at the next chunk,
+  one line, exit 143), then run again: the resumed run continues from the checkpoint and writes
   a results.jsonl byte-identical to an uninterrupted run's."""
   whole, killed = tmp_path / 'whole', tmp_path / 'killed'
   reference = _run(whole)
@@ -86,13 +93,19 @@ def test_training_killed_mid_way_resumes_to_the_same_results(tmp_path):
   while not _checkpointed(killed) and victim.poll() is None and time.time() < deadline:
     time.sleep(0.02)
   assert victim.poll() is None, 'the run ended before it could be killed'
-  victim.send_signal(signal.SIGKILL)
-  victim.wait()
+  victim.send_signal(sig)
+  _, err = victim.communicate(timeout=120)
   assert not os.path.exists(killed / 'results.jsonl')
+  start = 500
+  if sig == signal.SIGTERM:
+    assert victim.returncode == 143 and 'Traceback' not in err
+    assert err.splitlines()[-1].startswith('preempted (SIGTERM)')
+    start = _latest_checkpoint(killed)
+    assert 500 < start < 3000 and start % 10 == 0  # saved at the chunk after the signal
   resumed = _run(killed)
   _, err = resumed.communicate(timeout=300)
   assert resumed.returncode == 0, err
-  assert '500/3000' in err  # the resumed run's progress bar starts at the checkpoint
+  assert f'{start}/3000' in err  # the resumed run's progress bar starts at the checkpoint
   assert reference.wait(timeout=300) == 0
   assert (killed / 'results.jsonl').read_bytes() == (whole / 'results.jsonl').read_bytes()
 

@@ -139,9 +139,10 @@ def test_default_workdir_is_runs_experiment_timestamp(tmp_path):
   assert name.startswith('gradient_decay-') and len(_records(tmp_path / 'runs' / name)) == 4
 
 
-@pytest.mark.parametrize('sig', [signal.SIGKILL, signal.SIGINT])
+@pytest.mark.parametrize('sig', [signal.SIGKILL, signal.SIGINT, signal.SIGTERM])
 def test_killed_mid_sweep_then_rerun_equals_uninterrupted(tmp_path, sig):
-  """kill -9, or Ctrl-C (one line, exit 130), mid-sweep: the rerun ends byte-identical."""
+  """kill -9, Ctrl-C (one line, exit 130) or SIGTERM (the group in flight is written, one line,
+  exit 143) mid-sweep: the rerun ends byte-identical."""
   flags = [f for f in TINY_FLAGS if 'cells' not in f and 'seq_lens' not in f]
   flags += ['--config.cells=tanh', '--config.seq_lens=2,3,4,5,6']
   whole, killed = str(tmp_path / 'whole'), str(tmp_path / 'killed')
@@ -161,9 +162,14 @@ def test_killed_mid_sweep_then_rerun_equals_uninterrupted(tmp_path, sig):
   if sig == signal.SIGINT:
     assert victim.returncode == 130 and 'Traceback' not in stderr
     assert stderr.splitlines()[-1].startswith('interrupted: every finished point is saved')
+  if sig == signal.SIGTERM:
+    assert victim.returncode == 143 and 'Traceback' not in stderr
+    assert stderr.splitlines()[-1].startswith('preempted (SIGTERM): every finished point')
   assert uninterrupted.wait(timeout=300) == 0
   partial = len(_records(killed))
   assert 0 < partial < 4 * 5, 'the kill should land mid-sweep'
+  if sig == signal.SIGTERM:
+    assert partial % 4 == 0  # whole groups (2 scales x 2 seeds): the one in flight was finished
   resumed = run(flags + [f'--workdir={killed}'], cwd=tmp_path)
   assert resumed.returncode == 0, resumed.stderr
   assert open(os.path.join(killed, 'results.jsonl'), 'rb').read() == \
