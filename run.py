@@ -20,6 +20,10 @@ _CONFIG = cli.define_config_flag(
 _WORKDIR = flags.DEFINE_string('workdir', None, 'output folder (default runs/<experiment>-<time>)')
 _OVERWRITE = flags.DEFINE_bool('overwrite', False, 'replace results of a different config')
 _PLOT_ONLY = flags.DEFINE_bool('plot_only', False, 'redraw the plots of --workdir and exit')
+_CACHE_DIR = flags.DEFINE_string(
+    'compilation_cache_dir', None, 'persistent XLA compilation cache, so a rerun loads its '
+    f'programs ("" = off; default $JAX_COMPILATION_CACHE_DIR or {cli.DEFAULT_CACHE_DIR})')
+_VERBOSE = flags.DEFINE_bool('verbose', False, 'log every compile and each group\'s timing')
 
 
 def main(argv):
@@ -34,6 +38,7 @@ def main(argv):
       print(experiments.plot_only(_WORKDIR.value))
       return
     cfg = experiments.validate(cli.load_config(_CONFIG))
+    cli.configure_jax(_CACHE_DIR.value, _VERBOSE.value)
     cli.exit_on_interrupt()
     preemption.install()
     print(experiments.run(cfg, _WORKDIR.value, overwrite=_OVERWRITE.value))

@@ -35,6 +35,8 @@ BAD_INPUTS = {
     'zero seeds': (['--config.num_seeds=0'], '0 is not a positive integer number of seeds'),
     'non-number seeds': (['--config.num_seeds=abc'], 'flag --config.num_seeds=abc: invalid'),
     'unwritable workdir': (['--workdir={blocker}/sub'], 'cannot write to workdir'),
+    'unwritable compilation cache': (['--compilation_cache_dir={blocker}/sub'],
+                                     'cannot create --compilation_cache_dir'),
     'stray argument': (['stray'], 'unexpected argument(s): stray; flags are --config'),
     'missing config file': (['--config=nofile.py'], 'config file not found: nofile.py; '
                             'experiments: experiments/depth_decay.py, experiments/gradient_clipping.py'),
@@ -174,3 +176,18 @@ def test_killed_mid_sweep_then_rerun_equals_uninterrupted(tmp_path, sig):
   assert resumed.returncode == 0, resumed.stderr
   assert open(os.path.join(killed, 'results.jsonl'), 'rb').read() == \
       open(os.path.join(whole, 'results.jsonl'), 'rb').read()
+
+
+def test_a_rerun_loads_every_program_from_the_compilation_cache(tmp_path):
+  """--verbose logs each compile; a second run with the same --compilation_cache_dir compiles
+  nothing (every program is a persistent-cache hit) and writes the same results."""
+  cache = f'--compilation_cache_dir={tmp_path / "cache"}'
+  first = run(TINY_FLAGS + [cache, '--verbose', f'--workdir={tmp_path / "a"}'], cwd=tmp_path)
+  assert first.returncode == 0, first.stderr
+  assert first.stderr.count('Finished XLA compilation') >= 4  # one per (cell, length) at least
+  second = run(TINY_FLAGS + [cache, '--verbose', f'--workdir={tmp_path / "b"}'], cwd=tmp_path)
+  assert second.returncode == 0, second.stderr
+  hits = second.stderr.count('Persistent compilation cache hit')
+  assert hits >= 4 and second.stderr.count('Finished XLA compilation') == hits
+  assert (tmp_path / 'a' / 'results.jsonl').read_bytes() == \
+      (tmp_path / 'b' / 'results.jsonl').read_bytes()
