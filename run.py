@@ -24,6 +24,9 @@ _CACHE_DIR = flags.DEFINE_string(
     'compilation_cache_dir', None, 'persistent XLA compilation cache, so a rerun loads its '
     f'programs ("" = off; default $JAX_COMPILATION_CACHE_DIR or {cli.DEFAULT_CACHE_DIR})')
 _VERBOSE = flags.DEFINE_bool('verbose', False, 'log every compile and each group\'s timing')
+_SHARD_INDEX = flags.DEFINE_integer('shard_index', 0, 'which part of the grid this run computes')
+_NUM_SHARDS = flags.DEFINE_integer('num_shards', 1, 'split the grid into this many runs')
+_MERGE = flags.DEFINE_list('merge', None, 'workdirs of shards to join into --workdir, then exit')
 
 
 def main(argv):
@@ -37,11 +40,17 @@ def main(argv):
                         f'{" ".join(cli.plot_only_conflicts(sys.argv))}')
       print(experiments.plot_only(_WORKDIR.value))
       return
+    if _MERGE.value:
+      if not _WORKDIR.value:
+        raise UserError('--merge needs --workdir (where the merged results go)')
+      print(experiments.merge(_MERGE.value, _WORKDIR.value, overwrite=_OVERWRITE.value))
+      return
     cfg = experiments.validate(cli.load_config(_CONFIG))
     cli.configure_jax(_CACHE_DIR.value, _VERBOSE.value)
     cli.exit_on_interrupt()
     preemption.install()
-    print(experiments.run(cfg, _WORKDIR.value, overwrite=_OVERWRITE.value))
+    print(experiments.run(cfg, _WORKDIR.value, overwrite=_OVERWRITE.value,
+                          shard=(_SHARD_INDEX.value, _NUM_SHARDS.value)))
   except UserError as e:
     cli.fail(str(e))
   except preemption.Preempted:

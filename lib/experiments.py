@@ -48,10 +48,25 @@ def new_workdir(cfg: dict) -> str:
   raise UserError(f'cannot find a free workdir name like {base}')
 
 
-def run(cfg: dict, workdir=None, overwrite: bool = False) -> str:
+def check_shard(shard_index: int, num_shards: int) -> tuple:
+  if num_shards < 1 or not 0 <= shard_index < num_shards:
+    raise UserError(f'--shard_index={shard_index} --num_shards={num_shards}: need num_shards >= 1 '
+                    f'and 0 <= shard_index < num_shards')
+  return shard_index, num_shards
+
+
+def run(cfg: dict, workdir=None, overwrite: bool = False, shard: tuple = (0, 1)) -> str:
   """Runs (or resumes) the experiment of a validated config in `workdir` (default: a new
-  runs/<experiment>-<time>); returns its summary."""
+  runs/<experiment>-<time>); returns its summary.
+
+  shard = (index, count): compute only groups index, index + count, ... of the grid (an array job
+  on a cluster); the workdir's config records the shard, so it resumes only as that shard, and
+  `merge` joins the shards' workdirs.
+  """
   experiment = get(cfg['experiment'])
+  shard = check_shard(*shard)
+  if shard[1] > 1:
+    cfg = {**cfg, 'shard': list(shard)}
   # An experiment that needs inputs (a dataset) loads them first, so that a missing one fails
   # before anything is written; run() then takes them as a third argument.
   prepared = (experiment.prepare(cfg),) if hasattr(experiment, 'prepare') else ()
@@ -78,3 +93,38 @@ def plot_only(workdir: str) -> str:
     raise UserError(f'no results to plot in {store.results_path}')
   paths = experiment.plot(records, store.plots_dir)
   return '\n'.join([experiment.summary(records), 'plots: ' + ', '.join(paths)])
+
+
+def merge(sources: list, workdir: str, overwrite: bool = False) -> str:
+  """Joins the results of shard workdirs (or any workdirs of one config) into `workdir`, in grid
+  order, refusing workdirs whose configs differ in anything but the shard."""
+  configs = {}
+  for source in sources:
+    if not os.path.isfile(os.path.join(source, 'config.json')):
+      raise UserError(f'--merge: {source} is not a workdir (no config.json)')
+    config = ResultStore(source).config()
+    configs[source] = {k: v for k, v in config.items() if k != 'shard'}
+  first, config = next(iter(configs.items()))
+  for source, other in configs.items():
+    if other != config:
+      differs = sorted(k for k in set(config) | set(other) if config.get(k) != other.get(k))
+      raise UserError(f'--merge: {source} holds a different config from {first} (differs in: '
+                      f'{", ".join(differs)})')
+  experiment = get(config.get('experiment', ''))
+  order = {key: i for i, key in enumerate(
+      key for _, keys in experiment.grid(experiment.validate(config)) for key in keys)}
+  store = ResultStore.create(workdir, config, overwrite=overwrite,
+                             required=experiment.RECORD_FIELDS)
+  records = {}
+  for source in [workdir, *sources]:  # what an earlier merge into workdir already holds, too
+    for record in ResultStore(source, experiment.RECORD_FIELDS).records():
+      records.setdefault(experiment.point_key(record), record)
+  records = sorted(records.values(), key=lambda r: order[experiment.point_key(r)])
+  store.replace(records)
+  missing = len(order) - len(records)
+  paths = experiment.plot(records, store.plots_dir)
+  return '\n'.join([experiment.summary(records),
+                    f'merged {len(sources)} workdirs: {len(records)} of {len(order)} points'
+                    + (f' ({missing} missing: run the missing shards, then merge again)'
+                       if missing else ''),
+                    f'results: {store.results_path}', 'plots: ' + ', '.join(paths)])

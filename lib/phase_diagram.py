@@ -14,6 +14,8 @@ from lib import theory
 
 validate = gradient_decay.validate
 run = gradient_decay.run
+grid = gradient_decay.grid
+point_key = gradient_decay.point_key
 RECORD_FIELDS = gradient_decay.RECORD_FIELDS
 
 

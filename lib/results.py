@@ -144,6 +144,10 @@ def _lock(workdir: str) -> None:
   _LOCKS[path] = f
 
 
+def _line(record: dict) -> bytes:
+  return (json.dumps(json_safe(record), separators=(',', ':')) + '\n').encode()
+
+
 class ResultStore:
   """Append-only records of one experiment in one workdir.
 
@@ -157,6 +161,7 @@ class ResultStore:
     self.results_path = os.path.join(workdir, RESULTS_FILE)
     self.plots_dir = os.path.join(workdir, PLOTS_DIR)
     self.checkpoints_dir = os.path.join(workdir, CHECKPOINTS_DIR)
+    self.shard = (0, 1)
 
   @classmethod
   def create(cls, workdir: str, config: dict, overwrite: bool = False,
@@ -166,6 +171,7 @@ class ResultStore:
     runs before anything is written."""
     store = cls(workdir, required)
     config = json_safe(json.loads(json.dumps(config)))  # tuples -> lists, as stored
+    store.shard = tuple(config.get('shard', (0, 1)))  # (index, count): which groups are ours
     config_path = os.path.join(workdir, CONFIG_FILE)
     if os.path.exists(workdir) and not os.path.isdir(workdir):
       raise UserError(f'workdir {workdir} exists and is not a folder')
@@ -247,13 +253,16 @@ class ResultStore:
     """Deletes the training checkpoints once every record they could resume is written."""
     shutil.rmtree(self.checkpoints_dir, ignore_errors=True)
 
+  def replace(self, records: Iterable[dict]) -> None:
+    """Rewrites the results file to hold exactly `records`, whole or not at all."""
+    write_atomic(self.results_path, b''.join(_line(record) for record in records))
+
   def append(self, records: Iterable[dict]) -> None:
     """Appends each record as one line, durably, one at a time."""
     fd = os.open(self.results_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
       for record in records:
-        line = (json.dumps(json_safe(record), separators=(',', ':')) + '\n').encode()
-        view = memoryview(line)
+        view = memoryview(_line(record))
         while view:
           view = view[os.write(fd, view):]
         os.fsync(fd)

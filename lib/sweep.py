@@ -36,8 +36,11 @@ def run_groups(groups: Sequence[tuple[Hashable, Sequence[Hashable]]],
   """Computes the missing points of each group and appends their records to `store`.
 
   groups: (group, point keys) pairs; compute(group) returns the group's records in key order.
-  Returns the number of points computed in this call.
+  Only the store's shard of the groups is run: groups index, index + count, ... for
+  store.shard = (index, count). Returns the number of points computed in this call.
   """
+  index, count = store.shard
+  groups = [g for i, g in enumerate(groups) if i % count == index]
   done = {key_of(r) for r in store.records()}
   total = sum(len(keys) for _, keys in groups)
   finished = sum(key in done for _, keys in groups for key in keys)

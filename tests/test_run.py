@@ -37,6 +37,9 @@ BAD_INPUTS = {
     'unwritable workdir': (['--workdir={blocker}/sub'], 'cannot write to workdir'),
     'unwritable compilation cache': (['--compilation_cache_dir={blocker}/sub'],
                                      'cannot create --compilation_cache_dir'),
+    'shard index out of range': (['--shard_index=2', '--num_shards=2'],
+                                 '--shard_index=2 --num_shards=2: need num_shards >= 1'),
+    'merge of a folder that is no workdir': (['--merge={tmp}'], 'is not a workdir'),
     'stray argument': (['stray'], 'unexpected argument(s): stray; flags are --config'),
     'missing config file': (['--config=nofile.py'], 'config file not found: nofile.py; '
                             'experiments: experiments/depth_decay.py, experiments/gradient_clipping.py'),
@@ -191,3 +194,34 @@ def test_a_rerun_loads_every_program_from_the_compilation_cache(tmp_path):
   assert hits >= 4 and second.stderr.count('Finished XLA compilation') == hits
   assert (tmp_path / 'a' / 'results.jsonl').read_bytes() == \
       (tmp_path / 'b' / 'results.jsonl').read_bytes()
+
+
+def test_shards_merged_equal_one_run(tmp_path):
+  """--shard_index/--num_shards split the groups between runs (an array job); --merge joins their
+  workdirs into results byte-identical to one run's, and refuses a workdir of another config."""
+  whole = run(TINY_FLAGS + [f'--workdir={tmp_path / "whole"}'], cwd=tmp_path)
+  shards = [run(TINY_FLAGS + [f'--shard_index={i}', '--num_shards=3',
+                              f'--workdir={tmp_path / f"shard{i}"}'], cwd=tmp_path)
+            for i in range(3)]
+  assert whole.returncode == 0 and all(r.returncode == 0 for r in shards)
+  sizes = [len(_records(tmp_path / f'shard{i}')) for i in range(3)]
+  assert sum(sizes) == len(_records(tmp_path / 'whole')) and min(sizes) > 0
+  first_two = ','.join(str(tmp_path / f'shard{i}') for i in range(2))
+  partial = run([f'--merge={first_two}', f'--workdir={tmp_path / "merged"}'], cwd=tmp_path)
+  assert partial.returncode == 0 and f'{sizes[2]} missing' in partial.stdout
+  everything = first_two + f',{tmp_path / "shard2"}'
+  merged = run([f'--merge={everything}', f'--workdir={tmp_path / "merged"}'], cwd=tmp_path)
+  assert merged.returncode == 0, merged.stderr
+  assert (tmp_path / 'merged' / 'results.jsonl').read_bytes() == \
+      (tmp_path / 'whole' / 'results.jsonl').read_bytes()
+  other = run(TINY_FLAGS + ['--config.batch_size=3', f'--workdir={tmp_path / "other"}'],
+              cwd=tmp_path)
+  assert other.returncode == 0
+  refused = run([f'--merge={tmp_path / "shard0"},{tmp_path / "other"}',
+                 f'--workdir={tmp_path / "bad"}'], cwd=tmp_path)
+  assert refused.returncode == 2 and 'differs in: batch_size' in refused.stderr
+  assert not os.path.exists(tmp_path / 'bad')
+  resumed_as_other_shard = run(TINY_FLAGS + ['--shard_index=1', '--num_shards=3',
+                                             f'--workdir={tmp_path / "shard0"}'], cwd=tmp_path)
+  assert resumed_as_other_shard.returncode == 2
+  assert 'differs in: shard' in resumed_as_other_shard.stderr
