@@ -28,12 +28,17 @@ def _run(workdir, devices: int):
   return [json.loads(line) for line in open(os.path.join(workdir, 'results.jsonl'))]
 
 
+@pytest.fixture(scope='module')
+def one_device(tmp_path_factory):
+  return _run(tmp_path_factory.mktemp('one'), 1)
+
+
 @pytest.mark.parametrize('devices', [4, 8])
-def test_sharded_sweep_equals_the_single_device_run(tmp_path, devices):
+def test_sharded_sweep_equals_the_single_device_run(tmp_path, devices, one_device):
   """Same points in the same order, same statuses, and profiles and rates equal to float32
   rounding: the per-device batch is smaller, and a CPU matmul's blocking (so the order of its
   sums) may depend on it, which moves some values by an ulp (see the README, Determinism)."""
-  one, many = _run(tmp_path / 'one', 1), _run(tmp_path / 'many', devices)
+  one, many = one_device, _run(tmp_path / 'many', devices)
   assert [(r['cell'], r['seq_len'], r['sigma_w2'], r['seed']) for r in many] == \
       [(r['cell'], r['seq_len'], r['sigma_w2'], r['seed']) for r in one]
   for a, b in zip(one, many):
