@@ -4,6 +4,7 @@ every bad input as a one-line error with nothing written."""
 import concurrent.futures
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -214,9 +215,9 @@ def test_shards_merged_equal_one_run(tmp_path):
   assert merged.returncode == 0, merged.stderr
   assert (tmp_path / 'merged' / 'results.jsonl').read_bytes() == \
       (tmp_path / 'whole' / 'results.jsonl').read_bytes()
-  other = run(TINY_FLAGS + ['--config.batch_size=3', f'--workdir={tmp_path / "other"}'],
-              cwd=tmp_path)
-  assert other.returncode == 0
+  shutil.copytree(tmp_path / 'shard0', tmp_path / 'other')  # the same, but for one key
+  config = json.loads((tmp_path / 'other' / 'config.json').read_text())
+  (tmp_path / 'other' / 'config.json').write_text(json.dumps({**config, 'batch_size': 3}))
   refused = run([f'--merge={tmp_path / "shard0"},{tmp_path / "other"}',
                  f'--workdir={tmp_path / "bad"}'], cwd=tmp_path)
   assert refused.returncode == 2 and 'differs in: batch_size' in refused.stderr
