@@ -12,6 +12,7 @@ from lib import long_range_memory
 from lib import phase_diagram
 from lib.errors import UserError
 from lib.results import ResultStore
+from lib.results import config_diff
 
 EXPERIMENTS = {
     'gradient_decay': gradient_decay,
@@ -107,18 +108,21 @@ def merge(sources: list, workdir: str, overwrite: bool = False) -> str:
   first, config = next(iter(configs.items()))
   for source, other in configs.items():
     if other != config:
-      differs = sorted(k for k in set(config) | set(other) if config.get(k) != other.get(k))
       raise UserError(f'--merge: {source} holds a different config from {first} (differs in: '
-                      f'{", ".join(differs)})')
+                      f'{", ".join(config_diff(config, other))})')
   experiment = get(config.get('experiment', ''))
   order = {key: i for i, key in enumerate(
       key for _, keys in experiment.grid(experiment.validate(config)) for key in keys)}
-  store = ResultStore.create(workdir, config, overwrite=overwrite,
-                             required=experiment.RECORD_FIELDS)
   records = {}
-  for source in [workdir, *sources]:  # what an earlier merge into workdir already holds, too
+  for source in sources:
     for record in ResultStore(source, experiment.RECORD_FIELDS).records():
       records.setdefault(experiment.point_key(record), record)
+  if not records:
+    raise UserError(f'--merge: no results in {", ".join(sources)}')
+  store = ResultStore.create(workdir, config, overwrite=overwrite,
+                             required=experiment.RECORD_FIELDS)
+  for record in store.records():  # what an earlier merge into workdir already holds
+    records.setdefault(experiment.point_key(record), record)
   records = sorted(records.values(), key=lambda r: order[experiment.point_key(r)])
   store.replace(records)
   missing = len(order) - len(records)

@@ -121,7 +121,8 @@ def environment() -> dict:
   }
 
 
-def _config_diff(old: dict, new: dict) -> list:
+def config_diff(old: dict, new: dict) -> list:
+  """The keys whose values differ between two configs, sorted."""
   return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
 
 
@@ -184,7 +185,7 @@ class ResultStore:
     if held and not overwrite:
       old = read_json(config_path) if os.path.exists(config_path) else {}
       if old != config:
-        differs = ', '.join(_config_diff(old, config)) or 'unknown'
+        differs = ', '.join(config_diff(old, config)) or 'unknown'
         raise UserError(
             f'workdir {workdir} holds results of a different config (differs in: {differs}); '
             'pass --overwrite to replace them or choose another --workdir')
