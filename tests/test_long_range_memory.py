@@ -17,7 +17,7 @@ from lib.errors import UserError
 from tests.conftest import ROOT
 
 CONFIG = os.path.join(ROOT, 'experiments', 'long_range_memory.py')
-TINY = dict(cells=('lstm', 'attention'), seq_lens=(3,), num_steps=20, log_every=10,
+TINY = dict(cells=('attention',), seq_lens=(3,), num_steps=20, log_every=10,
             checkpoint_every=10, hidden_size=4, num_heads=2, batch_size=4, test_size=8,
             num_seeds=2)
 
@@ -33,7 +33,7 @@ def test_records_of_a_tiny_copy_run(tmp_path):
   out = experiments.run(cfg, str(tmp_path / 'w'))
   records = [json.loads(line) for line in open(tmp_path / 'w' / 'results.jsonl')]
   assert [(r['cell'], r['seq_len'], r['seed']) for r in records] == [
-      (c, 3, s) for c in ('lstm', 'attention') for s in (0, 1)]
+      ('attention', 3, 0), ('attention', 3, 1)]
   for r in records:
     assert r['baseline_loss'] == pytest.approx(10 * math.log(8) / (r['seq_len'] + 20), rel=1e-12)
     assert r['status'] == 'ok' and 0 <= r['test_accuracy'] <= 1
