@@ -1,32 +1,30 @@
 """Experiments by name, and what run.py does with one: run it into a workdir, or redraw its plots."""
 
+import importlib
 import os
 import time
 
 from absl import logging
 
-from lib import depth_decay
-from lib import gradient_decay
-from lib import image_classification
-from lib import long_range_memory
-from lib import phase_diagram
 from lib.errors import UserError
 from lib.results import ResultStore
 from lib.results import config_diff
 
+# name -> module, imported when first asked for: a run of one experiment (or a bad flag) does not
+# pay for the others' imports (the training experiments bring TFDS, optax and orbax).
 EXPERIMENTS = {
-    'gradient_decay': gradient_decay,
-    'phase_diagram': phase_diagram,
-    'depth_decay': depth_decay,
-    'long_range_memory': long_range_memory,
-    'image_classification': image_classification,
+    'gradient_decay': 'lib.gradient_decay',
+    'phase_diagram': 'lib.phase_diagram',
+    'depth_decay': 'lib.depth_decay',
+    'long_range_memory': 'lib.long_range_memory',
+    'image_classification': 'lib.image_classification',
 }
 
 
 def get(name: str):
   if name not in EXPERIMENTS:
     raise UserError(f'unknown experiment {name!r}; valid choices: {", ".join(EXPERIMENTS)}')
-  return EXPERIMENTS[name]
+  return importlib.import_module(EXPERIMENTS[name])
 
 
 def validate(config) -> dict:
