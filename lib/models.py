@@ -204,11 +204,14 @@ class Logistic(nn.Module):
     return _dense(self.num_outputs)(x.reshape(x.shape[0], -1))
 
 
+def _no_profile(params, x, u):
+  """Classifiers have no input profile (it is a sequence models' measurement)."""
+  raise NotImplementedError('input profiles are defined for sequence models')
+
+
 def _module_model(module: nn.Module, example_shape: tuple) -> Model:
-  def no_profile(params, x, u):
-    raise NotImplementedError('input profiles are defined for sequence models')
   return Model(lambda key: module.init(key, jnp.zeros((1,) + example_shape)), module.apply,
-               no_profile)
+               _no_profile)
 
 
 def recurrent_classifier(cell_name: str, hidden_size: int, example_shape: tuple,
@@ -240,9 +243,7 @@ def recurrent_classifier(cell_name: str, hidden_size: int, example_shape: tuple,
     h = jnp.concatenate(outputs, axis=-1)  # (T, B, directions * N)
     return readout.apply(params['readout'], jnp.swapaxes(h, 0, 1).reshape(x.shape[0], -1))
 
-  def no_profile(params, x, u):
-    raise NotImplementedError('input profiles are defined for sequence models')
-  return Model(init_fn, apply, no_profile)
+  return Model(init_fn, apply, _no_profile)
 
 
 CLASSIFIERS = ('cnn', 'mlp', 'logistic') + cells.CELL_NAMES
