@@ -15,13 +15,13 @@ def get_config():
   config.activations = ('tanh',)  # tanh | relu
   config.inits = ('gaussian', 'delta_orthogonal')  # kernel initializers (scaled by sigma_w2)
   config.depths = (4, 16, 64, 256, 512)  # numbers of conv layers L (one program each per init)
-  config.sigma_w2 = (0.8, 1.35, 2.5)  # kernel variance (x fan_in): swept, vmapped
-  config.sigma_b2 = (0.005,)  # bias variance: swept, vmapped
+  config.sigma_w2 = (0.8, 1.35, 2.5)  # kernel variance (x fan_in): swept in one program
+  config.sigma_b2 = (0.005,)  # bias variance: swept in one program
   config.width = 64  # channels C of every layer
   config.kernel_size = 3  # k (per spatial dimension)
   config.spatial_shape = (16,)  # input positions: 16 is a 1-D signal, 8,8 an image
   config.batch_size = 4  # examples per point; the profile is ln of the batch mean
-  config.num_seeds = 2  # seeds seed .. seed + num_seeds - 1 (vmapped)
+  config.num_seeds = 2  # seeds seed .. seed + num_seeds - 1 (in one program)
   config.seed = 0  # first seed
   config.dtype = 'float32'  # float32 | float64
   config.fit_k_min = 0  # decay rate: fit over k_min <= k <= k_max layers back from the loss

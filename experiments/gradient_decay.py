@@ -14,15 +14,15 @@ def get_config():
   config.experiment = 'gradient_decay'  # which lib experiment runs this config
   config.cells = ('tanh', 'lstm', 'gru')  # tanh | relu | lstm | gru
   config.seq_lens = (16, 32, 64, 128, 256, 512)  # sequence lengths T (one program each per cell)
-  config.sigma_w2 = (1.0, 2.0, 4.0)  # recurrent weight variance (x N): swept, vmapped
-  config.sigma_b2 = (0.0,)  # bias variance: swept, vmapped with sigma_w2
+  config.sigma_w2 = (1.0, 2.0, 4.0)  # recurrent weight variance (x N): swept in one program
+  config.sigma_b2 = (0.0,)  # bias variance: swept with sigma_w2, in one program
   config.sigma_v2 = 0.1  # input weight variance (x D): the input term's variance
   config.recurrent_init = 'gaussian'  # gaussian | orthogonal | identity (all scaled by sigma_w2)
   config.gate_bias = 2.0  # added to the LSTM forget / GRU update gate bias (sigmoid(2) = 0.88)
   config.hidden_size = 256  # N (wide enough for mean-field theory to hold within a few %)
   config.input_size = 32  # D; inputs x_t ~ N(0, I_D)
   config.batch_size = 16  # examples per point; the profile is ln of the batch mean
-  config.num_seeds = 2  # seeds seed .. seed + num_seeds - 1 (vmapped)
+  config.num_seeds = 2  # seeds seed .. seed + num_seeds - 1 (in one program)
   config.seed = 0  # first seed
   config.dtype = 'float32'  # float32 | float64
   config.fit_k_min = 0  # decay rate: fit over k_min <= k <= k_max steps back from the loss

@@ -32,7 +32,7 @@ def get_config():
   config.sigma_b2 = 0.0  # bias variance
   config.recurrent_init = 'orthogonal'  # gaussian | orthogonal | identity
   config.gate_bias = 1.0  # added to the LSTM forget / GRU update gate bias
-  config.num_seeds = 2  # seeds seed .. seed + num_seeds - 1 (vmapped)
+  config.num_seeds = 2  # seeds seed .. seed + num_seeds - 1 (in one program)
   config.seed = 0  # first seed
   config.log_every = 250  # steps per logged point of the training curves
   config.checkpoint_every = 1000  # steps between checkpoints (0: none); a multiple of log_every

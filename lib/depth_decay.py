@@ -1,8 +1,8 @@
 """The depth sweep: per-layer gradient norms of plain CNNs over activations x inits x depths x
 scales x seeds, measured like the gradient-decay sweep with depth in the role of time.
 
-Every (activation, init, depth) is one jitted program with the (sigma_w2, sigma_b2) pairs and the
-seeds vmapped. Records follow the gradient-decay format with `depth` for `seq_len`: log_grad_sq[i]
+Every (activation, init, depth) is one jitted program over every (sigma_w2, sigma_b2, seed)
+point. Records follow the gradient-decay format with `depth` for `seq_len`: log_grad_sq[i]
 is ln mean_b ||dL/dh_{i+1}||^2 for the outputs of layers 1..L (the last next to the loss), and
 log_grad_sq_input is [ln mean_b ||dL/dx||^2] at the network's input.
 """
@@ -92,9 +92,8 @@ def measure_point(activation: str, init: str, depth: int, cfg: dict, sigma_w2, s
 def compute_group(cfg: dict, group: tuple) -> list:
   """Records of every (sigma_w2, sigma_b2, seed) of one (activation, init, depth), grid order."""
   activation, init, depth = group
-  program = sweep.vmap_scales_and_seeds(
-      functools.partial(measure_point, activation, init, depth, cfg))
-  log_h, log_x, finite = sweep.run_program(program, cfg)
+  log_h, log_x, finite = sweep.run_points(
+      functools.partial(measure_point, activation, init, depth, cfg), cfg)
   records = []
   for i, (sigma_w2, sigma_b2) in enumerate(sweep.scales(cfg)):
     for j, seed in enumerate(sweep.seeds(cfg)):

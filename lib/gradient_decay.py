@@ -1,8 +1,8 @@
 """The gradient-decay sweep: per-step gradient norms over cells x seq_lens x scales x seeds.
 
-Every (cell, seq_len) is one jitted program: the (sigma_w2, sigma_b2) pairs and the seeds are
-vmapped, so a sweep compiles len(cells) * len(seq_lens) programs whatever the number of scales and
-seeds. The phase diagram (lib/phase_diagram.py) runs the same sweep over a (sigma_w2, sigma_b2) grid.
+Every (cell, seq_len) is one jitted program over every (sigma_w2, sigma_b2, seed) point, spread
+over the devices (`lib.devices`), so a sweep compiles len(cells) * len(seq_lens) programs whatever
+the number of scales and seeds. The phase diagram (lib/phase_diagram.py) runs the same sweep over a (sigma_w2, sigma_b2) grid.
 """
 
 import functools
@@ -89,9 +89,8 @@ def measure_point(cell_name: str, seq_len: int, cfg: dict, sigma_w2, sigma_b2, s
 def compute_group(cfg: dict, group: tuple) -> list:
   """Records of every (sigma_w2, sigma_b2, seed) of one (cell, seq_len), in grid order."""
   cell_name, seq_len = group
-  program = sweep.vmap_scales_and_seeds(
-      functools.partial(measure_point, cell_name, seq_len, cfg))
-  log_h, log_x, finite = sweep.run_program(program, cfg)
+  log_h, log_x, finite = sweep.run_points(
+      functools.partial(measure_point, cell_name, seq_len, cfg), cfg)
   records = []
   for i, (sigma_w2, sigma_b2) in enumerate(sweep.scales(cfg)):
     for j, seed in enumerate(sweep.seeds(cfg)):

@@ -5,7 +5,7 @@ The permuted variant applies one random permutation (from `permutation_seed`) to
 every example, train and test alike: the information stays, the spatial order goes, and with it
 the CNN's and the RNN's bias towards local structure (Greydanus & Kobak 2024: the CNN falls from
 94% to 56% on MNIST-1D, the MLP and logistic regression do not notice). Each (model, permuted) is
-one training program with every seed vmapped; each seed is one record.
+one training program over every seed; each seed is one record.
 """
 
 import functools

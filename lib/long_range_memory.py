@@ -1,7 +1,7 @@
 """Long-range memory: train recurrent cells and causal attention on the adding problem or copy
 memory across sequence lengths, and see which of them learn the long dependency.
 
-Each (cell, clip_norm, seq_len) is one training program with every seed vmapped; each seed is one
+Each (cell, clip_norm, seq_len) is one training program over every seed; each seed is one
 record. Beside the final test loss every record carries the task's memoryless baseline (adding:
 MSE 1/6 of predicting the mean; copy: 10 ln 8 / (T + 20)): a model at the baseline has learnt
 nothing about the dependency. Records also carry the input-gradient profile of the model at
@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lib import config as config_lib
+from lib import devices
 from lib import models
 from lib import report
 from lib import sweep
@@ -111,14 +112,14 @@ def make_model(cfg: dict, cell: str) -> models.Model:
 
 
 def input_profiles(cfg: dict, model: models.Model, seq_len: int):
-  """jit(f)(params, seeds) -> ln mean_b ||d <u, y_b> / d x_t||^2, (seeds, T'), on each seed's
-  test set; u ~ N(0, I/C) from the seed's 'probe' stream."""
+  """f((params, seeds)) -> ln mean_b ||d <u, y_b> / d x_t||^2, (seeds, T'), on each seed's
+  test set; u ~ N(0, I/C) from the seed's 'probe' stream. For `devices.run_points`."""
   num_outputs = 1 if cfg['task'] == 'adding' else tasks.COPY_CLASSES
   def profile(params, seed):
     x, _ = test_set(cfg, seq_len, seed)
     u = jax.random.normal(tasks.stream_key(seed, 'probe'), (num_outputs,)) / np.sqrt(num_outputs)
     return model.input_profile(params, x, u)
-  return jax.jit(jax.vmap(profile))
+  return devices.map_points(lambda point: profile(*point))
 
 
 def point_key(record: dict) -> tuple:
@@ -140,8 +141,9 @@ def compute_group(cfg: dict, checkpoints_dir: str, group: tuple) -> list:
   final = train.train(model.init, task, opt, seeds, cfg['num_steps'], cfg['log_every'],
                       directory, cfg['checkpoint_every'], desc=f'{cell} T={seq_len}')
   profile = input_profiles(cfg, model, seq_len)  # one program, run before and after training
-  profile_init = jax.device_get(profile(final['init_params'], np.asarray(seeds, np.int32)))
-  profile_trained = jax.device_get(profile(final['params'], np.asarray(seeds, np.int32)))
+  seed_array = np.asarray(seeds, np.int32)
+  profile_init = devices.run_points(profile, (final['init_params'], seed_array))
+  profile_trained = devices.run_points(profile, (final['params'], seed_array))
   records = []
   for j, seed in enumerate(seeds):
     # non-finite final metrics from finite parameters (an overflowing loss) count as diverged

@@ -1,10 +1,10 @@
 """Runs a sweep as groups of points, one compiled program per group, resuming what is done;
-and what the decay sweeps (over time for RNNs, over depth for CNNs) share: scales x seeds vmapped
-in one program, and the fields that turn a measured profile into a record.
+and what the decay sweeps (over time for RNNs, over depth for CNNs) share: scales x seeds in one
+program, and the fields that turn a measured profile into a record.
 
 A group is the set of points that share one compiled program (for the gradient-decay sweep, every
-scale and seed of one (cell, sequence length), batched with vmap). The runner computes each group
-that still has missing points, appends the missing points' records in a fixed order, and shows a
+scale and seed of one (cell, sequence length), spread over every device by `lib.devices`). The
+runner computes each group that still has missing points, appends the missing points' records in a fixed order, and shows a
 progress bar over points. A group is always computed whole, so a resumed sweep runs the very same
 programs on the very same inputs as an uninterrupted one and writes identical records.
 """
@@ -14,12 +14,10 @@ from typing import Callable, Hashable, Sequence
 
 from absl import logging
 import jax
-from jax.sharding import Mesh
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec
 import numpy as np
 import tqdm
 
+from lib import devices
 from lib import gradients
 from lib import preemption
 from lib import theory
@@ -98,38 +96,23 @@ def seeds(cfg: dict) -> tuple:
 
 
 def scales(cfg: dict) -> list:
-  """The (sigma_w2, sigma_b2) pairs, sigma_w2 outermost: vmapped together in one program."""
+  """The (sigma_w2, sigma_b2) pairs, sigma_w2 outermost: computed in one program."""
   return [(w, b) for w in cfg['sigma_w2'] for b in cfg['sigma_b2']]
 
 
-def vmap_scales_and_seeds(point):
-  """point(w, b, seed) -> jit(f)(w (P,), b (P,), seeds (K,)) with outputs batched (P, K, ...)."""
-  return jax.jit(jax.vmap(jax.vmap(point, in_axes=(None, None, 0)), in_axes=(0, 0, None)))
-
-
-def run_program(program, cfg: dict):
-  """Calls a vmap_scales_and_seeds program on the config's scales and seeds, in its dtype.
-
-  The scales are split over every local device (a Mesh with one 'points' axis, the scales sharded
-  along it, the seeds replicated): one program, partitioned by XLA, no per-device Python. Their
-  number is padded to a multiple of the device count by repeating the last scale, and the padding
-  is dropped from the outputs. On one device this is a plain call.
+def run_points(point, cfg: dict):
+  """point(sigma_w2, sigma_b2, seed) at every scale and seed of the config, in its dtype, as one
+  program over every device (`lib.devices`): outputs as numpy arrays batched (scales, seeds, ...).
   """
   dtype = np.dtype(cfg['dtype'])
-  pairs = np.asarray(scales(cfg), dtype)  # numpy: jnp.asarray would compile a conversion program
-  count, devices = len(pairs), jax.local_devices()
-  padded = -(-count // len(devices)) * len(devices)
-  pairs = np.concatenate([pairs, np.repeat(pairs[-1:], padded - count, axis=0)])
-  seed_array = np.asarray(seeds(cfg), np.int32)
+  grid = [(w, b, s) for w, b in scales(cfg) for s in seeds(cfg)]  # record order
   with jax.enable_x64(cfg['dtype'] == 'float64'):
-    args = (pairs[:, 0], pairs[:, 1], seed_array)
-    if len(devices) > 1:
-      mesh = Mesh(np.asarray(devices), ('points',))
-      split, whole = NamedSharding(mesh, PartitionSpec('points')), NamedSharding(mesh,
-                                                                                 PartitionSpec())
-      args = (jax.device_put(args[0], split), jax.device_put(args[1], split),
-              jax.device_put(args[2], whole))
-    return jax.tree.map(lambda a: np.asarray(a)[:count], jax.device_get(program(*args)))
+    program = devices.map_points(lambda p: point(*p))
+    outputs = devices.run_points(program, (np.asarray([p[0] for p in grid], dtype),
+                                           np.asarray([p[1] for p in grid], dtype),
+                                           np.asarray([p[2] for p in grid], np.int32)))
+  shape = (len(scales(cfg)), cfg['num_seeds'])
+  return jax.tree.map(lambda a: a.reshape(shape + a.shape[1:]), outputs)
 
 
 def profile_fields(cfg: dict, log_h, log_x, forward_finite: bool, activation: str, init: str,

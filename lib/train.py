@@ -2,9 +2,10 @@
 checkpointed by orbax so a killed run resumes where it stopped; divergence is a status.
 
 The state of every seed is stacked on a leading axis, and one jitted program runs `log_every`
-steps of all of them (a lax.scan inside a vmap), then logs the mean training loss of those steps
-and the task's held-out metrics (`Task.evaluate`) as the next point of each curve. Batch `step` of seed s is `task.batch(s, step)`, a function of (seed, step)
-alone, so a run restored from a checkpoint sees the very same batches and runs the very same
+steps of all of them (a lax.scan per seed, the seeds spread over every device by `lib.devices`),
+then logs the mean training loss of those steps and the task's held-out metrics
+(`Task.evaluate`) as the next point of each curve. Batch `step` of seed s is
+`task.batch(data, s, step)`, a function of (seed, step) alone, so a run restored from a checkpoint sees the very same batches and runs the very same
 programs as an uninterrupted one, and ends with bit-identical parameters.
 
 A step whose loss, gradient or new parameters are not finite marks its seed diverged: the
@@ -24,6 +25,7 @@ import tqdm
 from jax import lax
 
 from lib import config as config_lib
+from lib import devices
 from lib import preemption
 from lib import sweep
 from lib import tasks
@@ -86,8 +88,8 @@ def init_state(init_params: Callable, task: Task, opt, seed, num_logs: int) -> d
           'curves': {name: nan for name in ('train_loss', *metrics)}}
 
 
-def chunk_program(task: Task, opt, log_every: int):
-  """jit(vmap(chunk)): (states, seeds, data) -> states after `log_every` more steps of each seed."""
+def chunk_fn(task: Task, opt, log_every: int):
+  """chunk(state, seed, data) -> one seed's state after `log_every` more steps."""
   def chunk(state, seed, data):
     def one_step(state, _):
       batch = task.batch(data, seed, state['step'])
@@ -109,7 +111,14 @@ def chunk_program(task: Task, opt, log_every: int):
                                      .astype(curve.dtype))
               for name, curve in state['curves'].items()}
     return {**state, 'curves': curves}
-  return jax.jit(jax.vmap(chunk, in_axes=(0, 0, None)))
+  return chunk
+
+
+def chunk_program(task: Task, opt, log_every: int):
+  """f((states, seeds), data) -> states after `log_every` more steps of each seed: one program,
+  the seeds spread over every device (`lib.devices`)."""
+  chunk = chunk_fn(task, opt, log_every)
+  return devices.map_points(lambda point, data: chunk(point[0], point[1], data), num_shared=1)
 
 
 class Checkpoints:
@@ -154,30 +163,36 @@ def train(init_params: Callable, task: Task, opt, seeds, num_steps: int, log_eve
     raise UserError(f'num_steps ({num_steps}) and checkpoint_every ({checkpoint_every}) must be '
                     f'multiples of log_every ({log_every})')
   seeds = np.asarray(seeds, np.int32)
-  num_logs = num_steps // log_every
-  state = jax.jit(jax.vmap(lambda s: init_state(init_params, task, opt, s, num_logs)))(seeds)
-  initial = state['params']
+  count, num_logs = len(seeds), num_steps // log_every
+  padded_seeds = devices.put(devices.pad(seeds, count), split=True)  # repeats of the last seed
+  state = devices.map_points(lambda s: init_state(init_params, task, opt, s, num_logs))(
+      padded_seeds)
+  initial = devices.fetch(state['params'])
   checkpoints = Checkpoints(checkpoint_dir) if checkpoint_dir else None
   if checkpoints is not None and checkpoints.latest_step() is not None:
     logging.info('%s: resuming from the checkpoint at step %d', desc, checkpoints.latest_step())
-    state = checkpoints.restore(state)
+    # saved without the padding, so a run may resume on another number of devices
+    like = jax.tree.map(lambda a: a[:count], devices.fetch(state))
+    state = devices.put(devices.pad(checkpoints.restore(like), count), split=True)
   chunk = chunk_program(task, opt, log_every)
-  step = int(state['step'][0])
+  data = devices.put(task.data, split=False)
+  step = int(devices.fetch(state['step'])[0])
   try:
     with tqdm.tqdm(total=num_steps, initial=step, unit='step', desc=desc, leave=False,
                    dynamic_ncols=True) as bar:
-      while step < num_steps and not bool(np.all(state['diverged'])):
-        state = chunk(state, seeds, task.data)
+      while step < num_steps and not bool(np.all(devices.fetch(state['diverged']))):
+        state = chunk((state, padded_seeds), data)
         step += log_every
         bar.update(log_every)
         if checkpoints is not None and step < num_steps and (
             preemption.requested() or (checkpoint_every and step % checkpoint_every == 0)):
-          checkpoints.save(step, state)
+          checkpoints.save(step, jax.tree.map(lambda a: a[:count], devices.fetch(state)))
         if step < num_steps:
           preemption.stop_if_requested()  # after the checkpoint: the rerun continues from here
   finally:
     if checkpoints is not None:
       checkpoints.close()
-  state = jax.device_get(state)
+  state = jax.tree.map(lambda a: a[:count], devices.fetch(state))
   metrics = {name: curve[:, -1] for name, curve in state['curves'].items() if name != 'train_loss'}
-  return {**state, 'init_params': jax.device_get(initial), 'metrics': metrics}
+  initial = jax.tree.map(lambda a: a[:count], initial)
+  return {**state, 'init_params': initial, 'metrics': metrics}
