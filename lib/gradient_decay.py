@@ -2,7 +2,8 @@
 
 Every (cell, seq_len) is one jitted program over every (sigma_w2, sigma_b2, seed) point, spread
 over the devices (`lib.devices`), so a sweep compiles len(cells) * len(seq_lens) programs whatever
-the number of scales and seeds. The phase diagram (lib/phase_diagram.py) runs the same sweep over a (sigma_w2, sigma_b2) grid.
+the number of scales and seeds. The phase diagram (lib/phase_diagram.py) runs the same sweep over a
+(sigma_w2, sigma_b2) grid.
 """
 
 import functools

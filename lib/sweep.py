@@ -4,9 +4,10 @@ program, and the fields that turn a measured profile into a record.
 
 A group is the set of points that share one compiled program (for the gradient-decay sweep, every
 scale and seed of one (cell, sequence length), spread over every device by `lib.devices`). The
-runner computes each group that still has missing points, appends the missing points' records in a fixed order, and shows a
-progress bar over points. A group is always computed whole, so a resumed sweep runs the very same
-programs on the very same inputs as an uninterrupted one and writes identical records.
+runner computes each group that still has missing points, appends the missing points' records in a
+fixed order, and shows a progress bar over points. A group is always computed whole, so a resumed
+sweep runs the very same programs on the very same inputs as an uninterrupted one and writes
+identical records.
 """
 
 import time

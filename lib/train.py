@@ -1,12 +1,12 @@
 """Training: optax with optional gradient clipping, all seeds of a model in one compiled program,
 checkpointed by orbax so a killed run resumes where it stopped; divergence is a status.
 
-The state of every seed is stacked on a leading axis, and one jitted program runs `log_every`
-steps of all of them (a lax.scan per seed, the seeds spread over every device by `lib.devices`),
-then logs the mean training loss of those steps and the task's held-out metrics
-(`Task.evaluate`) as the next point of each curve. Batch `step` of seed s is
-`task.batch(data, s, step)`, a function of (seed, step) alone, so a run restored from a checkpoint sees the very same batches and runs the very same
-programs as an uninterrupted one, and ends with bit-identical parameters.
+The state of every seed is stacked on a leading axis, and one jitted program runs `log_every` steps
+of all of them (a lax.scan per seed, the seeds spread over every device by `lib.devices`), then
+logs the mean training loss of those steps and the task's held-out metrics (`Task.evaluate`) as the
+next point of each curve. Batch `step` of seed s is `task.batch(data, s, step)`, a function of
+(seed, step) alone, so a run restored from a checkpoint sees the very same batches and runs the
+very same programs as an uninterrupted one, and ends with bit-identical parameters.
 
 A step whose loss, gradient or new parameters are not finite marks its seed diverged: the
 seed's parameters stay as they were before that step, and its curves read NaN from there on
