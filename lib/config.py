@@ -90,6 +90,13 @@ def integers(minimum: int, what: str) -> Checker:
   return _listed(integer(minimum, what), 'nothing to sweep')
 
 
+def optional_integers(minimum: int, what: str) -> Checker:
+  """A list of integers >= minimum, possibly empty, sorted, repeats dropped."""
+  def check(key, value):
+    return tuple(sorted(_dedupe(_as_int(key, item, minimum, what) for item in _items(key, value))))
+  return check
+
+
 def shape(what: str) -> Checker:
   """A non-empty list of positive integers, repeats kept (a shape, not a sweep)."""
   def check(key, value):

@@ -92,8 +92,8 @@ def measure_point(activation: str, init: str, depth: int, cfg: dict, sigma_w2, s
 def compute_group(cfg: dict, group: tuple) -> list:
   """Records of every (sigma_w2, sigma_b2, seed) of one (activation, init, depth), grid order."""
   activation, init, depth = group
-  log_h, log_x, finite = sweep.run_points(
-      functools.partial(measure_point, activation, init, depth, cfg), cfg)
+  log_h, log_x, finite = sweep.run_points(sweep.points_program(
+      functools.partial(measure_point, activation, init, depth, cfg)), cfg)
   records = []
   for i, (sigma_w2, sigma_b2) in enumerate(sweep.scales(cfg)):
     for j, seed in enumerate(sweep.seeds(cfg)):

@@ -18,6 +18,7 @@ from lib import gradients
 from lib import report
 from lib import sweep
 from lib import theory
+from lib.errors import UserError
 from lib.results import ResultStore
 
 DTYPES = ('float32', 'float64')
@@ -29,6 +30,7 @@ SPEC = {
     'experiment': config_lib.text(),
     'cells': config_lib.choices(cells.CELL_NAMES, 'cell'),
     'seq_lens': config_lib.integers(1, 'a positive integer length'),
+    'length_buckets': config_lib.optional_integers(1, 'a positive integer length'),
     'sigma_w2': config_lib.reals(0.0, 'a variance >= 0'),
     'sigma_b2': config_lib.reals(0.0, 'a variance >= 0'),
     'sigma_v2': config_lib.real(0.0, 'a variance >= 0'),
@@ -48,7 +50,24 @@ SPEC = {
 def validate(config) -> dict:
   cfg = sweep.check_seeds_and_fit(config_lib.validate(config, SPEC), 'seq_lens')
   sweep.check_float_range(cfg, ('sigma_w2', 'sigma_b2', 'sigma_v2', 'gate_bias'))
+  if cfg['length_buckets'] and max(cfg['seq_lens']) > cfg['length_buckets'][-1]:
+    raise UserError(f'config.seq_lens: {max(cfg["seq_lens"])} is longer than the longest of '
+                    f'config.length_buckets ({cfg["length_buckets"][-1]}); add a bucket of at '
+                    f'least {max(cfg["seq_lens"])}, or set length_buckets=() (one program per '
+                    'length)')
   return cfg
+
+
+def bucket(cfg: dict, seq_len: int) -> int:
+  """The program length that runs `seq_len`: the shortest bucket that holds it, or seq_len
+  itself when config.length_buckets is empty."""
+  return next((b for b in cfg['length_buckets'] if b >= seq_len), seq_len)
+
+
+def programs(cfg: dict) -> list:
+  """The distinct compiled programs of the sweep: (cell, program length) pairs."""
+  return list(dict.fromkeys((cell, bucket(cfg, t)) for cell in cfg['cells']
+                            for t in cfg['seq_lens']))
 
 
 def point_key(record: dict) -> tuple:
@@ -62,8 +81,10 @@ def grid(cfg: dict) -> list:
           for cell in cfg['cells'] for seq_len in cfg['seq_lens']]
 
 
-def measure_point(cell_name: str, seq_len: int, cfg: dict, sigma_w2, sigma_b2, seed):
-  """(log_grad_sq (T,), log_grad_sq_input (T,), forward_finite) of one network and input batch.
+def measure_point(cell_name: str, length: int, cfg: dict, sigma_w2, sigma_b2, seed, seq_len):
+  """(log_grad_sq, log_grad_sq_input, forward_finite) of one network and input batch, the
+  profiles (length,) with entries t >= seq_len padding (seq_len <= length may be traced: one
+  program per `length` runs every shorter sequence, `gradients.log_grad_profile`).
 
   The draws depend only on (seed, what): params, inputs and readout are the same at every scale
   (each kernel is the same draw, scaled) and length, so points are compared on equal terms.
@@ -78,20 +99,26 @@ def measure_point(cell_name: str, seq_len: int, cfg: dict, sigma_w2, sigma_b2, s
       sigma_b2=sigma_b2, recurrent_init=cfg['recurrent_init'], gate_bias=cfg['gate_bias'])
   # Readout first: threefry draws are prefix-stable, so r and x_0..x_{T-1} are the same at
   # every length T (jax_threefry_partitionable, the default).
-  readout, xs = cells.standard_normals(k_inputs, [(hidden,), (seq_len, batch, width)], dtype)
+  readout, xs = cells.standard_normals(k_inputs, [(hidden,), (length, batch, width)], dtype)
   readout = readout / np.sqrt(hidden)  # r ~ N(0, I/N); inputs x_t ~ N(0, I_D)
   carry0 = cells.zero_carry(cell, batch, width)
   profile = gradients.log_grad_profile(
       gradients.step_of(cell, params), functools.partial(cells.output, cell_name), carry0, xs,
-      readout)
+      readout, length=seq_len)
   return profile.log_grad_sq, profile.log_grad_sq_input, profile.forward_finite
 
 
-def compute_group(cfg: dict, group: tuple) -> list:
-  """Records of every (sigma_w2, sigma_b2, seed) of one (cell, seq_len), in grid order."""
+def compute_group(cfg: dict, programs: dict, group: tuple) -> list:
+  """Records of every (sigma_w2, sigma_b2, seed) of one (cell, seq_len), in grid order, from the
+  program of its (cell, bucket), compiled once and kept in `programs`."""
   cell_name, seq_len = group
-  log_h, log_x, finite = sweep.run_points(
-      functools.partial(measure_point, cell_name, seq_len, cfg), cfg)
+  length = bucket(cfg, seq_len)
+  if (cell_name, length) not in programs:
+    programs[cell_name, length] = sweep.points_program(
+        functools.partial(measure_point, cell_name, length, cfg), num_shared=1)
+  log_h, log_x, finite = sweep.run_points(programs[cell_name, length], cfg,
+                                          np.asarray(seq_len, np.int32))
+  log_h, log_x = log_h[..., :seq_len], log_x[..., :seq_len]
   records = []
   for i, (sigma_w2, sigma_b2) in enumerate(sweep.scales(cfg)):
     for j, seed in enumerate(sweep.seeds(cfg)):
@@ -109,8 +136,8 @@ def compute_group(cfg: dict, group: tuple) -> list:
 
 def run(cfg: dict, store: ResultStore) -> int:
   """Runs the missing points of the sweep; returns how many were computed."""
-  return sweep.run_groups(grid(cfg), functools.partial(compute_group, cfg), point_key, store,
-                          desc='gradient decay')
+  return sweep.run_groups(grid(cfg), functools.partial(compute_group, cfg, {}), point_key,
+                          store, desc='gradient decay')
 
 
 def panel(record: dict) -> str:

@@ -47,16 +47,24 @@ def step_of(cell: nn.RNNCellBase, params):
   return lambda carry, x: cell.apply(params, carry, x)[0]
 
 
-def forward_states(step, carry0, xs):
-  """States s_0..s_{T-1} of s_t = step(s_{t-1}, x_t), stacked on a leading axis."""
-  def scan_step(carry, x):
-    carry = step(carry, x)
-    return carry, carry
-  _, states = lax.scan(scan_step, carry0, xs)
+def forward_states(step, carry0, xs, length=None):
+  """States s_0..s_{T-1} of s_t = step(s_{t-1}, x_t), stacked on a leading axis.
+
+  With `length` (a scalar, possibly traced), steps t >= length leave the state as it was:
+  s_t = s_{length-1} (the padding of a sequence run in a longer, bucketed program).
+  """
+  def scan_step(carry, step_inputs):
+    t, x = step_inputs
+    new = step(carry, x)
+    if length is not None:
+      new = jax.tree.map(lambda n, c: jnp.where(t < length, n, c), new, carry)
+    return new, new
+  _, states = lax.scan(scan_step, carry0, (jnp.arange(len(jax.tree.leaves(xs)[0])), xs))
   return states
 
 
-def log_grad_profile(step, output_fn, carry0, xs, readout, input_grads: bool = True) -> Profile:
+def log_grad_profile(step, output_fn, carry0, xs, readout, input_grads: bool = True,
+                     length=None) -> Profile:
   """ln mean_b ||dl_b/ds_t||^2 for t = 0..T-1 (and for the inputs x_t, if `input_grads`).
 
   step(s_{t-1}, x_t) -> s_t is any recurrence: a Flax cell (`step_of`), or a network's layers
@@ -64,8 +72,13 @@ def log_grad_profile(step, output_fn, carry0, xs, readout, input_grads: bool = T
   pass stores the states; one backward pass (a reverse scan of per-step VJPs) propagates the
   cotangent renormalised to unit norm per example, with its log scale carried alongside. Exactly
   zero gradients give -inf; a forward pass that overflowed gives NaN or inf.
+
+  length: run a sequence of that length (a scalar, possibly traced) in this longer program, the
+  steps t >= length masked out (`forward_states`); entries t >= length of the profiles are then
+  padding. The steps t < length compute exactly what a program of that length computes, so one
+  compiled program serves every length up to T (length bucketing).
   """
-  states = forward_states(step, carry0, xs)
+  states = forward_states(step, carry0, xs, length)
   prev_states = jax.tree.map(
       lambda s0, s: jnp.concatenate([s0[None], s[:-1]], axis=0), carry0, states)  # s_{t-1}
   last = jax.tree.map(lambda s: s[-1], states)
@@ -79,7 +92,7 @@ def log_grad_profile(step, output_fn, carry0, xs, readout, input_grads: bool = T
 
   def backward_step(carry, step_inputs):
     g_unit, log_scale = carry  # g_t = exp(log_scale) * g_unit, ||g_unit|| = 1 per example
-    s_prev, x = step_inputs
+    t, s_prev, x = step_inputs
     log_sq_state = _log_batch_mean(2.0 * log_scale + jnp.log(_sq_norm(g_unit)))
     if input_grads:
       _, step_vjp = jax.vjp(step, s_prev, x)
@@ -90,11 +103,15 @@ def log_grad_profile(step, output_fn, carry0, xs, readout, input_grads: bool = T
       (g_prev,) = step_vjp(g_unit)
       outputs = (log_sq_state,)
     log_norm_prev = 0.5 * jnp.log(_sq_norm(g_prev))
-    return (normalise(g_prev, log_norm_prev), log_scale + log_norm_prev), outputs
+    new_carry = (normalise(g_prev, log_norm_prev), log_scale + log_norm_prev)
+    if length is not None:  # a masked step passes the cotangent through unchanged
+      new_carry = jax.tree.map(lambda n, c: jnp.where(t < length, n, c), new_carry, carry)
+    return new_carry, outputs
 
   init = (normalise(g_last, log_norm), log_norm)
   (g_initial, log_scale_initial), outputs = lax.scan(
-      backward_step, init, (prev_states, xs), reverse=True)
+      backward_step, init, (jnp.arange(len(jax.tree.leaves(xs)[0])), prev_states, xs),
+      reverse=True)
   forward_finite = jnp.all(jnp.stack(
       [jnp.all(jnp.isfinite(s)) for s in jax.tree.leaves(states)]))
   return Profile(

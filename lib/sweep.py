@@ -101,17 +101,21 @@ def scales(cfg: dict) -> list:
   return [(w, b) for w in cfg['sigma_w2'] for b in cfg['sigma_b2']]
 
 
-def run_points(point, cfg: dict):
-  """point(sigma_w2, sigma_b2, seed) at every scale and seed of the config, in its dtype, as one
-  program over every device (`lib.devices`): outputs as numpy arrays batched (scales, seeds, ...).
-  """
+def points_program(point, num_shared: int = 0):
+  """point(sigma_w2, sigma_b2, seed, *shared) as one program over the points of `run_points`."""
+  return devices.map_points(lambda p, *shared: point(*p, *shared), num_shared)
+
+
+def run_points(program, cfg: dict, *shared):
+  """A `points_program` at every scale and seed of the config, in its dtype, spread over every
+  device (`lib.devices`), with `shared` (arrays) passed to every point: outputs as numpy arrays
+  batched (scales, seeds, ...)."""
   dtype = np.dtype(cfg['dtype'])
   grid = [(w, b, s) for w, b in scales(cfg) for s in seeds(cfg)]  # record order
   with jax.enable_x64(cfg['dtype'] == 'float64'):
-    program = devices.map_points(lambda p: point(*p))
     outputs = devices.run_points(program, (np.asarray([p[0] for p in grid], dtype),
                                            np.asarray([p[1] for p in grid], dtype),
-                                           np.asarray([p[2] for p in grid], np.int32)))
+                                           np.asarray([p[2] for p in grid], np.int32)), *shared)
   shape = (len(scales(cfg)), cfg['num_seeds'])
   return jax.tree.map(lambda a: a.reshape(shape + a.shape[1:]), outputs)
 

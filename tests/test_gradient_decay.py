@@ -11,6 +11,7 @@ import pytest
 from lib import cells
 from lib import gradient_decay
 from lib import gradients
+from lib.errors import UserError
 from lib.results import ResultStore
 
 
@@ -53,20 +54,45 @@ def test_sweep_records_equal_single_point_float64_direct(tiny_config, tmp_path):
                                               abs=1e-4)
 
 
-def test_one_compile_per_cell_and_length(tiny_config, tmp_path):
+def _count_compiles(run):
   compiles = []
 
   def listener(event, *_, **__):
     if event == '/jax/core/compile/backend_compile_duration':
       compiles.append(event)
 
-  cfg = gradient_decay.validate(tiny_config)
   jax.monitoring.register_event_duration_secs_listener(listener)
   try:
-    _run(cfg, tmp_path / 'w')
+    result = run()
   finally:
     jax.monitoring.unregister_event_duration_listener(listener)
-  assert len(compiles) == len(cfg['cells']) * len(cfg['seq_lens'])
+  return len(compiles), result
+
+
+def test_one_compile_per_cell_and_length(tiny_config, tmp_path):
+  cfg = gradient_decay.validate(tiny_config)
+  compiles, _ = _count_compiles(lambda: _run(cfg, tmp_path / 'w'))
+  assert compiles == len(cfg['cells']) * len(cfg['seq_lens'])
+
+
+def test_length_buckets_compile_once_per_bucket_and_change_no_bit(tiny_config, tmp_path):
+  """Every length in one bucket longer than all of them: one compile per cell, and records
+  equal, bit for bit, to the unbucketed run's (one program per length)."""
+  cfg = gradient_decay.validate(tiny_config)
+  bucketed = {**cfg, 'length_buckets': (max(cfg['seq_lens']) + 3,)}
+  assert len(gradient_decay.programs(bucketed)) == len(cfg['cells'])
+  compiles, store = _count_compiles(lambda: _run(bucketed, tmp_path / 'bucketed'))
+  assert compiles == len(cfg['cells'])
+  plain = _run(cfg, tmp_path / 'plain').records()
+  assert store.records() == plain
+  assert [len(r['log_grad_sq']) for r in plain] == [r['seq_len'] for r in plain]
+
+
+def test_a_length_beyond_every_bucket_is_a_user_error(tiny_config):
+  tiny_config.length_buckets = (2, 4)
+  with pytest.raises(UserError, match=r'config.seq_lens: \d+ is longer than the longest of '
+                     r'config.length_buckets \(4\)'):
+    gradient_decay.validate(tiny_config)
 
 
 def test_resume_after_a_crash_mid_group_gives_identical_results(tiny_config, tmp_path,
