@@ -27,6 +27,13 @@ _VERBOSE = flags.DEFINE_bool('verbose', False, 'log every compile and each group
 _SHARD_INDEX = flags.DEFINE_integer('shard_index', 0, 'which part of the grid this run computes')
 _NUM_SHARDS = flags.DEFINE_integer('num_shards', 1, 'split the grid into this many runs')
 _MERGE = flags.DEFINE_list('merge', None, 'workdirs of shards to join into --workdir, then exit')
+_DISTRIBUTED = flags.DEFINE_enum(
+    'distributed', 'auto', cli.DISTRIBUTED, 'jax.distributed: on = auto-detect the cluster (TPU '
+    'pod, SLURM, MPI); auto = on when SLURM or mpirun started several tasks; off = one process')
+_COORDINATOR = flags.DEFINE_string('coordinator_address', None,
+                                   'host:port of process 0, for a multi-process run')
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'processes in a multi-process run')
+_PROCESS_ID = flags.DEFINE_integer('process_id', None, 'this process, 0 .. num_processes - 1')
 
 
 def main(argv):
@@ -47,6 +54,8 @@ def main(argv):
       return
     cfg = experiments.validate(cli.load_config(_CONFIG))
     cli.configure_jax(_CACHE_DIR.value, _VERBOSE.value)
+    cli.initialize_distributed(_DISTRIBUTED.value, _COORDINATOR.value, _NUM_PROCESSES.value,
+                               _PROCESS_ID.value)
     cli.exit_on_interrupt()
     preemption.install()
     print(experiments.run(cfg, _WORKDIR.value, overwrite=_OVERWRITE.value,

@@ -150,3 +150,48 @@ def exit_on_interrupt() -> None:
     sys.stderr.flush()
     os._exit(130)  # not sys.exit: XLA's threads may be running the interrupted program
   signal.signal(signal.SIGINT, handler)
+
+
+DISTRIBUTED = ('auto', 'on', 'off')
+# Environment variables of launchers that start one process per task; JAX's own cluster
+# detection (jax._src.clusters: SLURM, Open MPI, MPI, Cloud TPU, Kubernetes) then finds the rest.
+_TASK_COUNTS = ('SLURM_NTASKS', 'OMPI_COMM_WORLD_SIZE')
+
+
+def initialize_distributed(mode: str, coordinator_address, num_processes, process_id) -> None:
+  """Starts JAX's distributed runtime when this run is one process of many, before any JAX
+  computation. Then jax.devices() lists every process's devices and lib/devices spreads each
+  program over all of them; process 0 writes the results.
+
+  The addresses come from the flags when given (all three), else from JAX's auto-detection:
+  mode 'on' always asks for it (a TPU pod slice), 'auto' asks when a launcher says there are
+  several tasks (srun -n N under SLURM, mpirun), 'off' never does.
+  """
+  explicit = {'--coordinator_address': coordinator_address, '--num_processes': num_processes,
+              '--process_id': process_id}
+  given = [name for name, value in explicit.items() if value is not None]
+  if mode not in DISTRIBUTED:
+    raise UserError(f'--distributed={mode}: valid choices: {", ".join(DISTRIBUTED)}')
+  if given and len(given) < 3:
+    missing = [name for name in explicit if name not in given]
+    raise UserError(f'{", ".join(given)} needs {" and ".join(missing)} too (a multi-process run '
+                    'names the coordinator, the process count and this process)')
+  if given and mode == 'off':
+    raise UserError(f'--distributed=off contradicts {", ".join(given)}')
+  if given and not 0 <= process_id < num_processes:
+    raise UserError(f'--process_id={process_id} --num_processes={num_processes}: need '
+                    '0 <= process_id < num_processes')
+  several = any(int(os.environ.get(name, '1') or 1) > 1 for name in _TASK_COUNTS)
+  if not given and not (mode == 'on' or (mode == 'auto' and several)):
+    return
+  import jax  # pylint: disable=g-import-not-at-top
+  try:
+    if given:
+      jax.distributed.initialize(coordinator_address=coordinator_address,
+                                 num_processes=num_processes, process_id=process_id)
+    else:
+      jax.distributed.initialize()
+  except (RuntimeError, ValueError) as e:
+    raise UserError(f'cannot start the distributed runtime: {one_line(e)}') from None
+  logging.info('process %d of %d, %d devices of %d', jax.process_index(), jax.process_count(),
+               jax.local_device_count(), jax.device_count())

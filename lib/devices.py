@@ -15,6 +15,12 @@ training chunks of every sequence model measured within 15%, most within 5%).
 
 On one device this is one plain jitted program. Inputs are host (numpy) arrays that every process
 holds whole; outputs come back as numpy on every process.
+
+Many processes (`jax.distributed`, lib/cli.initialize_distributed) run the same Python in
+lockstep, each computing its devices' share of every program. Process 0 alone reads and writes
+the workdir; what it reads that steers the run (which points are done, a training checkpoint, a
+stop requested by SIGTERM) reaches the others through `broadcast` and `any_process`, so that
+every process takes the same branches and calls the same programs.
 """
 
 from typing import Callable
@@ -74,6 +80,27 @@ def map_points(fn: Callable, num_shared: int = 0) -> Callable:
   return jax.jit(jax.shard_map(
       per_device, mesh=mesh(), in_specs=(PartitionSpec(AXIS),) + (PartitionSpec(),) * num_shared,
       out_specs=PartitionSpec(AXIS), check_vma=False))
+
+
+def is_leader() -> bool:
+  """Whether this is process 0, the one that reads and writes the workdir."""
+  return jax.process_index() == 0
+
+
+def broadcast(tree):
+  """Process 0's value of a pytree of host arrays (or numbers), on every process."""
+  if jax.process_count() == 1:
+    return tree
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  return jax.tree.map(np.asarray, multihost_utils.broadcast_one_to_all(tree))
+
+
+def any_process(flag: bool) -> bool:
+  """Whether `flag` holds on any process (the same answer on all)."""
+  if jax.process_count() == 1:
+    return bool(flag)
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  return bool(np.any(multihost_utils.process_allgather(np.asarray([flag]))))
 
 
 def run_points(program: Callable, points, *shared):

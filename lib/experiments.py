@@ -69,15 +69,36 @@ def run(cfg: dict, workdir=None, overwrite: bool = False, shard: tuple = (0, 1))
   # An experiment that needs inputs (a dataset) loads them first, so that a missing one fails
   # before anything is written; run() then takes them as a third argument.
   prepared = (experiment.prepare(cfg),) if hasattr(experiment, 'prepare') else ()
-  store = ResultStore.create(workdir or new_workdir(cfg), cfg, overwrite=overwrite,
-                             required=experiment.RECORD_FIELDS)
+  store = _open_store(experiment, cfg, workdir, overwrite)
   start = time.perf_counter()
   computed = experiment.run(cfg, store, *prepared)
   logging.info('computed %d points in %.1fs', computed, time.perf_counter() - start)
+  if not store.workdir:  # a follower: process 0 of a multi-process run writes
+    return f'computed {computed} points with process 0, which writes the results and plots'
   records = store.records()
   paths = experiment.plot(records, store.plots_dir)
   return '\n'.join([experiment.summary(records), f'results: {store.results_path}',
                     'plots: ' + ', '.join(paths)])
+
+
+def _open_store(experiment, cfg: dict, workdir, overwrite: bool) -> ResultStore:
+  """Process 0 opens (or creates) the workdir; in a multi-process run the others get a follower
+  store, and learn whether process 0 succeeded, so that none waits for a process that failed."""
+  from lib import devices  # pylint: disable=g-import-not-at-top  (jax: slow to import)
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  store, error = None, None
+  if devices.is_leader():
+    try:
+      store = ResultStore.create(workdir or new_workdir(cfg), cfg, overwrite=overwrite,
+                                 required=experiment.RECORD_FIELDS)
+    except UserError as e:
+      error = e
+  ok = bool(devices.broadcast(np.asarray(error is None)))
+  if error is not None:
+    raise error
+  if not ok:
+    raise UserError('process 0 could not open the workdir (its error says why)')
+  return store or ResultStore.follower(cfg, experiment.RECORD_FIELDS)
 
 
 def plot_only(workdir: str) -> str:

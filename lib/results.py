@@ -209,6 +209,12 @@ class ResultStore:
       raise UserError(f'cannot write to workdir {workdir}: {e.strerror or e}') from None
     return store
 
+  @classmethod
+  def follower(cls, config: dict, required: tuple = ()) -> 'ResultStore':
+    """The store of a process other than 0 in a multi-process run: it reads and writes nothing
+    (process 0 owns the workdir, and `lib.devices.broadcast` tells the others what it holds)."""
+    return _Follower(config, required)
+
   def _record_environment(self) -> None:
     """Appends this run's environment: a resumed sweep lists every environment it ran in."""
     path = os.path.join(self.workdir, ENVIRONMENT_FILE)
@@ -269,3 +275,23 @@ class ResultStore:
         os.fsync(fd)
     finally:
       os.close(fd)
+
+
+class _Follower(ResultStore):
+  """See `ResultStore.follower`: no workdir, no records, writes dropped."""
+
+  def __init__(self, config: dict, required: tuple = ()):
+    super().__init__('', required)
+    self.shard = tuple(config.get('shard', (0, 1)))
+
+  def records(self) -> list:
+    return []
+
+  def remove_checkpoints(self) -> None:
+    pass
+
+  def replace(self, records: Iterable[dict]) -> None:
+    pass
+
+  def append(self, records: Iterable[dict]) -> None:
+    pass

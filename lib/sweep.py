@@ -41,6 +41,9 @@ def run_groups(groups: Sequence[tuple[Hashable, Sequence[Hashable]]],
   index, count = store.shard
   groups = [g for i, g in enumerate(groups) if i % count == index]
   done = {key_of(r) for r in store.records()}
+  every_key = [key for _, keys in groups for key in keys]
+  mask = devices.broadcast(np.asarray([key in done for key in every_key]))  # process 0's
+  done = {key for key, is_done in zip(every_key, mask) if is_done}
   total = sum(len(keys) for _, keys in groups)
   finished = sum(key in done for _, keys in groups for key in keys)
   computed = 0
@@ -59,7 +62,8 @@ def run_groups(groups: Sequence[tuple[Hashable, Sequence[Hashable]]],
       bar.update(len(missing))
       logging.info('group %s: %d points in %.2fs', group, len(missing),
                    time.perf_counter() - start)
-      preemption.stop_if_requested()  # the group in flight is written: a safe point
+      if devices.any_process(preemption.requested()):  # the group in flight is written
+        raise preemption.Preempted()
   return computed
 
 

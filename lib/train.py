@@ -128,9 +128,13 @@ class Checkpoints:
     import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top  (slow to import)
     self._ocp = ocp
     self.directory = os.path.abspath(directory)
+    os.makedirs(self.directory, exist_ok=True)  # orbax's create=True syncs every process
     self._manager = ocp.CheckpointManager(
         self.directory, options=ocp.CheckpointManagerOptions(
-            max_to_keep=1, enable_async_checkpointing=False, create=True))
+            max_to_keep=1, enable_async_checkpointing=False, create=False,
+            # process 0 alone checkpoints host arrays: no barrier with the other processes
+            multiprocessing_options=ocp.options.MultiprocessingOptions(
+                primary_host=jax.process_index(), active_processes={jax.process_index()})))
 
   def latest_step(self):
     return self._manager.latest_step()
@@ -168,12 +172,16 @@ def train(init_params: Callable, task: Task, opt, seeds, num_steps: int, log_eve
   state = devices.map_points(lambda s: init_state(init_params, task, opt, s, num_logs))(
       padded_seeds)
   initial = devices.fetch(state['params'])
-  checkpoints = Checkpoints(checkpoint_dir) if checkpoint_dir else None
-  if checkpoints is not None and checkpoints.latest_step() is not None:
-    logging.info('%s: resuming from the checkpoint at step %d', desc, checkpoints.latest_step())
+  # Process 0 alone reads and writes checkpoints; the others receive what it restores.
+  checkpoints = Checkpoints(checkpoint_dir) if checkpoint_dir and devices.is_leader() else None
+  saved = checkpoints is not None and checkpoints.latest_step() is not None
+  if devices.any_process(saved):
     # saved without the padding, so a run may resume on another number of devices
     like = jax.tree.map(lambda a: a[:count], devices.fetch(state))
-    state = devices.put(devices.pad(checkpoints.restore(like), count), split=True)
+    restored = devices.broadcast(checkpoints.restore(like) if saved else like)
+    state = devices.put(devices.pad(restored, count), split=True)
+    logging.info('%s: resumed from the checkpoint at step %d', desc,
+                 int(restored['step'][0]))
   chunk = chunk_program(task, opt, log_every)
   data = devices.put(task.data, split=False)
   step = int(devices.fetch(state['step'])[0])
@@ -184,11 +192,14 @@ def train(init_params: Callable, task: Task, opt, seeds, num_steps: int, log_eve
         state = chunk((state, padded_seeds), data)
         step += log_every
         bar.update(log_every)
-        if checkpoints is not None and step < num_steps and (
-            preemption.requested() or (checkpoint_every and step % checkpoint_every == 0)):
-          checkpoints.save(step, jax.tree.map(lambda a: a[:count], devices.fetch(state)))
-        if step < num_steps:
-          preemption.stop_if_requested()  # after the checkpoint: the rerun continues from here
+        stop = step < num_steps and devices.any_process(preemption.requested())
+        if checkpoint_dir and step < num_steps and (
+            stop or (checkpoint_every and step % checkpoint_every == 0)):
+          host = jax.tree.map(lambda a: a[:count], devices.fetch(state))  # every process
+          if checkpoints is not None:
+            checkpoints.save(step, host)
+        if stop:  # after the checkpoint: the rerun continues from here
+          raise preemption.Preempted()
   finally:
     if checkpoints is not None:
       checkpoints.close()

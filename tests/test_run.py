@@ -41,6 +41,12 @@ BAD_INPUTS = {
     'shard index out of range': (['--shard_index=2', '--num_shards=2'],
                                  '--shard_index=2 --num_shards=2: need num_shards >= 1'),
     'merge of a folder that is no workdir': (['--merge={tmp}'], 'is not a workdir'),
+    'coordinator without the process count': (
+        ['--coordinator_address=localhost:1'],
+        '--coordinator_address needs --num_processes and --process_id too'),
+    'process id out of range': (
+        ['--coordinator_address=localhost:1', '--num_processes=2', '--process_id=2'],
+        'need 0 <= process_id < num_processes'),
     'stray argument': (['stray'], 'unexpected argument(s): stray; flags are --config'),
     'missing config file': (['--config=nofile.py'], 'config file not found: nofile.py; '
                             'experiments: experiments/depth_decay.py, experiments/gradient_clipping.py'),
