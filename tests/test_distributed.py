@@ -47,8 +47,8 @@ def _two_processes(workdir, flags, devices: int = 1) -> list:
   """Runs process 0 and 1 of a 2-process run; returns their (stdout, stderr)."""
   port = _free_port()
   processes = [subprocess.Popen(
-      [sys.executable, RUN, *flags, f'--workdir={workdir}', f'--coordinator_address=localhost:{port}',
-       '--num_processes=2', f'--process_id={i}'], cwd=ROOT, env=_env(devices),
+      [sys.executable, RUN, *flags, f'--workdir={workdir}', '--num_processes=2',
+       f'--coordinator_address=localhost:{port}', f'--process_id={i}'], cwd=ROOT, env=_env(devices),
       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
   try:
     outputs = [p.communicate(timeout=300) for p in processes]
@@ -66,8 +66,8 @@ def test_two_processes_write_what_one_process_writes(tmp_path):
   outputs = _two_processes(two, TINY_FLAGS)
   assert (two / 'results.jsonl').read_bytes() == (one / 'results.jsonl').read_bytes()
   assert 'results:' in outputs[0][0]
-  assert outputs[1][0].splitlines()[-1] == ('computed 16 points with process 0, which writes the results '
-                                   'and plots')
+  assert outputs[1][0].splitlines()[-1] == ('computed 16 points with process 0, which writes '
+                                            'the results and plots')
   runs = json.loads((two / 'environment.json').read_text())['runs']
   assert len(runs) == 1 and len(runs[0]['devices']) == 2  # written once, by process 0
 
