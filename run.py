@@ -23,6 +23,8 @@ _PLOT_ONLY = flags.DEFINE_bool('plot_only', False, 'redraw the plots of --workdi
 _CACHE_DIR = flags.DEFINE_string(
     'compilation_cache_dir', None, 'persistent XLA compilation cache, so a rerun loads its '
     f'programs ("" = off; default $JAX_COMPILATION_CACHE_DIR or {cli.DEFAULT_CACHE_DIR})')
+_DRY_RUN = flags.DEFINE_bool('dry_run', False, 'print the grid, the number of points and programs, '
+                             'and estimates of time and memory per program; compute nothing')
 _VERBOSE = flags.DEFINE_bool('verbose', False, 'log every compile and each group\'s timing')
 _SHARD_INDEX = flags.DEFINE_integer('shard_index', 0, 'which part of the grid this run computes')
 _NUM_SHARDS = flags.DEFINE_integer('num_shards', 1, 'split the grid into this many runs')
@@ -54,6 +56,9 @@ def main(argv):
       return
     cfg = experiments.validate(cli.load_config(_CONFIG))
     cli.configure_jax(_CACHE_DIR.value, _VERBOSE.value)
+    if _DRY_RUN.value:
+      print(experiments.dry_run(cfg, shard=(_SHARD_INDEX.value, _NUM_SHARDS.value)))
+      return
     cli.initialize_distributed(_DISTRIBUTED.value, _COORDINATOR.value, _NUM_PROCESSES.value,
                                _PROCESS_ID.value)
     cli.exit_on_interrupt()

@@ -81,6 +81,15 @@ def run(cfg: dict, workdir=None, overwrite: bool = False, shard: tuple = (0, 1))
                     'plots: ' + ', '.join(paths)])
 
 
+def dry_run(cfg: dict, shard: tuple = (0, 1)) -> str:
+  """What `run` would compute and an estimate of its cost (lib/dry_run); writes nothing."""
+  from lib import dry_run as dry_run_lib  # pylint: disable=g-import-not-at-top
+  experiment = get(cfg['experiment'])
+  shard = check_shard(*shard)
+  prepared = (experiment.prepare(cfg),) if hasattr(experiment, 'prepare') else ()
+  return dry_run_lib.report(experiment, cfg, prepared, shard)
+
+
 def _open_store(experiment, cfg: dict, workdir, overwrite: bool) -> ResultStore:
   """Process 0 opens (or creates) the workdir; in a multi-process run the others get a follower
   store, and learn whether process 0 succeeded, so that none waits for a process that failed."""

@@ -6,6 +6,7 @@ the number of scales and seeds. The phase diagram (lib/phase_diagram.py) runs th
 (sigma_w2, sigma_b2) grid.
 """
 
+import collections
 import functools
 
 import jax
@@ -64,10 +65,18 @@ def bucket(cfg: dict, seq_len: int) -> int:
   return next((b for b in cfg['length_buckets'] if b >= seq_len), seq_len)
 
 
-def programs(cfg: dict) -> list:
-  """The distinct compiled programs of the sweep: (cell, program length) pairs."""
-  return list(dict.fromkeys((cell, bucket(cfg, t)) for cell in cfg['cells']
-                            for t in cfg['seq_lens']))
+def programs(cfg: dict, groups=None) -> list:
+  """The distinct compiled programs of the sweep's (cell, seq_len) groups (default: all), as
+  `lib.dry_run.Program`s named by (cell, program length)."""
+  from lib import dry_run  # pylint: disable=g-import-not-at-top
+  groups = grid(cfg) if groups is None else groups
+  calls = collections.Counter((cell, bucket(cfg, seq_len)) for (cell, seq_len), _ in groups)
+  args = (dry_run.points_args(len(sweep.scales(cfg)) * cfg['num_seeds'], cfg['dtype'],
+                              cfg['dtype'], 'int32'), jax.ShapeDtypeStruct((), jnp.int32))
+  return [dry_run.Program(
+      f'{cell} T={length}', sweep.points_program(
+          functools.partial(measure_point, cell, length, cfg), num_shared=1), args, count)
+          for (cell, length), count in calls.items()]
 
 
 def point_key(record: dict) -> tuple:

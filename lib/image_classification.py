@@ -114,7 +114,8 @@ def grid(cfg: dict) -> list:
           for model in cfg['models'] for permuted in cfg['permuted']]
 
 
-def compute_group(cfg: dict, datasets, checkpoints_dir: str, group: tuple) -> list:
+def _setup(cfg: dict, datasets, group: tuple):
+  """(model, task, optimizer) of one (model, permuted)."""
   name, permuted = group
   train_set, test_set = datasets
   if permuted:
@@ -122,8 +123,23 @@ def compute_group(cfg: dict, datasets, checkpoints_dir: str, group: tuple) -> li
     test_set = (permute_positions(test_set[0], cfg['permutation_seed']), test_set[1])
   num_classes = int(max(train_set[1].max(), test_set[1].max())) + 1
   model = models.classifier(name, cfg, train_set[0].shape[1:], num_classes)
-  task = make_task(cfg, model, train_set, test_set)
-  opt = train.optimizer(cfg['optimizer'], cfg['learning_rate'], cfg['clip_norm'])
+  return (model, make_task(cfg, model, train_set, test_set),
+          train.optimizer(cfg['optimizer'], cfg['learning_rate'], cfg['clip_norm']))
+
+
+def programs(cfg: dict, groups, datasets) -> list:
+  """The training programs of each group (`lib.dry_run`)."""
+  programs_ = []
+  for group, _ in groups:
+    model, task, opt = _setup(cfg, datasets, group)
+    programs_ += train.programs(f'{group[0]}{" permuted" if group[1] else ""}', model.init, task,
+                                opt, cfg['num_seeds'], cfg['num_steps'], cfg['log_every'])
+  return programs_
+
+
+def compute_group(cfg: dict, datasets, checkpoints_dir: str, group: tuple) -> list:
+  name, permuted = group
+  model, task, opt = _setup(cfg, datasets, group)
   seeds = sweep.seeds(cfg)
   final = train.train(model.init, task, opt, seeds, cfg['num_steps'], cfg['log_every'],
                       f'{checkpoints_dir}/{name}-{"permuted" if permuted else "original"}',

@@ -131,11 +131,27 @@ def grid(cfg: dict) -> list:
           for cell in cfg['cells'] for clip in cfg['clip_norm'] for seq_len in cfg['seq_lens']]
 
 
-def compute_group(cfg: dict, checkpoints_dir: str, group: tuple) -> list:
+def _setup(cfg: dict, group: tuple):
+  """(model, task, optimizer) of one (cell, clip_norm, seq_len)."""
   cell, clip_norm, seq_len = group
   model = make_model(cfg, cell)
-  task = make_task(cfg, model, seq_len)
-  opt = train.optimizer(cfg['optimizer'], cfg['learning_rate'], clip_norm)
+  return (model, make_task(cfg, model, seq_len),
+          train.optimizer(cfg['optimizer'], cfg['learning_rate'], clip_norm))
+
+
+def programs(cfg: dict, groups) -> list:
+  """The training programs of each group (`lib.dry_run`)."""
+  programs_ = []
+  for group, _ in groups:
+    model, task, opt = _setup(cfg, group)
+    programs_ += train.programs(f'{group[0]} clip={group[1]:g} T={group[2]}', model.init, task,
+                                opt, cfg['num_seeds'], cfg['num_steps'], cfg['log_every'])
+  return programs_
+
+
+def compute_group(cfg: dict, checkpoints_dir: str, group: tuple) -> list:
+  cell, clip_norm, seq_len = group
+  model, task, opt = _setup(cfg, group)
   seeds = sweep.seeds(cfg)
   directory = os.path.join(checkpoints_dir, f'{cell}-clip{clip_norm!r}-T{seq_len}')
   final = train.train(model.init, task, opt, seeds, cfg['num_steps'], cfg['log_every'],

@@ -15,6 +15,7 @@ from lib import theory
 validate = gradient_decay.validate
 run = gradient_decay.run
 grid = gradient_decay.grid
+programs = gradient_decay.programs
 point_key = gradient_decay.point_key
 RECORD_FIELDS = gradient_decay.RECORD_FIELDS
 

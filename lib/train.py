@@ -121,6 +121,18 @@ def chunk_program(task: Task, opt, log_every: int):
   return devices.map_points(lambda point, data: chunk(point[0], point[1], data), num_shared=1)
 
 
+def programs(name: str, init_params: Callable, task: Task, opt, num_seeds: int, num_steps: int,
+             log_every: int) -> list:
+  """The programs `train` runs, as `lib.dry_run.Program`s: the initialisation and the chunk."""
+  from lib import dry_run  # pylint: disable=g-import-not-at-top
+  (seeds,) = dry_run.points_args(num_seeds, 'int32')
+  init = devices.map_points(lambda s: init_state(init_params, task, opt, s, num_steps // log_every))
+  state = jax.eval_shape(init, seeds)
+  return [dry_run.Program(f'{name} init', init, (seeds,), 1),
+          dry_run.Program(f'{name} {log_every} steps', chunk_program(task, opt, log_every),
+                          ((state, seeds), dry_run.abstract(task.data)), num_steps // log_every)]
+
+
 class Checkpoints:
   """Orbax checkpoints of one training run's state in `directory` (the latest one kept)."""
 
