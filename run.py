@@ -29,6 +29,9 @@ _VERBOSE = flags.DEFINE_bool('verbose', False, 'log every compile and each group
 _SHARD_INDEX = flags.DEFINE_integer('shard_index', 0, 'which part of the grid this run computes')
 _NUM_SHARDS = flags.DEFINE_integer('num_shards', 1, 'split the grid into this many runs')
 _MERGE = flags.DEFINE_list('merge', None, 'workdirs of shards to join into --workdir, then exit')
+_POINTS_BATCH = flags.DEFINE_integer(
+    'points_batch', 1, 'points vmapped together on each device: 1 is bit-identical at any device '
+    'count; larger (e.g. 64) fills a GPU, bit-identical across device counts for that value')
 _DISTRIBUTED = flags.DEFINE_enum(
     'distributed', 'auto', cli.DISTRIBUTED, 'jax.distributed: on = auto-detect the cluster (TPU '
     'pod, SLURM, MPI); auto = on when SLURM or mpirun started several tasks; off = one process')
@@ -57,14 +60,16 @@ def main(argv):
     cfg = experiments.validate(cli.load_config(_CONFIG))
     cli.configure_jax(_CACHE_DIR.value, _VERBOSE.value)
     if _DRY_RUN.value:
-      print(experiments.dry_run(cfg, shard=(_SHARD_INDEX.value, _NUM_SHARDS.value)))
+      print(experiments.dry_run(cfg, shard=(_SHARD_INDEX.value, _NUM_SHARDS.value),
+                                points_batch=_POINTS_BATCH.value))
       return
     cli.initialize_distributed(_DISTRIBUTED.value, _COORDINATOR.value, _NUM_PROCESSES.value,
                                _PROCESS_ID.value)
     cli.exit_on_interrupt()
     preemption.install()
     print(experiments.run(cfg, _WORKDIR.value, overwrite=_OVERWRITE.value,
-                          shard=(_SHARD_INDEX.value, _NUM_SHARDS.value)))
+                          shard=(_SHARD_INDEX.value, _NUM_SHARDS.value),
+                          points_batch=_POINTS_BATCH.value))
   except UserError as e:
     cli.fail(str(e))
   except preemption.Preempted:

@@ -153,9 +153,10 @@ def exit_on_interrupt() -> None:
 
 
 DISTRIBUTED = ('auto', 'on', 'off')
-# Environment variables of launchers that start one process per task; JAX's own cluster
-# detection (jax._src.clusters: SLURM, Open MPI, MPI, Cloud TPU, Kubernetes) then finds the rest.
-_TASK_COUNTS = ('SLURM_NTASKS', 'OMPI_COMM_WORLD_SIZE')
+# Task counts that launchers set for the processes they start (srun's job step, mpirun); JAX's
+# own cluster detection (jax._src.clusters: SLURM, Open MPI, Cloud TPU, Kubernetes) finds the
+# rest. Not SLURM_NTASKS: the batch script and salloc's shell have it too.
+_TASK_COUNTS = ('SLURM_STEP_NUM_TASKS', 'OMPI_COMM_WORLD_SIZE')
 
 
 def initialize_distributed(mode: str, coordinator_address, num_processes, process_id) -> None:
@@ -165,7 +166,7 @@ def initialize_distributed(mode: str, coordinator_address, num_processes, proces
 
   The addresses come from the flags when given (all three), else from JAX's auto-detection:
   mode 'on' always asks for it (a TPU pod slice), 'auto' asks when a launcher says there are
-  several tasks (srun -n N under SLURM, mpirun), 'off' never does.
+  several tasks (srun -n N under SLURM, Open MPI's mpirun), 'off' never does.
   """
   explicit = {'--coordinator_address': coordinator_address, '--num_processes': num_processes,
               '--process_id': process_id}
@@ -192,6 +193,7 @@ def initialize_distributed(mode: str, coordinator_address, num_processes, proces
     else:
       jax.distributed.initialize()
   except (RuntimeError, ValueError) as e:
-    raise UserError(f'cannot start the distributed runtime: {one_line(e)}') from None
+    raise UserError(f'cannot start the distributed runtime: {one_line(e)} (pass '
+                    '--distributed=off to run as one process)') from None
   logging.info('process %d of %d, %d devices of %d', jax.process_index(), jax.process_count(),
                jax.local_device_count(), jax.device_count())

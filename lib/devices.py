@@ -11,7 +11,10 @@ depends on how many points are batched, which moves float32 results by an ulp wh
 count changes (and training amplifies an ulp into visible differences). With lax.map every point
 runs the very same per-point program whatever the number of devices or processes, so results
 are bit-identical on one backend. On CPU it costs no more than vmap (tanh RNN profiles, LSTM, and
-training chunks of every sequence model measured within 15%, most within 5%).
+training chunks of every sequence model measured within 15%, most within 5%). An accelerator
+wants wider batches: `set_points_batch(B)` makes each device vmap its points B at a time
+(lax.map's batch_size, the points padded to a multiple of B x devices), and results are then
+bit-identical across device counts for that B.
 
 On one device this is one plain jitted program. Inputs are host (numpy) arrays that every process
 holds whole; outputs come back as numpy on every process.
@@ -32,7 +35,18 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec
 import numpy as np
 
+from lib.errors import UserError
+
 AXIS = 'points'
+_batch = 1  # points vmapped together on a device (set_points_batch)
+
+
+def set_points_batch(size: int) -> None:
+  """Each device computes its points `size` at a time (vmapped), one batch after another."""
+  global _batch
+  if size < 1:
+    raise UserError(f'--points_batch={size}: need a positive integer (1: one point at a time)')
+  _batch = size
 
 
 def mesh() -> Mesh:
@@ -40,10 +54,14 @@ def mesh() -> Mesh:
   return Mesh(np.asarray(jax.devices()), (AXIS,))
 
 
+def points_batch() -> int:
+  return _batch
+
+
 def padded_count(count: int) -> int:
-  """`count` rounded up to a multiple of the device count."""
-  devices = jax.device_count()
-  return -(-count // devices) * devices
+  """`count` rounded up to a multiple of the device count times the points batch."""
+  step = jax.device_count() * _batch
+  return -(-count // step) * step
 
 
 def pad(points, count: int):
@@ -76,7 +94,8 @@ def map_points(fn: Callable, num_shared: int = 0) -> Callable:
   `points` pytree (sharded over the mesh, a multiple of the device count long); the `shared`
   arguments are replicated. Outputs are stacked along a leading axis, sharded like `points`."""
   def per_device(points, *shared):
-    return lax.map(lambda point: fn(point, *shared), points)
+    return lax.map(lambda point: fn(point, *shared), points,
+                   batch_size=_batch if _batch > 1 else None)
   return jax.jit(jax.shard_map(
       per_device, mesh=mesh(), in_specs=(PartitionSpec(AXIS),) + (PartitionSpec(),) * num_shared,
       out_specs=PartitionSpec(AXIS), check_vma=False))
@@ -93,6 +112,26 @@ def broadcast(tree):
     return tree
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
   return jax.tree.map(np.asarray, multihost_utils.broadcast_one_to_all(tree))
+
+
+def on_leader(fn: Callable, *args):
+  """fn(*args) on process 0 alone: its result there, None on the others. If it raises, every
+  process raises (process 0 its own error, the others a UserError that points to it), so that
+  none waits in a collective for a process that has failed."""
+  result, error = None, None
+  if is_leader():
+    try:
+      result = fn(*args)
+    except Exception as e:  # pylint: disable=broad-except  (re-raised below, on every process)
+      error = e
+  failed = error is not None
+  if jax.process_count() > 1:
+    failed = bool(broadcast(np.asarray(failed)))
+  if error is not None:
+    raise error
+  if failed:
+    raise UserError('process 0 failed (its error says why); this process stops with it')
+  return result
 
 
 def any_process(flag: bool) -> bool:

@@ -11,6 +11,9 @@ the jitted function, abstract arguments, and how many times the sweep calls it).
   times, and of the training chunks of the sequence models 1.3-1.7 times too low;
 - peak memory per device: XLA's buffer assignment of the compiled program (arguments + outputs
   - aliased + temporaries). Compiling costs what the run's compile would (0.1-3 s a program).
+The dry run writes no results; the programs it compiles may go to the compilation cache. It runs
+as one process: for a multi-process run, the device count and memory per device are this
+host's, and the time divides by the number of processes.
 """
 
 import math
@@ -78,14 +81,14 @@ def cost(fn: Callable, args: tuple) -> np.ndarray:
   return _cost(jax.make_jaxpr(fn)(*args).jaxpr)
 
 
-def _rnn_reference(hidden: int, batch: int, steps: int):
+def _rnn_reference(hidden: int, batch: int, steps: int, dtype):
   """A tanh RNN's forward and backward pass: (jitted function, arguments)."""
   def loss(w, xs):
-    h, _ = lax.scan(lambda h, x: (jnp.tanh(h @ w + x), None), jnp.zeros((batch, hidden)), xs)
+    h, _ = lax.scan(lambda h, x: (jnp.tanh(h @ w + x), None), jnp.zeros((batch, hidden), dtype),
+                    xs)
     return jnp.sum(h)
-  w = jnp.asarray(np.random.default_rng(0).normal(size=(hidden, hidden)) / np.sqrt(hidden),
-                  jnp.float32)
-  return jax.jit(jax.grad(loss)), (w, jnp.ones((steps, batch, hidden), jnp.float32))
+  w = jnp.asarray(np.random.default_rng(0).normal(size=(hidden, hidden)) / np.sqrt(hidden), dtype)
+  return jax.jit(jax.grad(loss)), (w, jnp.ones((steps, batch, hidden), dtype))
 
 
 def _seconds(fn, args, repeats: int) -> float:
@@ -98,11 +101,11 @@ def _seconds(fn, args, repeats: int) -> float:
   return float(np.median(times))
 
 
-def calibrate(repeats: int = 5) -> np.ndarray:
-  """[seconds per flop, seconds per operation] on this device, fitted to two tanh RNNs timed
-  here (medians of `repeats` runs after a warm-up): hidden 256, batch 64 (flop-bound) and hidden
-  4, batch 4 (overhead-bound)."""
-  references = [_rnn_reference(256, 64, 64), _rnn_reference(4, 4, 512)]
+def calibrate(dtype='float32', repeats: int = 5) -> np.ndarray:
+  """[seconds per flop, seconds per operation] on this device in `dtype`, fitted to two tanh
+  RNNs timed here (medians of `repeats` runs after a warm-up): hidden 256, batch 64
+  (flop-bound) and hidden 4, batch 4 (overhead-bound)."""
+  references = [_rnn_reference(256, 64, 64, dtype), _rnn_reference(4, 4, 512, dtype)]
   costs = np.stack([cost(fn, args) for fn, args in references])
   seconds = np.asarray([_seconds(fn, args, repeats) for fn, args in references])
   return np.maximum(np.linalg.solve(costs, seconds), 0.0)
@@ -139,20 +142,21 @@ def report(experiment, cfg: dict, prepared: tuple = (), shard: tuple = (0, 1)) -
   points = sum(len(keys) for _, keys in groups)
   programs = experiment.programs(cfg, groups, *prepared)
   with jax.enable_x64(cfg.get('dtype') == 'float64'):
-    per_flop, per_op = calibrate()
+    per_flop, per_op = calibrate(cfg.get('dtype', 'float32'))
     rows, total = [], 0.0
     for program in programs:
       seconds = float(cost(program.fn, program.args) @ np.asarray([per_flop, per_op]))
       total += seconds * program.calls
       rows.append((program.name, program.calls, seconds, peak_bytes(program.fn, program.args)))
-  width = max(len('program'), *(len(r[0]) for r in rows))
+  width = max([len('program')] + [len(r[0]) for r in rows])
   lines = [
-      f'dry run of {cfg["experiment"]}: nothing is computed or written',
+      f'dry run of {cfg["experiment"]}: no point is computed, no result written',
       f'grid: {_swept(cfg)}; seeds {cfg["seed"]}..{cfg["seed"] + cfg["num_seeds"] - 1}',
       f'points: {points} in {len(groups)} groups'
       + (f' (shard {shard[0]} of {shard[1]})' if shard[1] > 1 else ''),
       f'programs to compile: {len(programs)}, each over {jax.device_count()} device(s) '
-      f'({jax.devices()[0].platform})',
+      f'({jax.devices()[0].platform}; one process)'
+      + (f', {devices.points_batch()} points at a time' if devices.points_batch() > 1 else ''),
       f'calibrated here: {1e-9 / per_flop if per_flop else float("inf"):.1f} GFLOP/s and '
       f'{per_op * 1e6:.2f} us per operation (tanh RNNs, forward+backward)',
       f'{"program":<{width}}  calls  s/call (est.)  peak memory/device']

@@ -54,18 +54,28 @@ def check_shard(shard_index: int, num_shards: int) -> tuple:
   return shard_index, num_shards
 
 
-def run(cfg: dict, workdir=None, overwrite: bool = False, shard: tuple = (0, 1)) -> str:
+def _with_run_keys(cfg: dict, shard: tuple, points_batch: int) -> dict:
+  """The config with the run-level settings that a workdir must keep: the shard, and the points
+  batch (lib/devices: it moves float32 results by an ulp, so a run may not mix two)."""
+  from lib import devices  # pylint: disable=g-import-not-at-top
+  shard = check_shard(*shard)
+  devices.set_points_batch(points_batch)
+  return {**cfg, **({'shard': list(shard)} if shard[1] > 1 else {}),
+          **({'points_batch': points_batch} if points_batch > 1 else {})}
+
+
+def run(cfg: dict, workdir=None, overwrite: bool = False, shard: tuple = (0, 1),
+        points_batch: int = 1) -> str:
   """Runs (or resumes) the experiment of a validated config in `workdir` (default: a new
   runs/<experiment>-<time>); returns its summary.
 
   shard = (index, count): compute only groups index, index + count, ... of the grid (an array job
   on a cluster); the workdir's config records the shard, so it resumes only as that shard, and
-  `merge` joins the shards' workdirs.
+  `merge` joins the shards' workdirs. points_batch: points vmapped together on a device
+  (`lib.devices.set_points_batch`), recorded in the config when above 1.
   """
   experiment = get(cfg['experiment'])
-  shard = check_shard(*shard)
-  if shard[1] > 1:
-    cfg = {**cfg, 'shard': list(shard)}
+  cfg = _with_run_keys(cfg, shard, points_batch)
   # An experiment that needs inputs (a dataset) loads them first, so that a missing one fails
   # before anything is written; run() then takes them as a third argument.
   prepared = (experiment.prepare(cfg),) if hasattr(experiment, 'prepare') else ()
@@ -81,32 +91,22 @@ def run(cfg: dict, workdir=None, overwrite: bool = False, shard: tuple = (0, 1))
                     'plots: ' + ', '.join(paths)])
 
 
-def dry_run(cfg: dict, shard: tuple = (0, 1)) -> str:
-  """What `run` would compute and an estimate of its cost (lib/dry_run); writes nothing."""
+def dry_run(cfg: dict, shard: tuple = (0, 1), points_batch: int = 1) -> str:
+  """What `run` would compute and an estimate of its cost (lib/dry_run); writes no results."""
   from lib import dry_run as dry_run_lib  # pylint: disable=g-import-not-at-top
   experiment = get(cfg['experiment'])
-  shard = check_shard(*shard)
+  cfg = _with_run_keys(cfg, shard, points_batch)
   prepared = (experiment.prepare(cfg),) if hasattr(experiment, 'prepare') else ()
-  return dry_run_lib.report(experiment, cfg, prepared, shard)
+  return dry_run_lib.report(experiment, cfg, prepared, tuple(cfg.get('shard', (0, 1))))
 
 
 def _open_store(experiment, cfg: dict, workdir, overwrite: bool) -> ResultStore:
   """Process 0 opens (or creates) the workdir; in a multi-process run the others get a follower
-  store, and learn whether process 0 succeeded, so that none waits for a process that failed."""
+  store (and stop with process 0 if it cannot open the workdir)."""
   from lib import devices  # pylint: disable=g-import-not-at-top  (jax: slow to import)
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  store, error = None, None
-  if devices.is_leader():
-    try:
-      store = ResultStore.create(workdir or new_workdir(cfg), cfg, overwrite=overwrite,
-                                 required=experiment.RECORD_FIELDS)
-    except UserError as e:
-      error = e
-  ok = bool(devices.broadcast(np.asarray(error is None)))
-  if error is not None:
-    raise error
-  if not ok:
-    raise UserError('process 0 could not open the workdir (its error says why)')
+  store = devices.on_leader(lambda: ResultStore.create(
+      workdir or new_workdir(cfg), cfg, overwrite=overwrite, required=experiment.RECORD_FIELDS,
+      neutral=getattr(experiment, 'NEUTRAL_KEYS', ())))
   return store or ResultStore.follower(cfg, experiment.RECORD_FIELDS)
 
 
@@ -134,13 +134,15 @@ def merge(sources: list, workdir: str, overwrite: bool = False) -> str:
     config = ResultStore(source).config()
     configs[source] = {k: v for k, v in config.items() if k != 'shard'}
   first, config = next(iter(configs.items()))
+  neutral = getattr(get(config.get('experiment', '')), 'NEUTRAL_KEYS', ())
   for source, other in configs.items():
-    if other != config:
+    if config_diff(config, other, ignore=neutral):
       raise UserError(f'--merge: {source} holds a different config from {first} (differs in: '
-                      f'{", ".join(config_diff(config, other))})')
+                      f'{", ".join(config_diff(config, other, ignore=neutral))})')
   experiment = get(config.get('experiment', ''))
+  spec_config = {k: v for k, v in config.items() if k != 'points_batch'}
   order = {key: i for i, key in enumerate(
-      key for _, keys in experiment.grid(experiment.validate(config)) for key in keys)}
+      key for _, keys in experiment.grid(experiment.validate(spec_config)) for key in keys)}
   records = {}
   for source in sources:
     for record in ResultStore(source, experiment.RECORD_FIELDS).records():
@@ -148,7 +150,7 @@ def merge(sources: list, workdir: str, overwrite: bool = False) -> str:
   if not records:
     raise UserError(f'--merge: no results in {", ".join(sources)}')
   store = ResultStore.create(workdir, config, overwrite=overwrite,
-                             required=experiment.RECORD_FIELDS)
+                             required=experiment.RECORD_FIELDS, neutral=neutral)
   for record in store.records():  # what an earlier merge into workdir already holds
     records.setdefault(experiment.point_key(record), record)
   records = sorted(records.values(), key=lambda r: order[experiment.point_key(r)])

@@ -24,6 +24,7 @@ from lib.results import ResultStore
 
 DTYPES = ('float32', 'float64')
 LENGTH = 'seq_len'  # the records' length key: gradients travel back through time
+NEUTRAL_KEYS = ('length_buckets',)  # keys that change no result: a run may resume across them
 RECORD_FIELDS = ('cell', LENGTH, 'sigma_w2', 'sigma_b2', 'sigma_v2', 'seed', 'recurrent_init',
                  'status', 'decay_rate', 'theory_decay_rate', 'log_grad_sq')
 
@@ -117,11 +118,12 @@ def measure_point(cell_name: str, length: int, cfg: dict, sigma_w2, sigma_b2, se
   return profile.log_grad_sq, profile.log_grad_sq_input, profile.forward_finite
 
 
-def compute_group(cfg: dict, programs: dict, group: tuple) -> list:
+def compute_group(cfg: dict, group: tuple, programs=None) -> list:
   """Records of every (sigma_w2, sigma_b2, seed) of one (cell, seq_len), in grid order, from the
-  program of its (cell, bucket), compiled once and kept in `programs`."""
+  program of its (cell, bucket), compiled once and kept in `programs` (a dict, across groups)."""
   cell_name, seq_len = group
   length = bucket(cfg, seq_len)
+  programs = {} if programs is None else programs
   if (cell_name, length) not in programs:
     programs[cell_name, length] = sweep.points_program(
         functools.partial(measure_point, cell_name, length, cfg), num_shared=1)
@@ -145,7 +147,8 @@ def compute_group(cfg: dict, programs: dict, group: tuple) -> list:
 
 def run(cfg: dict, store: ResultStore) -> int:
   """Runs the missing points of the sweep; returns how many were computed."""
-  return sweep.run_groups(grid(cfg), functools.partial(compute_group, cfg, {}), point_key,
+  programs = {}
+  return sweep.run_groups(grid(cfg), lambda group: compute_group(cfg, group, programs), point_key,
                           store, desc='gradient decay')
 
 

@@ -140,12 +140,19 @@ def _setup(cfg: dict, group: tuple):
 
 
 def programs(cfg: dict, groups) -> list:
-  """The training programs of each group (`lib.dry_run`)."""
+  """The training programs of each group, and its input-profile program (`lib.dry_run`)."""
+  from lib import dry_run  # pylint: disable=g-import-not-at-top
   programs_ = []
   for group, _ in groups:
     model, task, opt = _setup(cfg, group)
-    programs_ += train.programs(f'{group[0]} clip={group[1]:g} T={group[2]}', model.init, task,
-                                opt, cfg['num_seeds'], cfg['num_steps'], cfg['log_every'])
+    name = f'{group[0]} clip={group[1]:g} T={group[2]}'
+    programs_ += train.programs(name, model.init, task, opt, cfg['num_seeds'], cfg['num_steps'],
+                                cfg['log_every'])
+    init = programs_[-2]  # its output holds the parameters of every seed
+    (seeds,) = dry_run.points_args(cfg['num_seeds'], 'int32')
+    params = jax.eval_shape(init.fn, *init.args)['params']
+    programs_.append(dry_run.Program(f'{name} input profile',
+                                     input_profiles(cfg, model, group[2]), ((params, seeds),), 2))
   return programs_
 
 

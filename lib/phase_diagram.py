@@ -18,6 +18,7 @@ grid = gradient_decay.grid
 programs = gradient_decay.programs
 point_key = gradient_decay.point_key
 RECORD_FIELDS = gradient_decay.RECORD_FIELDS
+NEUTRAL_KEYS = gradient_decay.NEUTRAL_KEYS
 
 
 def measured_critical(sigma_w2s, rates):

@@ -121,9 +121,9 @@ def environment() -> dict:
   }
 
 
-def config_diff(old: dict, new: dict) -> list:
-  """The keys whose values differ between two configs, sorted."""
-  return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+def config_diff(old: dict, new: dict, ignore: tuple = ()) -> list:
+  """The keys whose values differ between two configs, sorted, except those in `ignore`."""
+  return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in ignore)
 
 
 _LOCKS = {}  # real path of a workdir -> the open lock file this process holds on it
@@ -166,10 +166,11 @@ class ResultStore:
 
   @classmethod
   def create(cls, workdir: str, config: dict, overwrite: bool = False,
-             required: tuple = ()) -> 'ResultStore':
+             required: tuple = (), neutral: tuple = ()) -> 'ResultStore':
     """Opens `workdir` for `config`: creates it, resumes it if it holds the same config, refuses it
     if it holds another (unless `overwrite`, which deletes the old results first). Every check
-    runs before anything is written."""
+    runs before anything is written. Keys in `neutral` change no result (e.g. length buckets):
+    a workdir whose config differs only in them is resumed, and its config.json updated."""
     store = cls(workdir, required)
     config = json_safe(json.loads(json.dumps(config)))  # tuples -> lists, as stored
     store.shard = tuple(config.get('shard', (0, 1)))  # (index, count): which groups are ours
@@ -184,8 +185,8 @@ class ResultStore:
     held = os.path.exists(config_path) or os.path.exists(store.results_path)
     if held and not overwrite:
       old = read_json(config_path) if os.path.exists(config_path) else {}
-      if old != config:
-        differs = ', '.join(config_diff(old, config)) or 'unknown'
+      if old != config and (config_diff(old, config, ignore=neutral) or not old):
+        differs = ', '.join(config_diff(old, config, ignore=neutral)) or 'unknown'
         raise UserError(
             f'workdir {workdir} holds results of a different config (differs in: {differs}); '
             'pass --overwrite to replace them or choose another --workdir')
@@ -281,6 +282,8 @@ class _Follower(ResultStore):
   """See `ResultStore.follower`: no workdir, no records, writes dropped."""
 
   def __init__(self, config: dict, required: tuple = ()):
+    # workdir '' leaves checkpoints_dir a relative path that is never opened (process 0 alone
+    # checkpoints), but is set, as process 0's is: every process takes the same branches.
     super().__init__('', required)
     self.shard = tuple(config.get('shard', (0, 1)))
 

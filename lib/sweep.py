@@ -40,14 +40,15 @@ def run_groups(groups: Sequence[tuple[Hashable, Sequence[Hashable]]],
   """
   index, count = store.shard
   groups = [g for i, g in enumerate(groups) if i % count == index]
-  done = {key_of(r) for r in store.records()}
+  done = {key_of(r) for r in devices.on_leader(store.records) or []}
   every_key = [key for _, keys in groups for key in keys]
   mask = devices.broadcast(np.asarray([key in done for key in every_key]))  # process 0's
   done = {key for key, is_done in zip(every_key, mask) if is_done}
   total = sum(len(keys) for _, keys in groups)
   finished = sum(key in done for _, keys in groups for key in keys)
   computed = 0
-  with tqdm.tqdm(total=total, initial=finished, unit='pt', desc=desc, dynamic_ncols=True) as bar:
+  with tqdm.tqdm(total=total, initial=finished, unit='pt', desc=desc, dynamic_ncols=True,
+                 disable=not devices.is_leader()) as bar:
     for group, keys in groups:
       missing = [key for key in keys if key not in done]
       if not missing:
@@ -56,7 +57,7 @@ def run_groups(groups: Sequence[tuple[Hashable, Sequence[Hashable]]],
       records = compute(group)
       if [key_of(r) for r in records] != list(keys):
         raise RuntimeError(f'group {group} returned records out of order')
-      store.append(r for r in records if key_of(r) not in done)
+      devices.on_leader(store.append, [r for r in records if key_of(r) not in done])
       done.update(missing)
       computed += len(missing)
       bar.update(len(missing))

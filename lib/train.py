@@ -185,12 +185,14 @@ def train(init_params: Callable, task: Task, opt, seeds, num_steps: int, log_eve
       padded_seeds)
   initial = devices.fetch(state['params'])
   # Process 0 alone reads and writes checkpoints; the others receive what it restores.
-  checkpoints = Checkpoints(checkpoint_dir) if checkpoint_dir and devices.is_leader() else None
-  saved = checkpoints is not None and checkpoints.latest_step() is not None
-  if devices.any_process(saved):
+  checkpoints = devices.on_leader(Checkpoints, checkpoint_dir) if checkpoint_dir else None
+  saved = checkpoint_dir and devices.any_process(bool(devices.on_leader(
+      lambda: checkpoints.latest_step() is not None)))
+  if saved:
     # saved without the padding, so a run may resume on another number of devices
     like = jax.tree.map(lambda a: a[:count], devices.fetch(state))
-    restored = devices.broadcast(checkpoints.restore(like) if saved else like)
+    restored = devices.on_leader(lambda: checkpoints.restore(like))
+    restored = devices.broadcast(restored if devices.is_leader() else like)
     state = devices.put(devices.pad(restored, count), split=True)
     logging.info('%s: resumed from the checkpoint at step %d', desc,
                  int(restored['step'][0]))
@@ -199,7 +201,7 @@ def train(init_params: Callable, task: Task, opt, seeds, num_steps: int, log_eve
   step = int(devices.fetch(state['step'])[0])
   try:
     with tqdm.tqdm(total=num_steps, initial=step, unit='step', desc=desc, leave=False,
-                   dynamic_ncols=True) as bar:
+                   dynamic_ncols=True, disable=not devices.is_leader()) as bar:
       while step < num_steps and not bool(np.all(devices.fetch(state['diverged']))):
         state = chunk((state, padded_seeds), data)
         step += log_every
@@ -208,8 +210,7 @@ def train(init_params: Callable, task: Task, opt, seeds, num_steps: int, log_eve
         if checkpoint_dir and step < num_steps and (
             stop or (checkpoint_every and step % checkpoint_every == 0)):
           host = jax.tree.map(lambda a: a[:count], devices.fetch(state))  # every process
-          if checkpoints is not None:
-            checkpoints.save(step, host)
+          devices.on_leader(lambda: checkpoints.save(step, host))
         if stop:  # after the checkpoint: the rerun continues from here
           raise preemption.Preempted()
   finally:

@@ -42,7 +42,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
   assert result.returncode == 0, result.stderr
   lines = result.stdout.splitlines()
   assert 'points: 16 in 4 groups' in lines  # 2 cells x 2 lengths, 2 scales x 2 seeds each
-  assert 'programs to compile: 2, each over 1 device(s) (cpu)' in lines  # one bucket per cell
+  assert 'programs to compile: 2, each over 1 device(s) (cpu; one process)' in lines  # a bucket
   rows = [line.split() for line in lines if line.startswith(('tanh T=', 'gru T='))]
   assert [row[:3] for row in rows] == [['tanh', 'T=8', '2'], ['gru', 'T=8', '2']]
   assert all(float(row[3]) > 0 for row in rows)  # estimated seconds per call

@@ -138,3 +138,19 @@ def test_overflow_is_a_status_not_a_crash(tiny_config, tmp_path):
   assert record['status'] == 'vanished' and record['log_grad_sq'][:-1] == [None] * 29
   paths = gradient_decay.plot(records.values(), str(tmp_path / 'plots'))
   assert len(paths) == 3
+
+
+def test_a_run_resumes_across_a_change_of_length_buckets(tiny_config, tmp_path):
+  """Buckets change no number, so they are not part of what a workdir must match: a sweep
+  started without buckets and resumed with them ends byte-identical to one run."""
+  from lib import experiments  # pylint: disable=g-import-not-at-top
+  cfg = gradient_decay.validate(tiny_config)
+  experiments.run(cfg, str(tmp_path / 'whole'))
+  whole = (tmp_path / 'whole' / 'results.jsonl').read_bytes()
+  experiments.run(cfg, str(tmp_path / 'resumed'))
+  (tmp_path / 'resumed' / 'results.jsonl').write_bytes(
+      b''.join(whole.splitlines(keepends=True)[:5]))  # one group and a point of the next
+  experiments.run({**cfg, 'length_buckets': (8,)}, str(tmp_path / 'resumed'))
+  assert (tmp_path / 'resumed' / 'results.jsonl').read_bytes() == whole
+  with pytest.raises(UserError, match='differs in: hidden_size'):
+    experiments.run({**cfg, 'hidden_size': 7}, str(tmp_path / 'resumed'))

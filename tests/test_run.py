@@ -207,16 +207,16 @@ def test_shards_merged_equal_one_run(tmp_path):
   """--shard_index/--num_shards split the groups between runs (an array job); --merge joins their
   workdirs into results byte-identical to one run's, and refuses a workdir of another config."""
   whole = run(TINY_FLAGS + [f'--workdir={tmp_path / "whole"}'], cwd=tmp_path)
-  shards = [run(TINY_FLAGS + [f'--shard_index={i}', '--num_shards=3',
+  shards = [run(TINY_FLAGS + [f'--shard_index={i}', '--num_shards=2',
                               f'--workdir={tmp_path / f"shard{i}"}'], cwd=tmp_path)
-            for i in range(3)]
+            for i in range(2)]
   assert whole.returncode == 0 and all(r.returncode == 0 for r in shards)
-  sizes = [len(_records(tmp_path / f'shard{i}')) for i in range(3)]
+  sizes = [len(_records(tmp_path / f'shard{i}')) for i in range(2)]
   assert sum(sizes) == len(_records(tmp_path / 'whole')) and min(sizes) > 0
-  first_two = ','.join(str(tmp_path / f'shard{i}') for i in range(2))
-  partial = run([f'--merge={first_two}', f'--workdir={tmp_path / "merged"}'], cwd=tmp_path)
-  assert partial.returncode == 0 and f'{sizes[2]} missing' in partial.stdout
-  everything = first_two + f',{tmp_path / "shard2"}'
+  partial = run([f'--merge={tmp_path / "shard0"}', f'--workdir={tmp_path / "merged"}'],
+                cwd=tmp_path)
+  assert partial.returncode == 0 and f'{sizes[1]} missing' in partial.stdout
+  everything = f'{tmp_path / "shard0"},{tmp_path / "shard1"}'
   merged = run([f'--merge={everything}', f'--workdir={tmp_path / "merged"}'], cwd=tmp_path)
   assert merged.returncode == 0, merged.stderr
   assert (tmp_path / 'merged' / 'results.jsonl').read_bytes() == \
@@ -228,7 +228,7 @@ def test_shards_merged_equal_one_run(tmp_path):
                  f'--workdir={tmp_path / "bad"}'], cwd=tmp_path)
   assert refused.returncode == 2 and 'differs in: batch_size' in refused.stderr
   assert not os.path.exists(tmp_path / 'bad')
-  resumed_as_other_shard = run(TINY_FLAGS + ['--shard_index=1', '--num_shards=3',
+  resumed_as_other_shard = run(TINY_FLAGS + ['--shard_index=1', '--num_shards=2',
                                              f'--workdir={tmp_path / "shard0"}'], cwd=tmp_path)
   assert resumed_as_other_shard.returncode == 2
   assert 'differs in: shard' in resumed_as_other_shard.stderr
