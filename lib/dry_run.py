@@ -2,7 +2,8 @@
 computing it or writing anything.
 
 Each experiment lists the programs of a list of groups (`programs(cfg, groups, *prepared)`:
-the jitted function, abstract arguments, and how many times the sweep calls it). For each, the estimate takes:
+the jitted function, abstract arguments, and how many times the sweep calls it). For each, the
+estimate takes:
 - time: its floating-point operations and its operations (kernel launches before fusion),
   counted on its jaxpr with every scan body multiplied by its length (XLA's own cost analysis
   counts a loop body once), times a cost per flop and a cost per operation fitted here to two
