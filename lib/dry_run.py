@@ -78,8 +78,9 @@ def _cost(jaxpr, times: int = 1) -> np.ndarray:
 
 
 def cost(fn: Callable, args: tuple) -> np.ndarray:
-  """[flops, operations] of fn(*args) (`_cost`)."""
-  return _cost(jax.make_jaxpr(fn)(*args).jaxpr)
+  """[flops, operations] of fn(*args) (`_cost`); fn jitted, or a jax.stages.Traced of it."""
+  traced = fn if isinstance(fn, jax.stages.Traced) else jax.jit(fn).trace(*args)
+  return _cost(traced.jaxpr.jaxpr)
 
 
 def _rnn_reference(hidden: int, batch: int, steps: int, dtype):
@@ -112,9 +113,9 @@ def calibrate(dtype='float32', repeats: int = 5) -> np.ndarray:
   return np.maximum(np.linalg.solve(costs, seconds), 0.0)
 
 
-def peak_bytes(fn: Callable, args: tuple):
+def peak_bytes(traced: jax.stages.Traced):
   """Per-device peak memory of the compiled program, or None where XLA does not say."""
-  stats = fn.lower(*args).compile().memory_analysis()
+  stats = traced.lower().compile().memory_analysis()
   if stats is None:
     return None
   return (stats.argument_size_in_bytes + stats.output_size_in_bytes
@@ -146,9 +147,10 @@ def report(experiment, cfg: dict, prepared: tuple = (), shard: tuple = (0, 1)) -
     per_flop, per_op = calibrate(cfg.get('dtype', 'float32'))
     rows, total = [], 0.0
     for program in programs:
-      seconds = float(cost(program.fn, program.args) @ np.asarray([per_flop, per_op]))
+      traced = program.fn.trace(*program.args)  # one trace for the count and the compile
+      seconds = float(cost(traced, program.args) @ np.asarray([per_flop, per_op]))
       total += seconds * program.calls
-      rows.append((program.name, program.calls, seconds, peak_bytes(program.fn, program.args)))
+      rows.append((program.name, program.calls, seconds, peak_bytes(traced)))
   width = max([len('program')] + [len(r[0]) for r in rows])
   lines = [
       f'dry run of {cfg["experiment"]}: no point is computed, no result written',

@@ -186,9 +186,8 @@ def train(init_params: Callable, task: Task, opt, seeds, num_steps: int, log_eve
   initial = devices.fetch(state['params'])
   # Process 0 alone reads and writes checkpoints; the others receive what it restores.
   checkpoints = devices.on_leader(Checkpoints, checkpoint_dir) if checkpoint_dir else None
-  saved = checkpoint_dir and devices.any_process(bool(devices.on_leader(
-      lambda: checkpoints.latest_step() is not None)))
-  if saved:
+  latest = devices.on_leader(lambda: checkpoints.latest_step()) if checkpoint_dir else None
+  if devices.any_process(latest is not None):
     # saved without the padding, so a run may resume on another number of devices
     like = jax.tree.map(lambda a: a[:count], devices.fetch(state))
     restored = devices.on_leader(lambda: checkpoints.restore(like))
