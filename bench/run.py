@@ -12,9 +12,11 @@ sweep_vs_jax_loop: the gradient-decay grid (tanh and lstm, T = 16..512, 4 scales
   The numbers out are checked equal where the plain float32 gradient has not underflowed.
 sweep_vs_torch: the same grid in PyTorch eager (retain_grad on every hidden state, one backward
   per point); skipped with a note when torch is not installed (`pip install '.[bench]'`).
-rnn_gflops_*, rnn_peak_fraction_*: achieved GFLOP/s of our tanh and LSTM gradient profile
-  (forward, then a backward of per-step VJPs; matmul flops counted by hand) at hidden 128 and
-  512, and its fraction of this machine's float32 matmul peak, measured in the same run.
+rnn_gflops_*, rnn_peak_fraction_*: achieved GFLOP/s of a tanh and an LSTM forward+backward
+  pass (lib/cells, jax.grad with respect to the weights; matmul flops counted by hand) at hidden
+  128 and 512, batch 64, and its fraction of this machine's float32 matmul peak measured in the
+  same run; profile_gflops_*, profile_peak_fraction_*: the same for our gradient profile, the
+  program the sweep runs (per-step VJPs with respect to state and input, renormalised).
 cnn_train_vs_torch: training images per second of the MNIST-1D CNN (ours: one seed, the chunk
   program of lib/train) against the same model and optimiser in PyTorch.
 main_job_seconds, main_job_compiles: wall time and XLA compiles of `python run.py` in a fresh
@@ -192,11 +194,8 @@ def matmul_peak(repeats: int, size: int = 2048) -> float:
   return 2 * size**3 / t['median'] / 1e9
 
 
-def rnn_gflops(cell_name: str, hidden: int, repeats: int, batch: int = 64, seq_len: int = 128,
-               width: int = 32) -> float:
-  """GFLOP/s of our gradient profile of one network (forward + per-step VJPs), counting the
-  matmuls by hand: forward 2 B (D + H) gH per step, and the VJP with respect to the state and
-  the input as much again (g = 1 for tanh, 4 for LSTM)."""
+def _rnn(cell_name: str, hidden: int, batch: int, seq_len: int, width: int):
+  """(cell, params, xs, readout, matmul flops of one forward pass) of lib/cells' cell."""
   gates = {'tanh': 1, 'lstm': 4}[cell_name]
   cell = cells.make_cell(cell_name, hidden, jnp.float32)
   params = cells.init_params(cell_name, cell, jax.random.key(0), width, sigma_w2=1.0,
@@ -204,12 +203,34 @@ def rnn_gflops(cell_name: str, hidden: int, repeats: int, batch: int = 64, seq_l
                              gate_bias=1.0)
   readout, xs = cells.standard_normals(jax.random.key(1), [(hidden,), (seq_len, batch, width)],
                                        jnp.float32)
+  return cell, params, xs, readout, seq_len * 2 * batch * (width + hidden) * gates * hidden
+
+
+def rnn_gflops(cell_name: str, hidden: int, repeats: int, batch: int = 64, seq_len: int = 128,
+               width: int = 32) -> float:
+  """GFLOP/s of a training-style forward + backward pass of lib/cells' cell (jax.grad of the
+  summed readout with respect to every parameter): the forward matmuls counted by hand, the
+  backward as twice as many (the gradients with respect to the state and to the weights)."""
+  cell, params, xs, readout, forward = _rnn(cell_name, hidden, batch, seq_len, width)
+  def loss(params):
+    carry, _ = jax.lax.scan(lambda c, x: (cell.apply(params, c, x)[0], None),
+                            cells.zero_carry(cell, batch, width), xs)
+    return jnp.sum(cells.output(cell_name, carry) @ readout)
+  grad = jax.jit(jax.grad(loss))
+  t = timed(lambda: jax.block_until_ready(grad(params)), repeats)
+  return 3 * forward / t['median'] / 1e9
+
+
+def profile_gflops(cell_name: str, hidden: int, repeats: int, batch: int = 64,
+                   seq_len: int = 128, width: int = 32) -> float:
+  """GFLOP/s of our gradient profile (what the sweep runs: forward, then per-step VJPs with
+  respect to the state and the input, renormalised), its matmuls counted as forward x 2."""
+  cell, params, xs, readout, forward = _rnn(cell_name, hidden, batch, seq_len, width)
   profile = jax.jit(lambda params, xs, readout: gradients.log_grad_profile(
       gradients.step_of(cell, params), functools.partial(cells.output, cell_name),
       cells.zero_carry(cell, batch, width), xs, readout).log_grad_sq)
   t = timed(lambda: profile(params, xs, readout).block_until_ready(), repeats)
-  flops = seq_len * 2 * (2 * batch * (width + hidden) * gates * hidden)
-  return flops / t['median'] / 1e9
+  return 2 * forward / t['median'] / 1e9
 
 
 def gflops_figures(quick: bool, repeats: int) -> dict:
@@ -217,9 +238,10 @@ def gflops_figures(quick: bool, repeats: int) -> dict:
   figures = {'matmul_peak_gflops': peak}
   for cell_name in ('tanh', 'lstm'):
     for hidden in (128, 512):
-      rate = rnn_gflops(cell_name, hidden, repeats, seq_len=32 if quick else 128)
-      figures[f'rnn_gflops_{cell_name}_{hidden}'] = rate
-      figures[f'rnn_peak_fraction_{cell_name}_{hidden}'] = rate / peak
+      for name, measure in (('rnn', rnn_gflops), ('profile', profile_gflops)):
+        rate = measure(cell_name, hidden, repeats, seq_len=32 if quick else 128)
+        figures[f'{name}_gflops_{cell_name}_{hidden}'] = rate
+        figures[f'{name}_peak_fraction_{cell_name}_{hidden}'] = rate / peak
   return figures
 
 
