@@ -77,8 +77,7 @@ def our_sweep(cfg: dict):
   """() -> {(cell, T): log_grad_sq (scales, seeds, T)} through the sweep's programs."""
   programs = {}
   for group, _ in gradient_decay.grid(cfg):
-    programs[group] = sweep.points_program(
-        functools.partial(gradient_decay.measure_point, *group, cfg), num_shared=1)
+    programs[group] = gradient_decay.program(cfg, *group)
   def run():
     return {group: sweep.run_points(program, cfg, np.asarray(group[1], np.int32))[0]
             for group, program in programs.items()}
@@ -260,7 +259,7 @@ def cnn_setup(steps: int):
   datasets = image_classification.prepare(cfg)
   model, task, opt = image_classification._setup(cfg, datasets, ('cnn', False))  # pylint: disable=protected-access
   seeds = devices.put(np.zeros(devices.padded_count(1), np.int32), split=True)
-  init = devices.map_points(lambda s: train.init_state(model.init, task, opt, s, 10**6))
+  init = train.init_program(model.init, task, opt, 10**6)
   chunk = train.chunk_program(task, opt, steps)
   data = devices.put(task.data, split=False)
   state = [init(seeds)]

@@ -134,12 +134,13 @@ def merge(sources: list, workdir: str, overwrite: bool = False) -> str:
     config = ResultStore(source).config()
     configs[source] = {k: v for k, v in config.items() if k != 'shard'}
   first, config = next(iter(configs.items()))
-  neutral = getattr(get(config.get('experiment', '')), 'NEUTRAL_KEYS', ())
-  for source, other in configs.items():
-    if config_diff(config, other, ignore=neutral):
-      raise UserError(f'--merge: {source} holds a different config from {first} (differs in: '
-                      f'{", ".join(config_diff(config, other, ignore=neutral))})')
   experiment = get(config.get('experiment', ''))
+  neutral = getattr(experiment, 'NEUTRAL_KEYS', ())
+  for source, other in configs.items():
+    differs = config_diff(config, other, ignore=neutral)
+    if differs:
+      raise UserError(f'--merge: {source} holds a different config from {first} (differs in: '
+                      f'{", ".join(differs)})')
   spec_config = {k: v for k, v in config.items() if k != 'points_batch'}
   order = {key: i for i, key in enumerate(
       key for _, keys in experiment.grid(experiment.validate(spec_config)) for key in keys)}

@@ -66,6 +66,12 @@ def bucket(cfg: dict, seq_len: int) -> int:
   return next((b for b in cfg['length_buckets'] if b >= seq_len), seq_len)
 
 
+def program(cfg: dict, cell: str, length: int):
+  """The compiled-once program of every sequence of a cell up to `length` (a bucket): the points
+  (sigma_w2, sigma_b2, seed) and the sequence length as its shared argument."""
+  return sweep.points_program(functools.partial(measure_point, cell, length, cfg), num_shared=1)
+
+
 def programs(cfg: dict, groups=None) -> list:
   """The distinct compiled programs of the sweep's (cell, seq_len) groups (default: all), as
   `lib.dry_run.Program`s named by (cell, program length)."""
@@ -74,9 +80,7 @@ def programs(cfg: dict, groups=None) -> list:
   calls = collections.Counter((cell, bucket(cfg, seq_len)) for (cell, seq_len), _ in groups)
   args = (dry_run.points_args(len(sweep.scales(cfg)) * cfg['num_seeds'], cfg['dtype'],
                               cfg['dtype'], 'int32'), jax.ShapeDtypeStruct((), jnp.int32))
-  return [dry_run.Program(
-      f'{cell} T={length}', sweep.points_program(
-          functools.partial(measure_point, cell, length, cfg), num_shared=1), args, count)
+  return [dry_run.Program(f'{cell} T={length}', program(cfg, cell, length), args, count)
           for (cell, length), count in calls.items()]
 
 
@@ -125,8 +129,7 @@ def compute_group(cfg: dict, group: tuple, programs=None) -> list:
   length = bucket(cfg, seq_len)
   programs = {} if programs is None else programs
   if (cell_name, length) not in programs:
-    programs[cell_name, length] = sweep.points_program(
-        functools.partial(measure_point, cell_name, length, cfg), num_shared=1)
+    programs[cell_name, length] = program(cfg, cell_name, length)
   log_h, log_x, finite = sweep.run_points(programs[cell_name, length], cfg,
                                           np.asarray(seq_len, np.int32))
   log_h, log_x = log_h[..., :seq_len], log_x[..., :seq_len]

@@ -121,12 +121,17 @@ def chunk_program(task: Task, opt, log_every: int):
   return devices.map_points(lambda point, data: chunk(point[0], point[1], data), num_shared=1)
 
 
+def init_program(init_params: Callable, task: Task, opt, num_logs: int):
+  """f(seeds) -> the state of every seed before step 0 (`init_state`), over every device."""
+  return devices.map_points(lambda s: init_state(init_params, task, opt, s, num_logs))
+
+
 def programs(name: str, init_params: Callable, task: Task, opt, num_seeds: int, num_steps: int,
              log_every: int) -> list:
   """The programs `train` runs, as `lib.dry_run.Program`s: the initialisation and the chunk."""
   from lib import dry_run  # pylint: disable=g-import-not-at-top
   (seeds,) = dry_run.points_args(num_seeds, 'int32')
-  init = devices.map_points(lambda s: init_state(init_params, task, opt, s, num_steps // log_every))
+  init = init_program(init_params, task, opt, num_steps // log_every)
   state = jax.eval_shape(init, seeds)
   return [dry_run.Program(f'{name} init', init, (seeds,), 1),
           dry_run.Program(f'{name} {log_every} steps', chunk_program(task, opt, log_every),
@@ -181,8 +186,7 @@ def train(init_params: Callable, task: Task, opt, seeds, num_steps: int, log_eve
   seeds = np.asarray(seeds, np.int32)
   count, num_logs = len(seeds), num_steps // log_every
   padded_seeds = devices.put(devices.pad(seeds, count), split=True)  # repeats of the last seed
-  state = devices.map_points(lambda s: init_state(init_params, task, opt, s, num_logs))(
-      padded_seeds)
+  state = init_program(init_params, task, opt, num_logs)(padded_seeds)
   initial = devices.fetch(state['params'])
   # Process 0 alone reads and writes checkpoints; the others receive what it restores.
   checkpoints = devices.on_leader(Checkpoints, checkpoint_dir) if checkpoint_dir else None
