@@ -63,60 +63,88 @@ def forward_states(step, carry0, xs, length=None):
   return states
 
 
+@jax.custom_vjp
+def _renormalise(state, log_scale, active):
+  """The identity on (state, log_scale); its VJP renormalises the state's cotangent g to unit
+  norm per example and adds ln ||g|| to the log scale's cotangent (see `log_grad_profile`). A
+  zero or non-finite g, or a step that is not `active` (masked), passes g through as it is."""
+  del active
+  return state, log_scale
+
+
+def _renormalise_fwd(state, log_scale, active):
+  return (state, log_scale), active
+
+
+def _renormalise_bwd(active, cotangents):
+  g, g_log_scale = cotangents
+  log_norm = 0.5 * jnp.log(_sq_norm(g))  # (B,)
+  rescale = active & jnp.isfinite(log_norm)
+  scale = jnp.where(rescale, jnp.exp(-log_norm), 1.0).astype(g_log_scale.dtype)
+  g = jax.tree.map(lambda leaf: leaf * scale.reshape((-1,) + (1,) * (leaf.ndim - 1)), g)
+  return g, g_log_scale + jnp.where(rescale, log_norm, 0.0).astype(g_log_scale.dtype), None
+
+
+_renormalise.defvjp(_renormalise_fwd, _renormalise_bwd)
+
+
 def log_grad_profile(step, output_fn, carry0, xs, readout, input_grads: bool = True,
                      length=None) -> Profile:
   """ln mean_b ||dl_b/ds_t||^2 for t = 0..T-1 (and for the inputs x_t, if `input_grads`).
 
   step(s_{t-1}, x_t) -> s_t is any recurrence: a Flax cell (`step_of`), or a network's layers
-  with x_t the parameters of layer t (then `input_grads=False`: x_t has no batch axis). One forward
-  pass stores the states; one backward pass (a reverse scan of per-step VJPs) propagates the
-  cotangent renormalised to unit norm per example, with its log scale carried alongside. Exactly
+  with x_t the parameters of layer t (then `input_grads=False`: x_t has no batch axis). Exactly
   zero gradients give -inf; a forward pass that overflowed gives NaN or inf.
 
+  How: one reverse-mode pass through the scan, as jax.grad takes it (the forward pass saves what
+  each step's VJP needs, nothing is recomputed), with two additions. Each step's state passes
+  through `_renormalise`, whose VJP rescales the cotangent to unit norm per example and adds the
+  ln of the norm it removed to the cotangent of a per-example log scale carried beside the state
+  (its forward pass is the identity, so the loss is unchanged). And zero perturbations eps_t,
+  delta_t are added to s_t and to the log scale after step t: their gradients are the cotangent
+  g_t in the units of the steps after t, and ln of those units, so ln ||g_t||^2 = 2 delta_t' +
+  ln ||eps_t'||^2 stays representable where ||g_t||^2 itself would leave the float range.
+
   length: run a sequence of that length (a scalar, possibly traced) in this longer program, the
-  steps t >= length masked out (`forward_states`); entries t >= length of the profiles are then
-  padding. The steps t < length compute exactly what a program of that length computes, so one
-  compiled program serves every length up to T (length bucketing).
+  steps t >= length masked out (`forward_states`; the cotangent passes them unchanged); entries
+  t >= length of the profiles are then padding. The steps t < length compute exactly what a
+  program of that length computes, so one compiled program serves every length up to T (length
+  bucketing).
   """
-  states = forward_states(step, carry0, xs, length)
-  prev_states = jax.tree.map(
-      lambda s0, s: jnp.concatenate([s0[None], s[:-1]], axis=0), carry0, states)  # s_{t-1}
-  last = jax.tree.map(lambda s: s[-1], states)
-  _, output_vjp = jax.vjp(lambda s: jnp.sum(output_fn(s) * readout), last)
-  (g_last,) = output_vjp(jnp.ones((), readout.dtype))
-  log_norm = 0.5 * jnp.log(_sq_norm(g_last))  # (B,)
+  num_steps = len(jax.tree.leaves(xs)[0])
+  leaf0 = jax.tree.leaves(carry0)[0]
+  batch, dtype = leaf0.shape[0], leaf0.dtype
 
-  def normalise(g, log_norm):
-    scale = jnp.where(jnp.isfinite(log_norm), jnp.exp(-log_norm), 1.0)
-    return jax.tree.map(lambda leaf: leaf * scale.reshape((-1,) + (1,) * (leaf.ndim - 1)), g)
+  def loss(eps, delta, carry0, log_scale0, xs):
+    def scan_step(carry, step_inputs):
+      state, log_scale, finite = carry
+      t, x, eps_t, delta_t = step_inputs
+      new = step(state, x)
+      active = jnp.bool_(True) if length is None else t < length
+      if length is not None:
+        new = jax.tree.map(lambda n, c: jnp.where(active, n, c), new, state)
+      finite = finite & jnp.all(jnp.stack([jnp.all(jnp.isfinite(s)) for s in jax.tree.leaves(new)]))
+      new, log_scale = _renormalise(new, log_scale, active)
+      return (jax.tree.map(jnp.add, new, eps_t), log_scale + delta_t, finite), None
+    (last, _, finite), _ = lax.scan(
+        scan_step, (carry0, log_scale0, jnp.bool_(True)), (jnp.arange(num_steps), xs, eps, delta))
+    return jnp.sum(output_fn(last) * readout), finite
 
-  def backward_step(carry, step_inputs):
-    g_unit, log_scale = carry  # g_t = exp(log_scale) * g_unit, ||g_unit|| = 1 per example
-    t, s_prev, x = step_inputs
-    log_sq_state = _log_batch_mean(2.0 * log_scale + jnp.log(_sq_norm(g_unit)))
-    if input_grads:
-      _, step_vjp = jax.vjp(step, s_prev, x)
-      g_prev, g_x = step_vjp(g_unit)
-      outputs = (log_sq_state, _log_batch_mean(2.0 * log_scale + jnp.log(_sq_norm(g_x))))
-    else:
-      _, step_vjp = jax.vjp(lambda s: step(s, x), s_prev)
-      (g_prev,) = step_vjp(g_unit)
-      outputs = (log_sq_state,)
-    log_norm_prev = 0.5 * jnp.log(_sq_norm(g_prev))
-    new_carry = (normalise(g_prev, log_norm_prev), log_scale + log_norm_prev)
-    if length is not None:  # a masked step passes the cotangent through unchanged
-      new_carry = jax.tree.map(lambda n, c: jnp.where(t < length, n, c), new_carry, carry)
-    return new_carry, outputs
-
-  init = (normalise(g_last, log_norm), log_norm)
-  (g_initial, log_scale_initial), outputs = lax.scan(
-      backward_step, init, (jnp.arange(len(jax.tree.leaves(xs)[0])), prev_states, xs),
-      reverse=True)
-  forward_finite = jnp.all(jnp.stack(
-      [jnp.all(jnp.isfinite(s)) for s in jax.tree.leaves(states)]))
+  eps = jax.tree.map(lambda s: jnp.zeros((num_steps,) + s.shape, s.dtype), carry0)
+  delta = jnp.zeros((num_steps, batch), dtype)
+  argnums = (0, 1, 2, 3, 4) if input_grads else (0, 1, 2, 3)
+  grads, forward_finite = jax.grad(loss, argnums, has_aux=True)(
+      eps, delta, carry0, jnp.zeros((batch,), dtype), xs)
+  g_states, log_units, g_initial, log_unit_initial = grads[:4]
+  log_sq_states = 2.0 * log_units + jnp.log(jax.vmap(_sq_norm)(g_states))  # (T, B)
+  log_sq_inputs = None
+  if input_grads:  # x_t's cotangent is in the units of g_t renormalised at step t
+    log_sq_inputs = log_sq_states + jnp.log(jax.vmap(_sq_norm)(grads[4]))
   return Profile(
-      log_grad_sq=outputs[0], log_grad_sq_input=outputs[1] if input_grads else None,
-      log_grad_sq_initial=_log_batch_mean(2.0 * log_scale_initial + jnp.log(_sq_norm(g_initial))),
+      log_grad_sq=_log_batch_mean(log_sq_states),
+      log_grad_sq_input=None if log_sq_inputs is None else _log_batch_mean(log_sq_inputs),
+      log_grad_sq_initial=_log_batch_mean(
+          2.0 * log_unit_initial + jnp.log(_sq_norm(g_initial))),
       forward_finite=forward_finite)
 
 
