@@ -32,6 +32,9 @@ _MERGE = flags.DEFINE_list('merge', None, 'workdirs of shards to join into --wor
 _POINTS_BATCH = flags.DEFINE_integer(
     'points_batch', 1, 'points vmapped together on each device: 1 is bit-identical at any device '
     'count; larger (e.g. 64) fills a GPU, bit-identical across device counts for that value')
+_CPU_DEVICES = flags.DEFINE_integer(
+    'cpu_devices', None, 'devices to split a CPU host into, each computing its own points '
+    '(default: one per core; unused on GPU/TPU)')
 _DISTRIBUTED = flags.DEFINE_enum(
     'distributed', 'auto', cli.DISTRIBUTED, 'jax.distributed: on = auto-detect the cluster (TPU '
     'pod, SLURM, MPI); auto = on when SLURM or mpirun started several tasks; off = one process')
@@ -58,7 +61,7 @@ def main(argv):
       print(experiments.merge(_MERGE.value, _WORKDIR.value, overwrite=_OVERWRITE.value))
       return
     cfg = experiments.validate(cli.load_config(_CONFIG))
-    cli.configure_jax(_CACHE_DIR.value, _VERBOSE.value)
+    cli.configure_jax(_CACHE_DIR.value, _VERBOSE.value, _CPU_DEVICES.value)
     if _DRY_RUN.value:
       print(experiments.dry_run(cfg, shard=(_SHARD_INDEX.value, _NUM_SHARDS.value),
                                 points_batch=_POINTS_BATCH.value))

@@ -258,10 +258,10 @@ def cnn_setup(steps: int):
   cfg = image_classification.validate(experiment.get_config())
   datasets = image_classification.prepare(cfg)
   model, task, opt = image_classification._setup(cfg, datasets, ('cnn', False))  # pylint: disable=protected-access
-  seeds = devices.put(np.zeros(devices.padded_count(1), np.int32), split=True)
-  init = train.init_program(model.init, task, opt, 10**6)
-  chunk = train.chunk_program(task, opt, steps)
-  data = devices.put(task.data, split=False)
+  seeds = devices.put(np.zeros(devices.padded_count(1), np.int32), True, 1)
+  init = train.init_program(model.init, task, opt, 10**6, 1)
+  chunk = train.chunk_program(task, opt, steps, 1)
+  data = devices.put(task.data, False, 1)
   state = [init(seeds)]
   def run():
     state[0] = chunk((state[0], seeds), data)

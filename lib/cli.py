@@ -110,8 +110,38 @@ def load_config(flag_holder):
 DEFAULT_CACHE_DIR = os.path.join(os.path.expanduser('~'), '.cache', 'gradient_propagation', 'xla')
 
 
-def configure_jax(cache_dir, verbose: bool) -> None:
-  """The persistent compilation cache and compile logging, before anything compiles.
+def cores() -> int:
+  """The cores this process may run on (its CPU affinity where the OS has one, as on Linux)."""
+  if hasattr(os, 'sched_getaffinity'):
+    return len(os.sched_getaffinity(0))
+  return os.cpu_count() or 1
+
+
+def cpu_device_count(requested) -> int | None:
+  """How many devices the CPU backend splits this host into: `requested` (--cpu_devices) if
+  given; else None (leave JAX's setting) when the environment already chooses (XLA_FLAGS'
+  --xla_force_host_platform_device_count, or JAX_NUM_CPU_DEVICES); else one device per core
+  this process may run on.
+
+  Why: XLA:CPU runs one program's small ops (a sweep point's matmuls of 16 x 128 by 128 x 128)
+  on one core; the points of a program are spread over the devices (lib/devices), so one device
+  per core computes that many points at once. Results are bit-identical at any device count.
+  On a GPU or TPU host the accelerators are the devices and this changes nothing.
+  """
+  if requested is not None:
+    if requested < 1:
+      raise UserError(f'--cpu_devices={requested}: need a positive integer (default: one per '
+                      f'core, {cores()} here)')
+    return requested
+  if ('xla_force_host_platform_device_count' in os.environ.get('XLA_FLAGS', '')
+      or os.environ.get('JAX_NUM_CPU_DEVICES')):
+    return None
+  return cores()
+
+
+def configure_jax(cache_dir, verbose: bool, cpu_devices=None) -> None:
+  """The persistent compilation cache, compile logging and the CPU device count
+  (`cpu_device_count`), before anything compiles.
 
   cache_dir: a folder for JAX's persistent compilation cache, so that a restarted or resumed run
   loads its programs instead of compiling them again; '' turns the cache off; None means
@@ -120,6 +150,9 @@ def configure_jax(cache_dir, verbose: bool) -> None:
   (jax_log_compiles) and the per-group timings.
   """
   import jax  # pylint: disable=g-import-not-at-top  (after flag parsing, like the rest of lib)
+  count = cpu_device_count(cpu_devices)
+  if count is not None:
+    jax.config.update('jax_num_cpu_devices', count)
   if cache_dir is None:
     cache_dir = os.environ.get('JAX_COMPILATION_CACHE_DIR', DEFAULT_CACHE_DIR)
   if cache_dir:

@@ -95,7 +95,7 @@ def programs(cfg: dict, groups) -> list:
   args = (dry_run.points_args(len(sweep.scales(cfg)) * cfg['num_seeds'], cfg['dtype'],
                               cfg['dtype'], 'int32'),)
   return [dry_run.Program(f'{activation} {init} depth {depth}', sweep.points_program(
-      functools.partial(measure_point, activation, init, depth, cfg)), args, 1)
+      functools.partial(measure_point, activation, init, depth, cfg), cfg), args, 1)
           for (activation, init, depth), _ in groups]
 
 
@@ -103,7 +103,7 @@ def compute_group(cfg: dict, group: tuple) -> list:
   """Records of every (sigma_w2, sigma_b2, seed) of one (activation, init, depth), grid order."""
   activation, init, depth = group
   log_h, log_x, finite = sweep.run_points(sweep.points_program(
-      functools.partial(measure_point, activation, init, depth, cfg)), cfg)
+      functools.partial(measure_point, activation, init, depth, cfg), cfg), cfg)
   records = []
   for i, (sigma_w2, sigma_b2) in enumerate(sweep.scales(cfg)):
     for j, seed in enumerate(sweep.seeds(cfg)):

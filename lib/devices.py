@@ -1,10 +1,12 @@
 """Independent points (sweep points, training seeds) spread over every device in one program.
 
-`map_points(fn)` compiles one program over a Mesh of all devices (`jax.devices()`: every
+`map_points(fn, count)` compiles one program over a Mesh of the devices (`jax.devices()`: every
 process's, in a multi-process run) with one axis, 'points': the points' leading axis is sharded
 along it (`shard_map`), and each device runs `lax.map(fn)` over its own block, one point after
 another. Points are padded to a multiple of the device count by repeating the last one, and
-`run_points` drops the padding before anything sees it.
+`run_points` drops the padding before anything sees it. In one process, a program of fewer
+points than devices uses only as many devices as it has points (`used_devices`), rather than
+computing copies of the last point on the others.
 
 Why lax.map and not vmap within a device: a vmapped matmul's blocking, so the order of its sums,
 depends on how many points are batched, which moves float32 results by an ulp when the device
@@ -49,9 +51,19 @@ def set_points_batch(size: int) -> None:
   _batch = size
 
 
-def mesh() -> Mesh:
-  """Every device of every process along one axis (process 0's devices first)."""
-  return Mesh(np.asarray(jax.devices()), (AXIS,))
+def used_devices(count: int) -> list:
+  """The devices a program of `count` points runs on: in one process, the first
+  ceil(count / points batch) devices, at most all of them; in a multi-process run every device
+  of every process (process 0's first), so that every process takes part in every program."""
+  every = jax.devices()
+  if jax.process_count() > 1:
+    return every
+  return every[:max(1, min(len(every), -(-count // _batch)))]
+
+
+def mesh(count: int) -> Mesh:
+  """The devices of a program of `count` points (`used_devices`) along one axis."""
+  return Mesh(np.asarray(used_devices(count)), (AXIS,))
 
 
 def points_batch() -> int:
@@ -59,8 +71,8 @@ def points_batch() -> int:
 
 
 def padded_count(count: int) -> int:
-  """`count` rounded up to a multiple of the device count times the points batch."""
-  step = jax.device_count() * _batch
+  """`count` rounded up to a multiple of its devices' count times the points batch."""
+  step = len(used_devices(count)) * _batch
   return -(-count // step) * step
 
 
@@ -71,10 +83,10 @@ def pad(points, count: int):
   return jax.tree.map(lambda a: np.concatenate([a, np.repeat(a[-1:], extra, axis=0)]), points)
 
 
-def put(tree, split: bool):
-  """Host arrays (whole on every process) as global arrays: sharded along their leading axis
-  over the mesh (`split`), or replicated on every device."""
-  sharding = NamedSharding(mesh(), PartitionSpec(AXIS) if split else PartitionSpec())
+def put(tree, split: bool, count: int):
+  """Host arrays (whole on every process) as global arrays on the devices of a program of
+  `count` points: sharded along their leading axis (`split`), or replicated."""
+  sharding = NamedSharding(mesh(count), PartitionSpec(AXIS) if split else PartitionSpec())
   def one(a):
     a = np.asarray(a)
     return jax.make_array_from_callback(a.shape, sharding, lambda index: a[index])
@@ -89,16 +101,17 @@ def fetch(tree):
   return jax.tree.map(np.asarray, multihost_utils.process_allgather(tree, tiled=True))
 
 
-def map_points(fn: Callable, num_shared: int = 0) -> Callable:
-  """jit(f)(points, *shared): fn(point, *shared) for each point along the leading axis of the
-  `points` pytree (sharded over the mesh, a multiple of the device count long); the `shared`
-  arguments are replicated. Outputs are stacked along a leading axis, sharded like `points`."""
+def map_points(fn: Callable, count: int, num_shared: int = 0) -> Callable:
+  """jit(f)(points, *shared): fn(point, *shared) for each of `count` points along the leading
+  axis of the `points` pytree (padded to `padded_count(count)`, sharded over `mesh(count)`); the
+  `shared` arguments are replicated. Outputs are stacked along a leading axis, sharded like
+  `points`."""
   def per_device(points, *shared):
     return lax.map(lambda point: fn(point, *shared), points,
                    batch_size=_batch if _batch > 1 else None)
   return jax.jit(jax.shard_map(
-      per_device, mesh=mesh(), in_specs=(PartitionSpec(AXIS),) + (PartitionSpec(),) * num_shared,
-      out_specs=PartitionSpec(AXIS), check_vma=False))
+      per_device, mesh=mesh(count),
+      in_specs=(PartitionSpec(AXIS),) + (PartitionSpec(),) * num_shared, out_specs=PartitionSpec(AXIS), check_vma=False))
 
 
 def is_leader() -> bool:
@@ -146,5 +159,6 @@ def run_points(program: Callable, points, *shared):
   """program (from `map_points`) on host `points` whose leaves share a leading axis; returns
   numpy outputs without the padding."""
   count = len(jax.tree.leaves(points)[0])
-  outputs = program(put(pad(points, count), split=True), *put(shared, split=False))
+  outputs = program(put(pad(points, count), split=True, count=count),
+                    *put(shared, split=False, count=count))
   return jax.tree.map(lambda a: a[:count], fetch(outputs))

@@ -37,8 +37,8 @@ class Program(NamedTuple):
 
 
 def points_args(count: int, *dtypes) -> tuple:
-  """The abstract points of a `devices.map_points` program: `count` points (padded to the
-  device count), each a tuple of scalars of these dtypes."""
+  """The abstract points of a `devices.map_points` program: `count` points (padded as
+  `devices.padded_count` does), each a tuple of scalars of these dtypes."""
   return tuple(jax.ShapeDtypeStruct((devices.padded_count(count),), jnp.dtype(d)) for d in dtypes)
 
 
@@ -157,7 +157,7 @@ def report(experiment, cfg: dict, prepared: tuple = (), shard: tuple = (0, 1)) -
       f'grid: {_swept(cfg)}; seeds {cfg["seed"]}..{cfg["seed"] + cfg["num_seeds"] - 1}',
       f'points: {points} in {len(groups)} groups'
       + (f' (shard {shard[0]} of {shard[1]})' if shard[1] > 1 else ''),
-      f'programs to compile: {len(programs)}, each over {jax.device_count()} device(s) '
+      f'programs to compile: {len(programs)}, each over up to {jax.device_count()} device(s) '
       f'({jax.devices()[0].platform}; one process)'
       + (f', {devices.points_batch()} points at a time' if devices.points_batch() > 1 else ''),
       f'calibrated here: {1e-9 / per_flop if per_flop else float("inf"):.1f} GFLOP/s and '

@@ -69,7 +69,8 @@ def bucket(cfg: dict, seq_len: int) -> int:
 def program(cfg: dict, cell: str, length: int):
   """The compiled-once program of every sequence of a cell up to `length` (a bucket): the points
   (sigma_w2, sigma_b2, seed) and the sequence length as its shared argument."""
-  return sweep.points_program(functools.partial(measure_point, cell, length, cfg), num_shared=1)
+  return sweep.points_program(functools.partial(measure_point, cell, length, cfg), cfg,
+                              num_shared=1)
 
 
 def programs(cfg: dict, groups=None) -> list:

@@ -119,7 +119,7 @@ def input_profiles(cfg: dict, model: models.Model, seq_len: int):
     x, _ = test_set(cfg, seq_len, seed)
     u = jax.random.normal(tasks.stream_key(seed, 'probe'), (num_outputs,)) / np.sqrt(num_outputs)
     return model.input_profile(params, x, u)
-  return devices.map_points(lambda point: profile(*point))
+  return devices.map_points(lambda point: profile(*point), cfg['num_seeds'])
 
 
 def point_key(record: dict) -> tuple:

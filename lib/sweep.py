@@ -106,9 +106,11 @@ def scales(cfg: dict) -> list:
   return [(w, b) for w in cfg['sigma_w2'] for b in cfg['sigma_b2']]
 
 
-def points_program(point, num_shared: int = 0):
-  """point(sigma_w2, sigma_b2, seed, *shared) as one program over the points of `run_points`."""
-  return devices.map_points(lambda p, *shared: point(*p, *shared), num_shared)
+def points_program(point, cfg: dict, num_shared: int = 0):
+  """point(sigma_w2, sigma_b2, seed, *shared) as one program over the config's points (every
+  scale and seed), for `run_points`."""
+  return devices.map_points(lambda p, *shared: point(*p, *shared),
+                            len(scales(cfg)) * cfg['num_seeds'], num_shared)
 
 
 def run_points(program, cfg: dict, *shared):

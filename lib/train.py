@@ -114,16 +114,17 @@ def chunk_fn(task: Task, opt, log_every: int):
   return chunk
 
 
-def chunk_program(task: Task, opt, log_every: int):
-  """f((states, seeds), data) -> states after `log_every` more steps of each seed: one program,
-  the seeds spread over every device (`lib.devices`)."""
+def chunk_program(task: Task, opt, log_every: int, num_seeds: int):
+  """f((states, seeds), data) -> states after `log_every` more steps of each of `num_seeds`
+  seeds: one program, the seeds spread over the devices (`lib.devices`)."""
   chunk = chunk_fn(task, opt, log_every)
-  return devices.map_points(lambda point, data: chunk(point[0], point[1], data), num_shared=1)
+  return devices.map_points(lambda point, data: chunk(point[0], point[1], data), num_seeds,
+                            num_shared=1)
 
 
-def init_program(init_params: Callable, task: Task, opt, num_logs: int):
-  """f(seeds) -> the state of every seed before step 0 (`init_state`), over every device."""
-  return devices.map_points(lambda s: init_state(init_params, task, opt, s, num_logs))
+def init_program(init_params: Callable, task: Task, opt, num_logs: int, num_seeds: int):
+  """f(seeds) -> the state of each seed before step 0 (`init_state`), over the devices."""
+  return devices.map_points(lambda s: init_state(init_params, task, opt, s, num_logs), num_seeds)
 
 
 def programs(name: str, init_params: Callable, task: Task, opt, num_seeds: int, num_steps: int,
@@ -131,10 +132,10 @@ def programs(name: str, init_params: Callable, task: Task, opt, num_seeds: int, 
   """The programs `train` runs, as `lib.dry_run.Program`s: the initialisation and the chunk."""
   from lib import dry_run  # pylint: disable=g-import-not-at-top
   (seeds,) = dry_run.points_args(num_seeds, 'int32')
-  init = init_program(init_params, task, opt, num_steps // log_every)
+  init = init_program(init_params, task, opt, num_steps // log_every, num_seeds)
   state = jax.eval_shape(init, seeds)
   return [dry_run.Program(f'{name} init', init, (seeds,), 1),
-          dry_run.Program(f'{name} {log_every} steps', chunk_program(task, opt, log_every),
+          dry_run.Program(f'{name} {log_every} steps', chunk_program(task, opt, log_every, num_seeds),
                           ((state, seeds), dry_run.abstract(task.data)), num_steps // log_every)]
 
 
@@ -185,8 +186,8 @@ def train(init_params: Callable, task: Task, opt, seeds, num_steps: int, log_eve
                     f'multiples of log_every ({log_every})')
   seeds = np.asarray(seeds, np.int32)
   count, num_logs = len(seeds), num_steps // log_every
-  padded_seeds = devices.put(devices.pad(seeds, count), split=True)  # repeats of the last seed
-  state = init_program(init_params, task, opt, num_logs)(padded_seeds)
+  padded_seeds = devices.put(devices.pad(seeds, count), True, count)  # repeats of the last seed
+  state = init_program(init_params, task, opt, num_logs, count)(padded_seeds)
   initial = devices.fetch(state['params'])
   # Process 0 alone reads and writes checkpoints; the others receive what it restores.
   checkpoints = devices.on_leader(Checkpoints, checkpoint_dir) if checkpoint_dir else None
@@ -196,11 +197,11 @@ def train(init_params: Callable, task: Task, opt, seeds, num_steps: int, log_eve
     like = jax.tree.map(lambda a: a[:count], devices.fetch(state))
     restored = devices.on_leader(lambda: checkpoints.restore(like))
     restored = devices.broadcast(restored if devices.is_leader() else like)
-    state = devices.put(devices.pad(restored, count), split=True)
+    state = devices.put(devices.pad(restored, count), True, count)
     logging.info('%s: resumed from the checkpoint at step %d', desc,
                  int(restored['step'][0]))
-  chunk = chunk_program(task, opt, log_every)
-  data = devices.put(task.data, split=False)
+  chunk = chunk_program(task, opt, log_every, count)
+  data = devices.put(task.data, False, count)
   step = int(devices.fetch(state['step'])[0])
   try:
     with tqdm.tqdm(total=num_steps, initial=step, unit='step', desc=desc, leave=False,

@@ -37,12 +37,13 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
   workdir = tmp_path / 'w'
   result = subprocess.run(
       [sys.executable, os.path.join(ROOT, 'run.py'), *TINY_FLAGS, '--dry_run',
-       '--config.length_buckets=8', f'--workdir={workdir}'], cwd=tmp_path, capture_output=True,
+       '--config.length_buckets=8', '--cpu_devices=3', f'--workdir={workdir}'], cwd=tmp_path, capture_output=True,
       text=True, timeout=300)
   assert result.returncode == 0, result.stderr
   lines = result.stdout.splitlines()
   assert 'points: 16 in 4 groups' in lines  # 2 cells x 2 lengths, 2 scales x 2 seeds each
-  assert 'programs to compile: 2, each over 1 device(s) (cpu; one process)' in lines  # a bucket
+  # a bucket per cell; --cpu_devices splits the CPU into 3 devices
+  assert 'programs to compile: 2, each over up to 3 device(s) (cpu; one process)' in lines
   rows = [line.split() for line in lines if line.startswith(('tanh T=', 'gru T='))]
   assert [row[:3] for row in rows] == [['tanh', 'T=8', '2'], ['gru', 'T=8', '2']]
   assert all(float(row[3]) > 0 for row in rows)  # estimated seconds per call
