@@ -42,6 +42,7 @@ import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from lib import cells  # pylint: disable=g-import-not-at-top,wrong-import-position
+from lib import cli  # pylint: disable=g-import-not-at-top,wrong-import-position
 from lib import gradient_decay  # pylint: disable=g-import-not-at-top,wrong-import-position
 from lib import gradients  # pylint: disable=g-import-not-at-top,wrong-import-position
 from lib import sweep  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -332,6 +333,8 @@ def main():
   parser.add_argument('--quick', action='store_true', help='smaller grids, fewer repeats')
   parser.add_argument('--repeats', type=int, default=5)
   parser.add_argument('--json', help='write every figure to this file as a flat JSON object')
+  parser.add_argument('--cpu_devices', type=int, default=None,
+                      help='devices to split a CPU host into, as run.py (default: one per core)')
   parser.add_argument('--only', default=','.join(BENCHMARKS),
                       help=f'comma-separated subset of {",".join(BENCHMARKS)}')
   args = parser.parse_args()
@@ -339,6 +342,9 @@ def main():
   if unknown:
     parser.error(f'unknown benchmark {unknown[0]!r}; valid: {", ".join(BENCHMARKS)}')
   repeats = 2 if args.quick else args.repeats
+  cpu_devices = cli.cpu_device_count(args.cpu_devices)  # as run.py sets it, before JAX starts
+  if cpu_devices is not None:
+    jax.config.update('jax_num_cpu_devices', cpu_devices)
   figures = {'jax_version': jax.__version__, 'backend': jax.default_backend(),
              'devices': jax.device_count()}
   for name in args.only.split(','):

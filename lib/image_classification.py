@@ -83,9 +83,13 @@ def make_task(cfg: dict, model: models.Model, train_set, test_set) -> train.Task
   batch_size = cfg['batch_size']
   per_epoch = len(y) // batch_size
 
-  def batch(data, seed, step):
-    order = jax.random.permutation(tasks.stream_key(seed, 'order', step // per_epoch), len(y))
-    idx = lax.dynamic_slice(order, ((step % per_epoch) * batch_size,), (batch_size,))
+  def order(data, seed, epoch):  # drawn once per epoch by the training loop (train.Task)
+    del data
+    return jax.random.permutation(tasks.stream_key(seed, 'order', epoch), len(y))
+
+  def batch(data, seed, step, epoch_order):
+    del seed
+    idx = lax.dynamic_slice(epoch_order, ((step % per_epoch) * batch_size,), (batch_size,))
     return data['x'][idx], data['y'][idx]
 
   def loss_and_accuracy(params, x, y):
@@ -102,7 +106,8 @@ def make_task(cfg: dict, model: models.Model, train_set, test_set) -> train.Task
       batch=batch,
       loss=lambda params, b: loss_and_accuracy(params, *b)[0],
       evaluate=evaluate,
-      data={'x': x, 'y': y, 'x_test': x_test, 'y_test': y_test})
+      data={'x': x, 'y': y, 'x_test': x_test, 'y_test': y_test},
+      epoch=order, steps_per_epoch=per_epoch)
 
 
 def point_key(record: dict) -> tuple:

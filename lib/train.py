@@ -14,7 +14,7 @@ seed's parameters stay as they were before that step, and its curves read NaN fr
 """
 
 import os
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Optional
 
 from absl import logging
 import jax
@@ -58,11 +58,18 @@ def check_schedule(cfg: dict) -> None:
 class Task(NamedTuple):
   """What a model is trained on. The functions are pure and traced per seed (a scalar); `data` is
   a pytree of arrays (a dataset, or () for generated tasks) passed to the compiled programs as an
-  argument, never baked into them as a constant."""
-  batch: Callable  # (data, seed, step) -> batch
+  argument, never baked into them as a constant.
+
+  A task that draws its batches from an epoch-wide value (a dataset's shuffle) sets `epoch` and
+  `steps_per_epoch`; batch then takes that value as a fourth argument. The training loop
+  computes it once per epoch (and at the start of each chunk), not at every step, and the
+  batches are the same as if it were recomputed at every step."""
+  batch: Callable  # (data, seed, step[, epoch value]) -> batch
   loss: Callable  # (params, batch) -> scalar training loss
   evaluate: Callable  # (params, data, seed) -> {'test_loss': scalar, ...} on held-out data
   data: Any = ()
+  epoch: Optional[Callable] = None  # (data, seed, epoch) -> a value every batch of it reads
+  steps_per_epoch: int = 0
 
 
 def optimizer(name: str, learning_rate: float, clip_norm: float) -> optax.GradientTransformation:
@@ -91,8 +98,20 @@ def init_state(init_params: Callable, task: Task, opt, seed, num_logs: int) -> d
 def chunk_fn(task: Task, opt, log_every: int):
   """chunk(state, seed, data) -> one seed's state after `log_every` more steps."""
   def chunk(state, seed, data):
-    def one_step(state, _):
-      batch = task.batch(data, seed, state['step'])
+    def batch_at(step, carried):
+      """(batch `step`, what to carry to the next step): for a task with an epoch value,
+      carried = (epoch, value) of the last step, recomputed only when the epoch changes
+      (lax.cond: the branch not taken does not run)."""
+      if task.epoch is None:
+        return task.batch(data, seed, step), carried
+      epoch = step // task.steps_per_epoch
+      value = lax.cond(epoch == carried[0], lambda: carried[1],
+                       lambda: task.epoch(data, seed, epoch))
+      return task.batch(data, seed, step, value), (epoch, value)
+
+    def one_step(carry, _):
+      state, carried = carry
+      batch, carried = batch_at(state['step'], carried)
       loss, grads = jax.value_and_grad(task.loss)(state['params'], batch)
       updates, opt_state = opt.update(grads, state['opt_state'], state['params'])
       params = optax.apply_updates(state['params'], updates)
@@ -102,9 +121,13 @@ def chunk_fn(task: Task, opt, log_every: int):
       state = {**state, 'params': jax.tree.map(keep, params, state['params']),
                'opt_state': jax.tree.map(keep, opt_state, state['opt_state']),
                'step': state['step'] + 1, 'diverged': diverged}
-      return state, jnp.where(diverged, jnp.nan, loss)
+      return (state, carried), jnp.where(diverged, jnp.nan, loss)
 
-    state, losses = lax.scan(one_step, state, None, length=log_every)
+    carried = ()
+    if task.epoch is not None:
+      epoch = state['step'] // task.steps_per_epoch
+      carried = (epoch, task.epoch(data, seed, epoch))
+    (state, _), losses = lax.scan(one_step, (state, carried), None, length=log_every)
     i = state['step'] // log_every - 1
     points = {'train_loss': jnp.mean(losses), **task.evaluate(state['params'], data, seed)}
     curves = {name: curve.at[i].set(jnp.where(state['diverged'], jnp.nan, points[name])

@@ -109,3 +109,37 @@ def test_bad_optimizer_and_step_counts():
   model, task = _setup()
   with pytest.raises(UserError, match='multiples of log_every'):
     train.train(model.init, task, train.optimizer('adam', 1e-3, 0.0), [0], 15, 10)
+
+
+def test_an_epoch_value_drawn_once_per_epoch_gives_the_batches_of_a_per_step_draw():
+  """A task with `epoch` (the shuffle of a 12-example dataset, 3 batches of 4 per epoch) trains
+  to the same bits as the same task that draws the permutation again at every step; chunks of 4
+  steps start mid-epoch, and a resumed run starts mid-chunk's epoch too."""
+  rng = np.random.default_rng(0)
+  data = {'x': rng.normal(size=(12, 3)).astype(np.float32),
+          'y': rng.normal(size=(12,)).astype(np.float32)}
+
+  def order(data, seed, epoch):
+    del data
+    return jax.random.permutation(jax.random.fold_in(jax.random.key(seed), epoch), 12)
+
+  def take(data, step, epoch_order):
+    idx = jax.lax.dynamic_slice(epoch_order, ((step % 3) * 4,), (4,))
+    return data['x'][idx], data['y'][idx]
+
+  def loss(params, batch):
+    return jnp.mean((batch[0] @ params - batch[1]) ** 2)
+
+  cached = train.Task(batch=lambda data, seed, step, o: take(data, step, o), loss=loss,
+                      evaluate=lambda params, data, seed: {'test_loss': loss(
+                          params, (data['x'], data['y']))},
+                      data=data, epoch=order, steps_per_epoch=3)
+  per_step = cached._replace(
+      batch=lambda data, seed, step: take(data, step, order(data, seed, step // 3)), epoch=None,
+      steps_per_epoch=0)
+  init = lambda key: jax.random.normal(key, (3,))
+  opt = train.optimizer('sgd', 0.1, 0.0)
+  a = train.train(init, cached, opt, [0, 1], 16, 4)
+  b = train.train(init, per_step, opt, [0, 1], 16, 4)
+  _assert_same(a, b)
+  assert a['curves']['train_loss'][:, -1].max() < a['curves']['train_loss'][:, 0].min()
