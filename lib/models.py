@@ -170,6 +170,38 @@ def sequence_model(name: str, cfg: dict, input_size: int, num_outputs: int,
 
 # ---- classifiers (MNIST-1D models of Greydanus & Kobak 2024) -------------------------------------
 
+class PatchConv(nn.Module):
+  """nn.Conv(features, (kernel,) * dims, strides=stride, padding=[(pad, pad)] * dims) with the
+  same parameters ('kernel' (*window, C_in, C_out), 'bias'), computed as one matmul of the
+  input's patches (im2col: a strided slice per window offset) by the flattened kernel.
+
+  Why: XLA:CPU's convolution kernels are slow on these small strided convolutions; training
+  the MNIST-1D CNN (25 channels, batch 100) ran 4.75 times faster this way (bench/run.py's
+  cnn_train_vs_torch). The patches cost window-size times the input's memory, small here.
+  """
+  features: int
+  kernel: int
+  stride: int
+  pad: int
+
+  @nn.compact
+  def __call__(self, x):  # (B, *spatial, C_in)
+    dims = x.ndim - 2
+    window = (self.kernel,) * dims
+    kernel = self.param('kernel', KERNEL_INIT, window + (x.shape[-1], self.features), x.dtype)
+    bias = self.param('bias', BIAS_INIT, (self.features,), x.dtype)
+    x = jnp.pad(x, [(0, 0)] + [(self.pad, self.pad)] * dims + [(0, 0)])
+    out = [(size - self.kernel) // self.stride + 1 for size in x.shape[1:-1]]
+    patches = []
+    for offset in np.ndindex(*window):  # row-major, as kernel.reshape flattens the window
+      index = tuple(slice(o, o + self.stride * (n - 1) + 1, self.stride)
+                    for o, n in zip(offset, out))
+      patches.append(x[(slice(None),) + index])
+    patches = jnp.stack(patches, axis=-2)  # (B, *out, window size, C_in)
+    patches = patches.reshape(patches.shape[:-2] + (-1,))
+    return patches @ kernel.reshape(-1, self.features) + bias
+
+
 class ConvNet(nn.Module):
   """Three strided convolutions (kernel 5, 3, 3; stride 2; padding 1) with relu, then dense."""
   channels: int
@@ -177,10 +209,8 @@ class ConvNet(nn.Module):
 
   @nn.compact
   def __call__(self, x):  # (B, *spatial, C)
-    dims = x.ndim - 2
-    for kernel in (5, 3, 3):
-      x = nn.relu(nn.Conv(self.channels, (kernel,) * dims, strides=2, padding=[(1, 1)] * dims,
-                          kernel_init=KERNEL_INIT, bias_init=BIAS_INIT)(x))
+    for i, kernel in enumerate((5, 3, 3)):  # named as nn.Conv would be: the same initial params
+      x = nn.relu(PatchConv(self.channels, kernel, stride=2, pad=1, name=f'Conv_{i}')(x))
     return _dense(self.num_outputs)(x.reshape(x.shape[0], -1))
 
 

@@ -110,3 +110,32 @@ def test_input_profile_matches_plain_autodiff_in_float64(cell):
 def test_unknown_model_names_the_choices():
   with pytest.raises(UserError, match="unknown model 'rnn'; valid choices: cnn, mlp, logistic"):
     models.classifier('rnn', CLASSIFIER_CFG, (40, 1), 10)
+
+
+@pytest.mark.parametrize('shape, kernel', [((3, 40, 2), 5), ((2, 9, 8, 3), 3), ((2, 10, 7, 3), 5)])
+def test_patch_conv_equals_xla_convolution_and_its_gradient(shape, kernel):
+  """PatchConv (im2col and one matmul) against flax's nn.Conv (XLA's convolution) with the same
+  parameters, in float64: outputs and gradients with respect to the input and every parameter,
+  for 1-D and 2-D inputs, odd and even sizes; and the same initial parameters."""
+  with jax.enable_x64(True):
+    x = jax.random.normal(jax.random.key(0), shape, jnp.float64)
+    dims = len(shape) - 2
+    ours = models.PatchConv(4, kernel, stride=2, pad=1)
+    xla = models.nn.Conv(4, (kernel,) * dims, strides=2, padding=[(1, 1)] * dims,
+                         kernel_init=models.KERNEL_INIT, bias_init=models.BIAS_INIT,
+                         param_dtype=jnp.float64)
+    params = ours.init(jax.random.key(1), x)
+    reference_params = xla.init(jax.random.key(1), x)
+    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(reference_params), strict=True):
+      np.testing.assert_array_equal(a, b)
+    params = jax.tree.map(  # a nonzero bias, so that it is checked too
+        lambda a: a + jax.random.normal(jax.random.key(2), a.shape, a.dtype), params)
+    probe = jax.random.normal(jax.random.key(3), xla.apply(params, x).shape, jnp.float64)
+
+    def loss(module, params, x):
+      return jnp.sum(module.apply(params, x) * probe)
+    np.testing.assert_allclose(ours.apply(params, x), xla.apply(params, x), rtol=1e-12,
+                               atol=1e-12)
+    for a, b in zip(jax.tree.leaves(jax.grad(loss, (1, 2))(ours, params, x)),
+                    jax.tree.leaves(jax.grad(loss, (1, 2))(xla, params, x)), strict=True):
+      np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
