@@ -1,12 +1,13 @@
 """Benchmarks against what a researcher would otherwise write, in one process, as ratios.
 
-  python bench/run.py [--quick] [--repeats N] [--json FILE] [--only NAME,...]
+  python bench/run.py [--quick] [--repeats N] [--json FILE] [--only NAME,...] [--cpu_devices N]
 
 Each timed figure is the median of `repeats` runs after a warm-up run (compiles excluded), with
 the spread (min, max) beside it; ratios are medians over medians, measured in the same process.
 
 sweep_vs_jax_loop: the gradient-decay grid (tanh and lstm, T = 16..512, 4 scales, 8 seeds,
-  hidden 128) through our sweep (one program per (cell, T), every point inside it), against a
+  hidden 128) through our sweep (one program per (cell, T), every point inside it, spread over
+  the devices: on a CPU one per core, as run.py splits it, `--cpu_devices`), against a
   plain JAX loop a user would write: per (cell, T) one jitted function of one point (jax.grad
   with respect to perturbations of every hidden state, the textbook way), called point by point.
   The numbers out are checked equal where the plain float32 gradient has not underflowed.
@@ -16,7 +17,7 @@ rnn_gflops_*, rnn_peak_fraction_*: achieved GFLOP/s of a tanh and an LSTM forwar
   pass (lib/cells, jax.grad with respect to the weights; matmul flops counted by hand) at hidden
   128 and 512, batch 64, and its fraction of this machine's float32 matmul peak measured in the
   same run; profile_gflops_*, profile_peak_fraction_*: the same for our gradient profile, the
-  program the sweep runs (per-step VJPs with respect to state and input, renormalised).
+  program the sweep runs (state and input gradients at every step, renormalised).
 cnn_train_vs_torch: training images per second of the MNIST-1D CNN (ours: one seed, the chunk
   program of lib/train) against the same model and optimiser in PyTorch.
 main_job_seconds, main_job_compiles: wall time and XLA compiles of `python run.py` in a fresh
@@ -223,8 +224,8 @@ def rnn_gflops(cell_name: str, hidden: int, repeats: int, batch: int = 64, seq_l
 
 def profile_gflops(cell_name: str, hidden: int, repeats: int, batch: int = 64,
                    seq_len: int = 128, width: int = 32) -> float:
-  """GFLOP/s of our gradient profile (what the sweep runs: forward, then per-step VJPs with
-  respect to the state and the input, renormalised), its matmuls counted as forward x 2."""
+  """GFLOP/s of our gradient profile (what the sweep runs: forward, then one backward pass to
+  the state and the input at every step, renormalised), its matmuls counted as forward x 2."""
   cell, params, xs, readout, forward = _rnn(cell_name, hidden, batch, seq_len, width)
   profile = jax.jit(lambda params, xs, readout: gradients.log_grad_profile(
       gradients.step_of(cell, params), functools.partial(cells.output, cell_name),

@@ -106,3 +106,46 @@ def test_training_stopped_on_4_devices_resumes_on_1_to_the_same_bits(tmp_path):
   assert len(four) == len(resumed)
   for a, b in zip(four, resumed):
     np.testing.assert_array_equal(b, a)
+
+
+def test_cpu_device_count_defaults_to_one_per_core_and_yields_to_the_environment(monkeypatch):
+  from lib import cli  # pylint: disable=g-import-not-at-top
+  from lib.errors import UserError  # pylint: disable=g-import-not-at-top
+  monkeypatch.delenv('XLA_FLAGS', raising=False)
+  monkeypatch.delenv('JAX_NUM_CPU_DEVICES', raising=False)
+  assert cli.cpu_device_count(None) == cli.cores() == len(os.sched_getaffinity(0))
+  assert cli.cpu_device_count(3) == 3
+  with pytest.raises(UserError, match='--cpu_devices=0: need a positive integer'):
+    cli.cpu_device_count(0)
+  monkeypatch.setenv('XLA_FLAGS', '--xla_force_host_platform_device_count=4')
+  assert cli.cpu_device_count(None) is None and cli.cpu_device_count(2) == 2
+  monkeypatch.delenv('XLA_FLAGS')
+  monkeypatch.setenv('JAX_NUM_CPU_DEVICES', '4')
+  assert cli.cpu_device_count(None) is None
+
+
+FEWER_POINTS = '''
+import numpy as np, jax
+from lib import devices
+double = lambda p: 2.0 * p
+for count, batch, used in [(1, 1, 1), (3, 1, 3), (6, 1, 4), (3, 2, 2), (6, 4, 2)]:
+  devices.set_points_batch(batch)
+  program = devices.map_points(double, count)
+  points = np.arange(count, dtype=np.float32)
+  out = devices.run_points(program, points)
+  assert len(devices.used_devices(count)) == used, (count, batch)
+  assert devices.padded_count(count) == -(-count // (used * batch)) * used * batch
+  padded = devices.put(devices.pad(points, count), True, count)
+  assert len(padded.sharding.device_set) == used and len(program(padded).sharding.device_set) == used
+  np.testing.assert_array_equal(out, 2.0 * points)
+print('ok')
+'''
+
+
+def test_a_program_of_fewer_points_than_devices_uses_only_that_many():
+  """On 4 devices: 1 point runs on 1 device, 3 on 3, 6 on all 4 (padded to 8); with points
+  batched 2 at a time, 3 points need 2 devices; the outputs are the points', no padding."""
+  env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=4'}
+  result = subprocess.run([sys.executable, '-c', FEWER_POINTS], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0 and result.stdout.strip() == 'ok', result.stderr

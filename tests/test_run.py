@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from lib import cli
 from tests.conftest import ROOT
 
 RUN = os.path.join(ROOT, 'run.py')
@@ -38,6 +39,7 @@ BAD_INPUTS = {
     'unwritable workdir': (['--workdir={blocker}/sub'], 'cannot write to workdir'),
     'unwritable compilation cache': (['--compilation_cache_dir={blocker}/sub'],
                                      'cannot create --compilation_cache_dir'),
+    'no CPU devices': (['--cpu_devices=0'], '--cpu_devices=0: need a positive integer'),
     'shard index out of range': (['--shard_index=2', '--num_shards=2'],
                                  '--shard_index=2 --num_shards=2: need num_shards >= 1'),
     'merge of a folder that is no workdir': (['--merge={tmp}'], 'is not a workdir'),
@@ -121,6 +123,8 @@ def test_main_job_end_to_end_resume_plot_only_and_config_guard(tmp_path):
   assert config['cells'] == ['tanh', 'gru'] and config['seq_lens'] == [3, 5]
   (env,) = json.load(open(os.path.join(workdir, 'environment.json')))['runs']
   assert env['jax'] and env['flax'] and env['devices']
+  if cli.cpu_device_count(None):  # no XLA_FLAGS / JAX_NUM_CPU_DEVICES here: one per core
+    assert len(env['devices']) == cli.cores()
   plots = sorted(os.listdir(os.path.join(workdir, 'plots')))
   assert plots == ['decay_rate.png', 'grad_vs_length.png', 'profile.png']
 
