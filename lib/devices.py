@@ -111,7 +111,8 @@ def map_points(fn: Callable, count: int, num_shared: int = 0) -> Callable:
                    batch_size=_batch if _batch > 1 else None)
   return jax.jit(jax.shard_map(
       per_device, mesh=mesh(count),
-      in_specs=(PartitionSpec(AXIS),) + (PartitionSpec(),) * num_shared, out_specs=PartitionSpec(AXIS), check_vma=False))
+      in_specs=(PartitionSpec(AXIS),) + (PartitionSpec(),) * num_shared,
+      out_specs=PartitionSpec(AXIS), check_vma=False))
 
 
 def is_leader() -> bool:

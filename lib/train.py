@@ -158,7 +158,8 @@ def programs(name: str, init_params: Callable, task: Task, opt, num_seeds: int, 
   init = init_program(init_params, task, opt, num_steps // log_every, num_seeds)
   state = jax.eval_shape(init, seeds)
   return [dry_run.Program(f'{name} init', init, (seeds,), 1),
-          dry_run.Program(f'{name} {log_every} steps', chunk_program(task, opt, log_every, num_seeds),
+          dry_run.Program(f'{name} {log_every} steps',
+                          chunk_program(task, opt, log_every, num_seeds),
                           ((state, seeds), dry_run.abstract(task.data)), num_steps // log_every)]
 
 

@@ -136,7 +136,7 @@ for count, batch, used in [(1, 1, 1), (3, 1, 3), (6, 1, 4), (3, 2, 2), (6, 4, 2)
   assert len(devices.used_devices(count)) == used, (count, batch)
   assert devices.padded_count(count) == -(-count // (used * batch)) * used * batch
   padded = devices.put(devices.pad(points, count), True, count)
-  assert len(padded.sharding.device_set) == used and len(program(padded).sharding.device_set) == used
+  assert len(padded.sharding.device_set) == len(program(padded).sharding.device_set) == used
   np.testing.assert_array_equal(out, 2.0 * points)
 print('ok')
 '''

@@ -37,8 +37,8 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
   workdir = tmp_path / 'w'
   result = subprocess.run(
       [sys.executable, os.path.join(ROOT, 'run.py'), *TINY_FLAGS, '--dry_run',
-       '--config.length_buckets=8', '--cpu_devices=3', f'--workdir={workdir}'], cwd=tmp_path, capture_output=True,
-      text=True, timeout=300)
+       '--config.length_buckets=8', '--cpu_devices=3', f'--workdir={workdir}'], cwd=tmp_path,
+      capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr
   lines = result.stdout.splitlines()
   assert 'points: 16 in 4 groups' in lines  # 2 cells x 2 lengths, 2 scales x 2 seeds each
