@@ -23,6 +23,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from lib import devices
 from lib.errors import UserError
 
 RECURRENT_INITS = ('gaussian', 'orthogonal', 'identity')
@@ -82,7 +83,7 @@ def standard_normals(key, shapes, dtype) -> list:
 def _orthogonal(z):
   """An orthogonal matrix from a square standard normal draw (QR with the sign of diag R fixed,
   which makes it Haar-distributed)."""
-  q, r = jnp.linalg.qr(z)
+  q, r = devices.one_at_a_time(jnp.linalg.qr)(z)  # never batched: see lib/devices
   return q * jnp.sign(jnp.diagonal(r))[None, :]
 
 

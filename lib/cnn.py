@@ -17,6 +17,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from lib import devices
 from lib.cells import standard_normals
 from lib.errors import UserError
 
@@ -47,8 +48,9 @@ def init_params(key, depth: int, width: int, kernel_size: int, spatial_dims: int
     kernel = jnp.sqrt(sigma_w2 / (math.prod(shape[:-1]))) * kernel
   else:
     orthogonal = jax.nn.initializers.delta_orthogonal()
-    kernel = jnp.sqrt(sigma_w2) * jax.vmap(lambda k: orthogonal(k, shape, dtype))(
-        jax.random.split(k_kernel, depth))
+    # a QR per layer, one at a time: batched, jaxlib's CPU QR can deadlock (lib/devices)
+    kernel = jnp.sqrt(sigma_w2) * jax.vmap(devices.one_at_a_time(
+        lambda k: orthogonal(k, shape, dtype)))(jax.random.split(k_kernel, depth))
   return {'kernel': kernel.astype(dtype), 'bias': (jnp.sqrt(sigma_b2) * bias).astype(dtype)}
 
 

@@ -115,6 +115,33 @@ def map_points(fn: Callable, count: int, num_shared: int = 0) -> Callable:
       out_specs=PartitionSpec(AXIS), check_vma=False))
 
 
+def one_at_a_time(fn: Callable) -> Callable:
+  """fn(x) that, when vmapped (over layers, or over points by `set_points_batch`), runs as a
+  lax.map over the batch: one call per element instead of one batched call. The values are the
+  same (a batched LAPACK kernel loops over its matrices).
+
+  Why: jaxlib 0.10's CPU LAPACK kernels (QR among them) split a batch of matrices over XLA's
+  intra-op thread pool and block until the parts finish. With one CPU device per core
+  (lib/cli.cpu_device_count), every pool thread may be running a device's program that sits in
+  such a kernel, leaving no thread for the parts: a deadlock (seen with the CNN's
+  delta-orthogonal kernels, a QR per layer). Unbatched, the kernel runs on its own thread.
+  """
+  @jax.custom_batching.custom_vmap
+  def wrapped(x):
+    return fn(x)
+
+  @wrapped.def_vmap
+  def rule(axis_size, in_batched, x):
+    del axis_size
+    if not in_batched[0]:
+      out = wrapped(x)
+      return out, jax.tree.map(lambda _: False, out)
+    out = lax.map(wrapped, x)
+    return out, jax.tree.map(lambda _: True, out)
+
+  return wrapped
+
+
 def is_leader() -> bool:
   """Whether this is process 0, the one that reads and writes the workdir."""
   return jax.process_index() == 0

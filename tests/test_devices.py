@@ -149,3 +149,40 @@ def test_a_program_of_fewer_points_than_devices_uses_only_that_many():
   result = subprocess.run([sys.executable, '-c', FEWER_POINTS], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
   assert result.returncode == 0 and result.stdout.strip() == 'ok', result.stderr
+
+
+DELTA_ORTHOGONAL_ON_2_DEVICES = '''
+import numpy as np, jax
+from lib import cnn, devices
+devices.set_points_batch(2)
+program = devices.map_points(lambda seed: cnn.init_params(
+    jax.random.key(seed), 8, 64, 3, 1, sigma_w2=1.0, sigma_b2=0.0, init='delta_orthogonal',
+    dtype=np.float32)['kernel'].sum(), 8)
+for i in range(20):
+  devices.run_points(program, np.arange(8, dtype=np.int32) + 8 * i)
+print('ok')
+'''
+
+
+def test_batched_qr_inside_programs_on_every_core_does_not_deadlock():
+  """2 CPU devices on 2 cores, each computing 2 points at a time of 8 delta-orthogonal layers
+  (a QR each): jaxlib's batched CPU QR waits on XLA's thread pool, which both devices occupy,
+  and hung here before `devices.one_at_a_time`."""
+  env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=2'}
+  result = subprocess.run([sys.executable, '-c', DELTA_ORTHOGONAL_ON_2_DEVICES], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=60)
+  assert result.returncode == 0 and result.stdout.strip() == 'ok', result.stderr
+
+
+@pytest.mark.parametrize('dtype', [np.float32, np.float64])
+def test_one_at_a_time_gives_the_batched_values(dtype):
+  """QR of a (2, 3, 5, 5) batch under two vmaps, one matrix at a time: the same bits as the
+  batched LAPACK call."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from lib import devices  # pylint: disable=g-import-not-at-top
+  with jax.enable_x64(dtype == np.float64):
+    z = jax.random.normal(jax.random.key(0), (2, 3, 5, 5), dtype)
+    ours = jax.jit(jax.vmap(jax.vmap(devices.one_at_a_time(jnp.linalg.qr))))(z)
+    for a, b in zip(ours, jnp.linalg.qr(z), strict=True):
+      np.testing.assert_array_equal(a, b)
