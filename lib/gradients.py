@@ -136,13 +136,24 @@ def log_grad_profile(step, output_fn, carry0, xs, readout, input_grads: bool = T
   grads, forward_finite = jax.grad(loss, argnums, has_aux=True)(
       eps, delta, carry0, jnp.zeros((batch,), dtype), xs)
   g_states, log_units, g_initial, log_unit_initial = grads[:4]
-  log_sq_states = 2.0 * log_units + jnp.log(jax.vmap(_sq_norm)(g_states))  # (T, B)
-  log_sq_inputs = None
-  if input_grads:  # x_t's cotangent is in the units of g_t renormalised at step t
-    log_sq_inputs = log_sq_states + jnp.log(jax.vmap(_sq_norm)(grads[4]))
+
+  def per_step(step_grads):
+    """(ln mean_b ||dl_b/ds_t||^2, the same for x_t) from one step's gradients. Mapped over the
+    steps (lax.map), not vmapped: the sums then run in the same order whatever T is, so a
+    program of a longer bucket gives the very same bits for the steps it shares."""
+    log_unit, g_state, g_input = step_grads
+    log_sq_state = 2.0 * log_unit + jnp.log(_sq_norm(g_state))  # (B,)
+    if not input_grads:
+      return _log_batch_mean(log_sq_state), None
+    # x_t's cotangent is in the units of g_t renormalised at step t
+    return (_log_batch_mean(log_sq_state),
+            _log_batch_mean(log_sq_state + jnp.log(_sq_norm(g_input))))
+
+  log_grad_sq, log_grad_sq_input = lax.map(
+      per_step, (log_units, g_states, grads[4] if input_grads else None))
   return Profile(
-      log_grad_sq=_log_batch_mean(log_sq_states),
-      log_grad_sq_input=None if log_sq_inputs is None else _log_batch_mean(log_sq_inputs),
+      log_grad_sq=log_grad_sq,
+      log_grad_sq_input=log_grad_sq_input,
       log_grad_sq_initial=_log_batch_mean(
           2.0 * log_unit_initial + jnp.log(_sq_norm(g_initial))),
       forward_finite=forward_finite)
