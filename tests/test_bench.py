@@ -1,0 +1,34 @@
+"""bench/run.py on a tiny grid: the sweep it times and the plain JAX loop it compares against
+give the same profiles, and its check rejects profiles that are not the same."""
+
+import numpy as np
+import pytest
+
+from bench import run as bench
+from lib import gradient_decay
+from tests.conftest import default_config
+
+
+@pytest.fixture(scope='module')
+def tiny_grid():
+  config = default_config()
+  config.update(cells=('tanh', 'lstm'), seq_lens=(8, 16), sigma_w2=(1.0, 3.0), hidden_size=16,
+                input_size=4, batch_size=4, num_seeds=2)
+  cfg = gradient_decay.validate(config)
+  return cfg, bench.our_sweep(cfg)(), bench.user_loop(cfg)()
+
+
+def test_the_sweep_and_the_plain_jax_loop_give_the_same_profiles(tiny_grid):
+  cfg, ours, theirs = tiny_grid
+  assert sorted(ours) == sorted(theirs) == [('lstm', 8), ('lstm', 16), ('tanh', 8), ('tanh', 16)]
+  for group, profiles in ours.items():
+    assert profiles.shape == (2, cfg['num_seeds'], group[1]) == theirs[group].shape
+  assert bench.check_same(ours, theirs) < 1e-4
+
+
+def test_the_check_rejects_a_profile_off_by_a_hundredth(tiny_grid):
+  _, ours, theirs = tiny_grid
+  off = {group: profiles.copy() for group, profiles in theirs.items()}
+  off['tanh', 16][1, 0, 3] += 0.01
+  with pytest.raises(AssertionError, match='tanh T=16'):
+    bench.check_same(ours, off)
