@@ -16,7 +16,7 @@ sweep_vs_torch: the same grid in PyTorch eager (retain_grad on every hidden stat
 rnn_gflops_*, rnn_peak_fraction_*: achieved GFLOP/s of a tanh and an LSTM forward+backward
   pass (lib/cells, jax.grad with respect to the weights; matmul flops counted by hand) at hidden
   128 and 512, batch 64, and its fraction of this machine's float32 matmul peak measured in the
-  same run; profile_gflops_*, profile_peak_fraction_*: the same for our gradient profile, the
+  same run, just before it; profile_gflops_*, profile_peak_fraction_*: the same for our gradient profile, the
   program the sweep runs (state and input gradients at every step, renormalised).
 cnn_train_vs_torch: training images per second of the MNIST-1D CNN (ours: one seed, the chunk
   program of lib/train) against the same model and optimiser in PyTorch.
@@ -235,14 +235,19 @@ def profile_gflops(cell_name: str, hidden: int, repeats: int, batch: int = 64,
 
 
 def gflops_figures(quick: bool, repeats: int) -> dict:
-  peak = matmul_peak(repeats)
-  figures = {'matmul_peak_gflops': peak}
+  """Each rate against the matmul peak measured just before it: on a shared machine the speed
+  drifts between minutes of a run by more than the gaps these fractions are read for, and a
+  rate and its peak measured side by side drift together."""
+  figures, peaks = {}, []
   for cell_name in ('tanh', 'lstm'):
     for hidden in (128, 512):
       for name, measure in (('rnn', rnn_gflops), ('profile', profile_gflops)):
+        peaks.append(matmul_peak(repeats))
         rate = measure(cell_name, hidden, repeats, seq_len=32 if quick else 128)
         figures[f'{name}_gflops_{cell_name}_{hidden}'] = rate
-        figures[f'{name}_peak_fraction_{cell_name}_{hidden}'] = rate / peak
+        figures[f'{name}_peak_fraction_{cell_name}_{hidden}'] = rate / peaks[-1]
+  figures.update({'matmul_peak_gflops': statistics.median(peaks),
+                  'matmul_peak_gflops_min': min(peaks), 'matmul_peak_gflops_max': max(peaks)})
   return figures
 
 
