@@ -1,7 +1,6 @@
 """bench/run.py on a tiny grid: the sweep it times and the plain JAX loop it compares against
 give the same profiles, and its check rejects profiles that are not the same."""
 
-import numpy as np
 import pytest
 
 from bench import run as bench
