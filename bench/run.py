@@ -17,7 +17,8 @@ rnn_gflops_*, rnn_peak_fraction_*: achieved GFLOP/s of a tanh and an LSTM forwar
   pass (lib/cells, jax.grad with respect to the weights; matmul flops counted by hand) at hidden
   128 and 512, batch 64, and its fraction of this machine's float32 matmul peak measured in the
   same run, just before it; profile_gflops_*, profile_peak_fraction_*: the same for our
-  gradient profile, the program the sweep runs (state and input gradients at every step, renormalised).
+  gradient profile, the program the sweep runs (state and input gradients at every step,
+  renormalised).
 cnn_train_vs_torch: training images per second of the MNIST-1D CNN (ours: one seed, the chunk
   program of lib/train) against the same model and optimiser in PyTorch.
 main_job_seconds, main_job_compiles: wall time and XLA compiles of `python run.py` in a fresh
