@@ -110,11 +110,39 @@ def load_config(flag_holder):
 DEFAULT_CACHE_DIR = os.path.join(os.path.expanduser('~'), '.cache', 'gradient_propagation', 'xla')
 
 
+CGROUP_CPU_LIMITS = (('/sys/fs/cgroup/cpu.max',),  # cgroup v2: "<quota> <period>" or "max ..."
+                     ('/sys/fs/cgroup/cpu/cpu.cfs_quota_us',  # cgroup v1: quota (-1: none), period
+                      '/sys/fs/cgroup/cpu/cpu.cfs_period_us'))
+
+
+def cgroup_cpu_limit(files=CGROUP_CPU_LIMITS):
+  """The CPUs a container's CPU quota allows (quota / period, rounded up), or None if there is
+  no quota (or no cgroup files, as outside Linux)."""
+  for paths in files:
+    try:
+      words = ' '.join(open(path).read() for path in paths).split()
+    except OSError:
+      continue
+    if len(words) == 2 and words[0] not in ('max', '-1'):
+      try:
+        quota, period = int(words[0]), int(words[1])
+      except ValueError:
+        return None
+      if quota > 0 and period > 0:
+        return max(1, -(-quota // period))
+    return None
+  return None
+
+
 def cores() -> int:
-  """The cores this process may run on (its CPU affinity where the OS has one, as on Linux)."""
+  """The cores this process may run on: its CPU affinity where the OS has one (Linux), capped
+  by a container's CPU quota (a container limited to 2 CPUs on a 64-core host counts 2)."""
   if hasattr(os, 'sched_getaffinity'):
-    return len(os.sched_getaffinity(0))
-  return os.cpu_count() or 1
+    count = len(os.sched_getaffinity(0))
+  else:
+    count = os.cpu_count() or 1
+  limit = cgroup_cpu_limit()
+  return count if limit is None else min(count, limit)
 
 
 def cpu_device_count(requested) -> int | None:
@@ -125,8 +153,10 @@ def cpu_device_count(requested) -> int | None:
 
   Why: XLA:CPU runs one program's small ops (a sweep point's matmuls of 16 x 128 by 128 x 128)
   on one core; the points of a program are spread over the devices (lib/devices), so one device
-  per core computes that many points at once. Results are bit-identical at any device count.
-  On a GPU or TPU host the accelerators are the devices and this changes nothing.
+  per core computes that many points at once. The sweeps' and the recurrent models' results
+  are bit-identical at any device count; attention's and the CNN's are not (their larger
+  contractions round differently with it: README, Determinism). On a GPU or TPU host the
+  accelerators are the devices and this changes nothing.
   """
   if requested is not None:
     if requested < 1:

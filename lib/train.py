@@ -4,7 +4,8 @@ checkpointed by orbax so a killed run resumes where it stopped; divergence is a 
 The state of every seed is stacked on a leading axis, and one jitted program runs `log_every` steps
 of all of them (a lax.scan per seed, the seeds spread over every device by `lib.devices`), then
 logs the mean training loss of those steps and the task's held-out metrics (`Task.evaluate`) as the
-next point of each curve. Batch `step` of seed s is `task.batch(data, s, step)`, a function of
+next point of each curve. Batch `step` of seed s is `task.batch(data, s, step)` (with the
+epoch's value, `Task.epoch`, as a fourth argument for tasks that have one), a function of
 (seed, step) alone, so a run restored from a checkpoint sees the very same batches and runs the
 very same programs as an uninterrupted one, and ends with bit-identical parameters.
 
@@ -101,7 +102,8 @@ def chunk_fn(task: Task, opt, log_every: int):
     def batch_at(step, carried):
       """(batch `step`, what to carry to the next step): for a task with an epoch value,
       carried = (epoch, value) of the last step, recomputed only when the epoch changes
-      (lax.cond: the branch not taken does not run)."""
+      (lax.cond: the branch not taken does not run; vmapped by --points_batch > 1, the cond
+      becomes a select that computes both, which is correct but saves nothing)."""
       if task.epoch is None:
         return task.batch(data, seed, step), carried
       epoch = step // task.steps_per_epoch

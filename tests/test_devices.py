@@ -113,7 +113,7 @@ def test_cpu_device_count_defaults_to_one_per_core_and_yields_to_the_environment
   from lib.errors import UserError  # pylint: disable=g-import-not-at-top
   monkeypatch.delenv('XLA_FLAGS', raising=False)
   monkeypatch.delenv('JAX_NUM_CPU_DEVICES', raising=False)
-  assert cli.cpu_device_count(None) == cli.cores() == len(os.sched_getaffinity(0))
+  assert cli.cpu_device_count(None) == cli.cores() <= len(os.sched_getaffinity(0))
   assert cli.cpu_device_count(3) == 3
   with pytest.raises(UserError, match='--cpu_devices=0: need a positive integer'):
     cli.cpu_device_count(0)
@@ -122,6 +122,25 @@ def test_cpu_device_count_defaults_to_one_per_core_and_yields_to_the_environment
   monkeypatch.delenv('XLA_FLAGS')
   monkeypatch.setenv('JAX_NUM_CPU_DEVICES', '4')
   assert cli.cpu_device_count(None) is None
+
+
+def test_a_container_cpu_quota_caps_the_core_count(tmp_path):
+  """cgroup v2 cpu.max and v1 cfs quota/period: quota / period rounded up, none without one."""
+  from lib import cli  # pylint: disable=g-import-not-at-top
+
+  def limit(*contents):
+    paths = []
+    for i, text in enumerate(contents):
+      (tmp_path / f'f{i}').write_text(text)
+      paths.append(str(tmp_path / f'f{i}'))
+    return cli.cgroup_cpu_limit(((str(tmp_path / 'missing'),), tuple(paths)))
+  assert limit('200000 100000\n') == 2
+  assert limit('150000 100000\n') == 2
+  assert limit('50000 100000\n') == 1
+  assert limit('max 100000\n') is None
+  assert limit('-1\n', '100000\n') is None  # v1: no quota
+  assert limit('300000\n', '100000\n') == 3  # v1
+  assert cli.cgroup_cpu_limit(((str(tmp_path / 'missing'),),)) is None
 
 
 FEWER_POINTS = '''
