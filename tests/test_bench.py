@@ -11,7 +11,7 @@ from tests.conftest import default_config
 @pytest.fixture(scope='module')
 def tiny_grid():
   config = default_config()
-  config.update(cells=('tanh', 'lstm'), seq_lens=(8, 16), sigma_w2=(1.0, 3.0), hidden_size=16,
+  config.update(cells=('tanh', 'lstm'), seq_lens=(16,), sigma_w2=(1.0, 3.0), hidden_size=16,
                 input_size=4, batch_size=4, num_seeds=2)
   cfg = gradient_decay.validate(config)
   return cfg, bench.our_sweep(cfg)(), bench.user_loop(cfg)()
@@ -19,7 +19,7 @@ def tiny_grid():
 
 def test_the_sweep_and_the_plain_jax_loop_give_the_same_profiles(tiny_grid):
   cfg, ours, theirs = tiny_grid
-  assert sorted(ours) == sorted(theirs) == [('lstm', 8), ('lstm', 16), ('tanh', 8), ('tanh', 16)]
+  assert sorted(ours) == sorted(theirs) == [('lstm', 16), ('tanh', 16)]
   for group, profiles in ours.items():
     assert profiles.shape == (2, cfg['num_seeds'], group[1]) == theirs[group].shape
   assert bench.check_same(ours, theirs) < 1e-4

@@ -112,7 +112,7 @@ def test_unknown_model_names_the_choices():
     models.classifier('rnn', CLASSIFIER_CFG, (40, 1), 10)
 
 
-@pytest.mark.parametrize('shape, kernel', [((3, 40, 2), 5), ((2, 9, 8, 3), 3), ((2, 10, 7, 3), 5)])
+@pytest.mark.parametrize('shape, kernel', [((3, 40, 2), 5), ((2, 9, 8, 3), 3)])
 def test_patch_conv_equals_xla_convolution_and_its_gradient(shape, kernel):
   """PatchConv (im2col and one matmul) against flax's nn.Conv (XLA's convolution) with the same
   parameters, in float64: outputs and gradients with respect to the input and every parameter,
