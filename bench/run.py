@@ -349,9 +349,7 @@ def main():
   if unknown:
     parser.error(f'unknown benchmark {unknown[0]!r}; valid: {", ".join(BENCHMARKS)}')
   repeats = 2 if args.quick else args.repeats
-  cpu_devices = cli.cpu_device_count(args.cpu_devices)  # as run.py sets it, before JAX starts
-  if cpu_devices is not None:
-    jax.config.update('jax_num_cpu_devices', cpu_devices)
+  cli.set_cpu_devices(args.cpu_devices)  # as run.py does, before JAX starts its backends
   figures = {'jax_version': jax.__version__, 'backend': jax.default_backend(),
              'devices': jax.device_count()}
   for name in args.only.split(','):

@@ -169,6 +169,15 @@ def cpu_device_count(requested) -> int | None:
   return cores()
 
 
+def set_cpu_devices(requested) -> None:
+  """Splits the CPU into `cpu_device_count(requested)` devices (if that is not None), before
+  JAX starts its backends."""
+  import jax  # pylint: disable=g-import-not-at-top
+  count = cpu_device_count(requested)
+  if count is not None:
+    jax.config.update('jax_num_cpu_devices', count)
+
+
 def configure_jax(cache_dir, verbose: bool, cpu_devices=None) -> None:
   """The persistent compilation cache, compile logging and the CPU device count
   (`cpu_device_count`), before anything compiles.
@@ -180,9 +189,7 @@ def configure_jax(cache_dir, verbose: bool, cpu_devices=None) -> None:
   (jax_log_compiles) and the per-group timings.
   """
   import jax  # pylint: disable=g-import-not-at-top  (after flag parsing, like the rest of lib)
-  count = cpu_device_count(cpu_devices)
-  if count is not None:
-    jax.config.update('jax_num_cpu_devices', count)
+  set_cpu_devices(cpu_devices)
   if cache_dir is None:
     cache_dir = os.environ.get('JAX_COMPILATION_CACHE_DIR', DEFAULT_CACHE_DIR)
   if cache_dir:
