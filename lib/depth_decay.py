@@ -89,21 +89,24 @@ def measure_point(activation: str, init: str, depth: int, cfg: dict, sigma_w2, s
   return profile.log_grad_sq, profile.log_grad_sq_initial, profile.forward_finite
 
 
+def program(cfg: dict, activation: str, init: str, depth: int):
+  """The program of every (sigma_w2, sigma_b2, seed) of one (activation, init, depth)."""
+  return sweep.points_program(functools.partial(measure_point, activation, init, depth, cfg), cfg)
+
+
 def programs(cfg: dict, groups) -> list:
   """One `lib.dry_run.Program` per (activation, init, depth) group."""
   from lib import dry_run  # pylint: disable=g-import-not-at-top
   args = (dry_run.points_args(len(sweep.scales(cfg)) * cfg['num_seeds'], cfg['dtype'],
                               cfg['dtype'], 'int32'),)
-  return [dry_run.Program(f'{activation} {init} depth {depth}', sweep.points_program(
-      functools.partial(measure_point, activation, init, depth, cfg), cfg), args, 1)
-          for (activation, init, depth), _ in groups]
+  return [dry_run.Program('{} {} depth {}'.format(*group), program(cfg, *group), args, 1)
+          for group, _ in groups]
 
 
 def compute_group(cfg: dict, group: tuple) -> list:
   """Records of every (sigma_w2, sigma_b2, seed) of one (activation, init, depth), grid order."""
   activation, init, depth = group
-  log_h, log_x, finite = sweep.run_points(sweep.points_program(
-      functools.partial(measure_point, activation, init, depth, cfg), cfg), cfg)
+  log_h, log_x, finite = sweep.run_points(program(cfg, activation, init, depth), cfg)
   records = []
   for i, (sigma_w2, sigma_b2) in enumerate(sweep.scales(cfg)):
     for j, seed in enumerate(sweep.seeds(cfg)):
