@@ -47,19 +47,12 @@ def step_of(cell: nn.RNNCellBase, params):
   return lambda carry, x: cell.apply(params, carry, x)[0]
 
 
-def forward_states(step, carry0, xs, length=None):
-  """States s_0..s_{T-1} of s_t = step(s_{t-1}, x_t), stacked on a leading axis.
-
-  With `length` (a scalar, possibly traced), steps t >= length leave the state as it was:
-  s_t = s_{length-1} (the padding of a sequence run in a longer, bucketed program).
-  """
-  def scan_step(carry, step_inputs):
-    t, x = step_inputs
+def forward_states(step, carry0, xs):
+  """States s_0..s_{T-1} of s_t = step(s_{t-1}, x_t), stacked on a leading axis."""
+  def scan_step(carry, x):
     new = step(carry, x)
-    if length is not None:
-      new = jax.tree.map(lambda n, c: jnp.where(t < length, n, c), new, carry)
     return new, new
-  _, states = lax.scan(scan_step, carry0, (jnp.arange(len(jax.tree.leaves(xs)[0])), xs))
+  _, states = lax.scan(scan_step, carry0, xs)
   return states
 
 
@@ -106,7 +99,8 @@ def log_grad_profile(step, output_fn, carry0, xs, readout, input_grads: bool = T
   ln ||eps_t'||^2 stays representable where ||g_t||^2 itself would leave the float range.
 
   length: run a sequence of that length (a scalar, possibly traced) in this longer program, the
-  steps t >= length masked out (`forward_states`; the cotangent passes them unchanged); entries
+  steps t >= length masked out (the state is kept as it was, and the cotangent passes them
+  unchanged); entries
   t >= length of the profiles are then padding. The steps t < length compute exactly what a
   program of that length computes, so one compiled program serves every length up to T (length
   bucketing).
