@@ -10,10 +10,10 @@ import sys
 from absl import app
 from absl import flags
 
-from lib import cli
 from lib import experiments
-from lib import preemption
-from lib.errors import UserError
+from lib.runtime import cli
+from lib.runtime import preemption
+from lib.runtime.errors import UserError
 
 _CONFIG = cli.define_config_flag(
     os.path.join(os.path.dirname(os.path.abspath(__file__)), 'experiments', 'gradient_decay.py'))

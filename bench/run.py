@@ -13,14 +13,13 @@ sweep_vs_jax_loop: the gradient-decay grid (tanh and lstm, T = 16..512, 4 scales
   The numbers out are checked equal where the plain float32 gradient has not underflowed.
 sweep_vs_torch: the same grid in PyTorch eager (retain_grad on every hidden state, one backward
   per point); skipped with a note when torch is not installed (`pip install '.[bench]'`).
-rnn_gflops_*, rnn_peak_fraction_*: achieved GFLOP/s of a tanh and an LSTM forward+backward
-  pass (lib/cells, jax.grad with respect to the weights; matmul flops counted by hand) at hidden
-  128 and 512, batch 64, and its fraction of this machine's float32 matmul peak measured in the
-  same run, just before it; profile_gflops_*, profile_peak_fraction_*: the same for our
-  gradient profile, the program the sweep runs (state and input gradients at every step,
-  renormalised).
+rnn_gflops_*, rnn_peak_fraction_*: achieved GFLOP/s of a tanh and an LSTM forward+backward pass
+  (lib/nets/cells, jax.grad with respect to the weights; matmul flops counted by hand) at hidden 128
+  and 512, batch 64, and its fraction of this machine's float32 matmul peak measured in the same
+  run, just before it; profile_gflops_*, profile_peak_fraction_*: the same for our gradient profile,
+  the program the sweep runs (state and input gradients at every step, renormalised).
 cnn_train_vs_torch: training images per second of the MNIST-1D CNN (ours: one seed, the chunk
-  program of lib/train) against the same model and optimiser in PyTorch.
+  program of lib/runtime/train) against the same model and optimiser in PyTorch.
 main_job_seconds, main_job_compiles: wall time and XLA compiles of `python run.py` in a fresh
   process with an empty compilation cache (a cold start), and again warm (the cache it filled).
 """
@@ -43,11 +42,13 @@ sys.path.insert(0, ROOT)
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from lib import cells  # pylint: disable=g-import-not-at-top,wrong-import-position
-from lib import cli  # pylint: disable=g-import-not-at-top,wrong-import-position
-from lib import gradient_decay  # pylint: disable=g-import-not-at-top,wrong-import-position
-from lib import gradients  # pylint: disable=g-import-not-at-top,wrong-import-position
-from lib import sweep  # pylint: disable=g-import-not-at-top,wrong-import-position
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from lib.experiments import gradient_decay
+from lib.measure import gradients
+from lib.nets import cells
+from lib.runtime import cli
+from lib.runtime import sweep
+# pylint: enable=g-import-not-at-top,wrong-import-position
 
 
 def timed(fn, repeats: int) -> dict:
@@ -103,7 +104,7 @@ def user_point(cell_name: str, seq_len: int, cfg: dict):
     readout, xs = cells.standard_normals(jax.random.fold_in(key, 1),
                                          [(hidden,), (seq_len, batch, width)], jnp.float32)
     log_h, _ = gradients.direct_grad_profile(
-        gradients.step_of(cell, params), functools.partial(cells.output, cell_name),
+        cells.step_of(cell, params), functools.partial(cells.output, cell_name),
         cells.zero_carry(cell, batch, width), xs, readout / np.sqrt(hidden), input_grads=False)
     return log_h
   return point
@@ -197,7 +198,7 @@ def matmul_peak(repeats: int, size: int = 2048) -> float:
 
 
 def _rnn(cell_name: str, hidden: int, batch: int, seq_len: int, width: int):
-  """(cell, params, xs, readout, matmul flops of one forward pass) of lib/cells' cell."""
+  """(cell, params, xs, readout, matmul flops of one forward pass) of lib/nets/cells' cell."""
   gates = {'tanh': 1, 'lstm': 4}[cell_name]
   cell = cells.make_cell(cell_name, hidden, jnp.float32)
   params = cells.init_params(cell_name, cell, jax.random.key(0), width, sigma_w2=1.0,
@@ -210,7 +211,7 @@ def _rnn(cell_name: str, hidden: int, batch: int, seq_len: int, width: int):
 
 def rnn_gflops(cell_name: str, hidden: int, repeats: int, batch: int = 64, seq_len: int = 128,
                width: int = 32) -> float:
-  """GFLOP/s of a training-style forward + backward pass of lib/cells' cell (jax.grad of the
+  """GFLOP/s of a training-style forward + backward pass of lib/nets/cells' cell (jax.grad of the
   summed readout with respect to every parameter): the forward matmuls counted by hand, the
   backward as twice as many (the gradients with respect to the state and to the weights)."""
   cell, params, xs, readout, forward = _rnn(cell_name, hidden, batch, seq_len, width)
@@ -229,7 +230,7 @@ def profile_gflops(cell_name: str, hidden: int, repeats: int, batch: int = 64,
   the state and the input at every step, renormalised), its matmuls counted as forward x 2."""
   cell, params, xs, readout, forward = _rnn(cell_name, hidden, batch, seq_len, width)
   profile = jax.jit(lambda params, xs, readout: gradients.log_grad_profile(
-      gradients.step_of(cell, params), functools.partial(cells.output, cell_name),
+      cells.step_of(cell, params), functools.partial(cells.output, cell_name),
       cells.zero_carry(cell, batch, width), xs, readout).log_grad_sq)
   t = timed(lambda: profile(params, xs, readout).block_until_ready(), repeats)
   return 2 * forward / t['median'] / 1e9
@@ -257,12 +258,12 @@ def gflops_figures(quick: bool, repeats: int) -> dict:
 
 
 def cnn_setup(steps: int):
-  """(datasets, chunk() -> None running `steps` training steps of one seed) for the MNIST-1D CNN
-  of experiments/image_classification.py: the chunk program of lib/train, state on device."""
+  """(datasets, chunk() -> None running `steps` training steps of one seed) for the MNIST-1D CNN of
+  experiments/image_classification.py: the chunk program of lib/runtime/train, state on device."""
   import experiments.image_classification as experiment  # pylint: disable=g-import-not-at-top
-  from lib import devices  # pylint: disable=g-import-not-at-top
-  from lib import image_classification  # pylint: disable=g-import-not-at-top
-  from lib import train  # pylint: disable=g-import-not-at-top
+  from lib.experiments import image_classification  # pylint: disable=g-import-not-at-top
+  from lib.runtime import devices  # pylint: disable=g-import-not-at-top
+  from lib.runtime import train  # pylint: disable=g-import-not-at-top
   cfg = image_classification.validate(experiment.get_config())
   datasets = image_classification.prepare(cfg)
   model, task, opt = image_classification._setup(cfg, datasets, ('cnn', False))  # pylint: disable=protected-access

@@ -6,26 +6,26 @@ Nothing here is tuned: each function is the straightforward eager code a PyTorch
 the question, so that a ratio against it says what our JAX programs save that user. float32
 throughout; torch keeps its default number of threads (`torch_info` reports it).
 
-gradient_profiles(cell, weights, xs, readout): ln mean_b ||dl_b/ds_t||^2, t = 0..T-1, of one
-  network and input batch, the quantity `lib.gradients.log_grad_profile` measures: a hand-written
-  cell (torch matmuls) run step by step in a Python loop, `retain_grad()` on every state, the
-  loss l = sum_b <r, h_{T-1}>, one `backward()`, then the squared norms of the retained `.grad`s.
-  Unlike ours it is not renormalised: where the gradient leaves the float32 range it reads -inf
-  (or inf), as a plain backward pass does. It computes no input gradients dl/dx_t (ours does).
-  The state s_t is the cell's whole carry, as in lib/cells: h for tanh, (c, h) for LSTM, and
-  ||dl/ds_t||^2 = ||dl/dc_t||^2 + ||dl/dh_t||^2 with c_t and h_t independent coordinates of the
-  state. So the c_t that the next step reads is its own autograd node (a clone of the c_t that
-  h_t = o_t tanh(c_t) was computed from): its .grad is dl/dc_t with h_t held, as in our
-  per-step VJPs. A retain_grad on the c_t that h_t reads would add the path through h_t (the
-  total derivative), and the profile would differ from ours (by 0.2 nats at T = 20, hidden 16);
-  so would torch.nn.LSTMCell's returned c on CPU (measured), which is why the cell is written out.
-check_profiles(): that profile equals ours (`lib.gradient_decay.measure_point`, the very same
-  draws) for tanh and LSTM at T = 20, hidden 16, batch 4, input 3, to rtol 1e-4.
+gradient_profiles(cell, weights, xs, readout): ln mean_b ||dl_b/ds_t||^2, t = 0..T-1, of one network
+  and input batch, the quantity `lib.measure.gradients.log_grad_profile` measures: a hand-written
+  cell (torch matmuls) run step by step in a Python loop, `retain_grad()` on every state, the loss l
+  = sum_b <r, h_{T-1}>, one `backward()`, then the squared norms of the retained `.grad`s. Unlike
+  ours it is not renormalised: where the gradient leaves the float32 range it reads -inf (or inf),
+  as a plain backward pass does. It computes no input gradients dl/dx_t (ours does). The state s_t
+  is the cell's whole carry, as in lib/nets/cells: h for tanh, (c, h) for LSTM, and ||dl/ds_t||^2 =
+  ||dl/dc_t||^2 + ||dl/dh_t||^2 with c_t and h_t independent coordinates of the state. So the c_t
+  that the next step reads is its own autograd node (a clone of the c_t that h_t = o_t tanh(c_t) was
+  computed from): its .grad is dl/dc_t with h_t held, as in our per-step VJPs. A retain_grad on the
+  c_t that h_t reads would add the path through h_t (the total derivative), and the profile would
+  differ from ours (by 0.2 nats at T = 20, hidden 16); so would torch.nn.LSTMCell's returned c on
+  CPU (measured), which is why the cell is written out.
+check_profiles(): that profile equals ours (`lib.experiments.gradient_decay.measure_point`, the very
+  same draws) for tanh and LSTM at T = 20, hidden 16, batch 4, input 3, to rtol 1e-4.
 sweep_seconds(grid): wall seconds of a whole gradient-decay grid point by point, one backward
   per point, the weights and inputs converted to tensors beforehand (not timed); `draw_point`
   prepares a point with our sweep's draws.
 cnn_images_per_second(x, y, steps): training images per second of the MNIST-1D ConvNet of
-  lib/models (three Conv1d of kernel 5, 3, 3, stride 2, padding 1, 25 channels, relu, then a
+  lib/nets/models (three Conv1d of kernel 5, 3, 3, stride 2, padding 1, 25 channels, relu, then a
   Linear readout; LeCun-normal kernels and zero biases as ours) with Adam on random minibatches
   (a fresh permutation per epoch, as ours), timed after a warm-up; its parameter count is
   checked equal to our model's. It flattens (channels, positions) where Flax flattens
@@ -129,7 +129,7 @@ def _drawer(cell: str, seq_len: int, hidden: int, width: int, batch: int, sigma_
   line (one compile per (cell, seq_len), like the sweep's)."""
   import jax  # pylint: disable=g-import-not-at-top  (our side: only to draw the same points)
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from lib import cells  # pylint: disable=g-import-not-at-top
+  from lib.nets import cells  # pylint: disable=g-import-not-at-top
 
   @jax.jit
   def draw(sigma_w2, sigma_b2, seed):
@@ -148,7 +148,8 @@ def _drawer(cell: str, seq_len: int, hidden: int, width: int, batch: int, sigma_
 def draw_point(cell: str, seq_len: int, cfg: dict, sigma_w2: float, sigma_b2: float,
                seed: int) -> tuple:
   """(cell, seq_len, weights, xs, readout) as numpy: the network and inputs that
-  `lib.gradient_decay.measure_point` draws for this point (cfg: the sweep's config; float32)."""
+  `lib.experiments.gradient_decay.measure_point` draws for this point (cfg: the sweep's config;
+  float32)."""
   import jax  # pylint: disable=g-import-not-at-top
   draw = _drawer(cell, seq_len, cfg['hidden_size'], cfg['input_size'], cfg['batch_size'],
                  float(cfg['sigma_v2']), cfg['recurrent_init'], float(cfg['gate_bias']))
@@ -164,7 +165,7 @@ def check_profiles(seq_len: int = 20, hidden: int = 16, batch: int = 4, width: i
   for tanh and LSTM, to rtol (atol in nats, for ln values near 0); returns
   {(cell, sigma_w2, seed): (max |difference|, max relative difference)}."""
   import jax  # pylint: disable=g-import-not-at-top
-  from lib import gradient_decay  # pylint: disable=g-import-not-at-top
+  from lib.experiments import gradient_decay  # pylint: disable=g-import-not-at-top
 
   cfg = {'dtype': 'float32', 'batch_size': batch, 'hidden_size': hidden, 'input_size': width,
          'sigma_v2': 0.1, 'recurrent_init': 'gaussian', 'gate_bias': 2.0}
@@ -205,8 +206,8 @@ def _lecun_normal_(weight: torch.Tensor, fan_in: int) -> None:
 
 
 class ConvNet(nn.Module):
-  """lib.models.ConvNet on (B, C, L) signals: three Conv1d (kernel 5, 3, 3; stride 2; padding 1)
-  with relu, then a Linear readout of the flattened (channels, positions) features."""
+  """lib.nets.models.ConvNet on (B, C, L) signals: three Conv1d (kernel 5, 3, 3; stride 2; padding
+  1) with relu, then a Linear readout of the flattened (channels, positions) features."""
 
   def __init__(self, length: int, in_channels: int = 1, channels: int = 25,
                num_outputs: int = 10):
@@ -231,9 +232,9 @@ def parameter_count(model: nn.Module) -> int:
 
 
 def jax_cnn_parameter_count(example_shape: tuple, num_classes: int, channels: int = 25) -> int:
-  """Parameters of our ConvNet (lib.models.classifier('cnn')) for examples of (*spatial, C)."""
+  """Parameters of our ConvNet (lib.nets.models.classifier('cnn')) for examples of (*spatial, C)."""
   import jax  # pylint: disable=g-import-not-at-top
-  from lib import models  # pylint: disable=g-import-not-at-top
+  from lib.nets import models  # pylint: disable=g-import-not-at-top
   model = models.classifier('cnn', {'cnn_channels': channels}, example_shape, num_classes)
   params = jax.eval_shape(model.init, jax.random.key(0))
   return sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(params))

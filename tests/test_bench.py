@@ -4,7 +4,7 @@ give the same profiles, and its check rejects profiles that are not the same."""
 import pytest
 
 from bench import run as bench
-from lib import gradient_decay
+from lib.experiments import gradient_decay
 from tests.conftest import default_config
 
 

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from lib import cli
+from lib.runtime import cli
 from tests.conftest import ROOT
 
 RUN = os.path.join(ROOT, 'run.py')

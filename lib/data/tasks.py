@@ -1,0 +1,64 @@
+"""Long-range synthetic tasks, generated on the fly; a batch depends only on (seed, step).
+
+Adding problem (Hochreiter & Schmidhuber 1997; Le, Jaitly & Hinton 2015): T steps of two
+channels, a value U[0, 1] and a marker that is 1 at exactly one step in each half of the sequence;
+the target is the sum of the two marked values. Predicting the mean (1) has MSE Var = 2/12 = 1/6.
+
+Copy memory (Arjovsky, Shah & Bengio 2016): 10 symbols drawn from 8, then T - 1 blanks, a marker,
+and 10 more blanks (T + 20 steps in all); the output must be blank until the marker's 10 blanks
+end, then the 10 symbols in order. A memoryless model can only say blank for the first T + 10
+steps and guess uniformly among 8 symbols for the last 10: cross-entropy 10 ln 8 / (T + 20) per
+step.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from lib.runtime import rng
+from lib.runtime.errors import UserError
+
+ADDING_BASELINE_MSE = 1.0 / 6.0
+COPY_SYMBOLS = 8  # symbols 1..8; 0 is blank, 9 is the marker
+COPY_LENGTH = 10
+COPY_BLANK, COPY_MARKER = 0, COPY_SYMBOLS + 1
+COPY_CLASSES = COPY_SYMBOLS + 2
+
+
+def copy_baseline_loss(seq_len: int) -> float:
+  """Cross-entropy per step of the best memoryless model on copy memory of delay seq_len."""
+  return COPY_LENGTH * math.log(COPY_SYMBOLS) / (seq_len + 2 * COPY_LENGTH)
+
+
+def batch_key(task: str, seed, step):
+  """The key of batch `step` of a run with `seed`: data order depends on (seed, step) alone."""
+  return rng.stream_key(seed, task, step)
+
+
+def adding_problem(key, batch_size: int, seq_len: int):
+  """x: (B, T, 2) = (value, marker); y: (B,) the sum of the two marked values."""
+  if seq_len < 2:
+    raise UserError(f'the adding problem needs seq_len >= 2 (a marker in each half), got {seq_len}')
+  k_values, k_first, k_second = jax.random.split(key, 3)
+  values = jax.random.uniform(k_values, (batch_size, seq_len))
+  half = seq_len // 2
+  first = jax.random.randint(k_first, (batch_size,), 0, half)
+  second = jax.random.randint(k_second, (batch_size,), half, seq_len)
+  steps = jnp.arange(seq_len)
+  markers = ((steps == first[:, None]) | (steps == second[:, None])).astype(values.dtype)
+  return jnp.stack([values, markers], axis=-1), jnp.sum(values * markers, axis=1)
+
+
+def copy_memory(key, batch_size: int, seq_len: int):
+  """x, y: (B, T + 20) integer tokens (0 blank, 1..8 symbols, 9 marker)."""
+  if seq_len < 1:
+    raise UserError(f'copy memory needs seq_len >= 1, got {seq_len}')
+  symbols = jax.random.randint(key, (batch_size, COPY_LENGTH), 1, COPY_SYMBOLS + 1)
+  blanks = jnp.full((batch_size, seq_len - 1), COPY_BLANK, symbols.dtype)
+  marker = jnp.full((batch_size, 1), COPY_MARKER, symbols.dtype)
+  tail = jnp.full((batch_size, COPY_LENGTH), COPY_BLANK, symbols.dtype)
+  x = jnp.concatenate([symbols, blanks, marker, tail], axis=1)
+  y = jnp.concatenate([jnp.full((batch_size, seq_len + COPY_LENGTH), COPY_BLANK, symbols.dtype),
+                       symbols], axis=1)
+  return x, y

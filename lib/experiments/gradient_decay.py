@@ -1,0 +1,174 @@
+"""The gradient-decay sweep: per-step gradient norms over cells x seq_lens x scales x seeds.
+
+Every (cell, seq_len) is one jitted program over every (sigma_w2, sigma_b2, seed) point, spread over
+the devices (`lib.runtime.devices`), so a sweep compiles len(cells) * len(seq_lens) programs
+whatever the number of scales and seeds. The phase diagram (lib/experiments/phase_diagram.py) runs
+the same sweep over a (sigma_w2, sigma_b2) grid.
+"""
+
+import collections
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lib.measure import decay
+from lib.measure import gradients
+from lib.measure import theory
+from lib.nets import cells
+from lib.report import tables
+from lib.runtime import config as config_lib
+from lib.runtime import sweep
+from lib.runtime.errors import UserError
+from lib.runtime.results import ResultStore
+
+DTYPES = ('float32', 'float64')
+LENGTH = 'seq_len'  # the records' length key: gradients travel back through time
+NEUTRAL_KEYS = ('length_buckets',)  # keys that change no result: a run may resume across them
+RECORD_FIELDS = ('cell', LENGTH, 'sigma_w2', 'sigma_b2', 'sigma_v2', 'seed', 'recurrent_init',
+                 'status', 'decay_rate', 'theory_decay_rate', 'log_grad_sq')
+
+SPEC = {
+    'experiment': config_lib.text(),
+    'cells': config_lib.choices(cells.CELL_NAMES, 'cell'),
+    'seq_lens': config_lib.integers(1, 'a positive integer length'),
+    'length_buckets': config_lib.optional_integers(1, 'a positive integer length'),
+    'sigma_w2': config_lib.reals(0.0, 'a variance >= 0'),
+    'sigma_b2': config_lib.reals(0.0, 'a variance >= 0'),
+    'sigma_v2': config_lib.real(0.0, 'a variance >= 0'),
+    'recurrent_init': config_lib.choice(cells.RECURRENT_INITS, 'recurrent_init'),
+    'gate_bias': config_lib.real(what='a number'),
+    'hidden_size': config_lib.integer(1, 'a positive integer'),
+    'input_size': config_lib.integer(1, 'a positive integer'),
+    'batch_size': config_lib.integer(1, 'a positive integer'),
+    'num_seeds': config_lib.integer(1, 'a positive integer number of seeds'),
+    'seed': config_lib.integer(0, 'a non-negative integer below 2**31', maximum=2**31 - 1),
+    'dtype': config_lib.choice(DTYPES, 'dtype'),
+    'fit_k_min': config_lib.integer(0, 'a non-negative integer'),
+    'fit_k_max': config_lib.integer(-1, 'a non-negative integer or -1 (up to T-1)'),
+}
+
+
+def validate(config) -> dict:
+  cfg = sweep.check_seeds_and_fit(config_lib.validate(config, SPEC), 'seq_lens')
+  sweep.check_float_range(cfg, ('sigma_w2', 'sigma_b2', 'sigma_v2', 'gate_bias'))
+  if cfg['length_buckets'] and max(cfg['seq_lens']) > cfg['length_buckets'][-1]:
+    raise UserError(f'config.seq_lens: {max(cfg["seq_lens"])} is longer than the longest of '
+                    f'config.length_buckets ({cfg["length_buckets"][-1]}); add a bucket of at '
+                    f'least {max(cfg["seq_lens"])}, or set length_buckets=() (one program per '
+                    'length)')
+  return cfg
+
+
+def bucket(cfg: dict, seq_len: int) -> int:
+  """The program length that runs `seq_len`: the shortest bucket that holds it, or seq_len
+  itself when config.length_buckets is empty."""
+  return next((b for b in cfg['length_buckets'] if b >= seq_len), seq_len)
+
+
+def program(cfg: dict, cell: str, length: int):
+  """The compiled-once program of every sequence of a cell up to `length` (a bucket): the points
+  (sigma_w2, sigma_b2, seed) and the sequence length as its shared argument."""
+  return sweep.points_program(functools.partial(measure_point, cell, length, cfg), cfg,
+                              num_shared=1)
+
+
+def programs(cfg: dict, groups=None) -> list:
+  """The distinct compiled programs of the sweep's (cell, seq_len) groups (default: all), as
+  `lib.runtime.dry_run.Program`s named by (cell, program length)."""
+  from lib.runtime import dry_run  # pylint: disable=g-import-not-at-top
+  groups = grid(cfg) if groups is None else groups
+  calls = collections.Counter((cell, bucket(cfg, seq_len)) for (cell, seq_len), _ in groups)
+  args = (dry_run.points_args(len(sweep.scales(cfg)) * cfg['num_seeds'], cfg['dtype'],
+                              cfg['dtype'], 'int32'), jax.ShapeDtypeStruct((), jnp.int32))
+  return [dry_run.Program(f'{cell} T={length}', program(cfg, cell, length), args, count)
+          for (cell, length), count in calls.items()]
+
+
+def point_key(record: dict) -> tuple:
+  return (record['cell'], record[LENGTH], record['sigma_w2'], record['sigma_b2'], record['seed'])
+
+
+def grid(cfg: dict) -> list:
+  """[((cell, seq_len), [point keys in record order]), ...]"""
+  return [((cell, seq_len),
+           [(cell, seq_len, w, b, s) for w, b in sweep.scales(cfg) for s in sweep.seeds(cfg)])
+          for cell in cfg['cells'] for seq_len in cfg['seq_lens']]
+
+
+def measure_point(cell_name: str, length: int, cfg: dict, sigma_w2, sigma_b2, seed, seq_len):
+  """(log_grad_sq, log_grad_sq_input, forward_finite) of one network and input batch, the
+  profiles (length,) with entries t >= seq_len padding (seq_len <= length may be traced: one
+  program per `length` runs every shorter sequence, `gradients.log_grad_profile`).
+
+  The draws depend only on (seed, what): params, inputs and readout are the same at every scale
+  (each kernel is the same draw, scaled) and length, so points are compared on equal terms.
+  """
+  dtype = jnp.dtype(cfg['dtype'])
+  batch, hidden, width = cfg['batch_size'], cfg['hidden_size'], cfg['input_size']
+  key = jax.random.key(seed)
+  k_params, k_inputs = jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
+  cell = cells.make_cell(cell_name, hidden, dtype)
+  params = cells.init_params(
+      cell_name, cell, k_params, width, sigma_w2=sigma_w2, sigma_v2=cfg['sigma_v2'],
+      sigma_b2=sigma_b2, recurrent_init=cfg['recurrent_init'], gate_bias=cfg['gate_bias'])
+  # Readout first: threefry draws are prefix-stable, so r and x_0..x_{T-1} are the same at
+  # every length T (jax_threefry_partitionable, the default).
+  readout, xs = cells.standard_normals(k_inputs, [(hidden,), (length, batch, width)], dtype)
+  readout = readout / np.sqrt(hidden)  # r ~ N(0, I/N); inputs x_t ~ N(0, I_D)
+  carry0 = cells.zero_carry(cell, batch, width)
+  profile = gradients.log_grad_profile(
+      cells.step_of(cell, params), functools.partial(cells.output, cell_name), carry0, xs,
+      readout, length=seq_len)
+  return profile.log_grad_sq, profile.log_grad_sq_input, profile.forward_finite
+
+
+def compute_group(cfg: dict, group: tuple, programs=None) -> list:
+  """Records of every (sigma_w2, sigma_b2, seed) of one (cell, seq_len), in grid order, from the
+  program of its (cell, bucket), compiled once and kept in `programs` (a dict, across groups)."""
+  cell_name, seq_len = group
+  length = bucket(cfg, seq_len)
+  programs = {} if programs is None else programs
+  if (cell_name, length) not in programs:
+    programs[cell_name, length] = program(cfg, cell_name, length)
+  log_h, log_x, finite = sweep.run_points(programs[cell_name, length], cfg,
+                                          np.asarray(seq_len, np.int32))
+  log_h, log_x = log_h[..., :seq_len], log_x[..., :seq_len]
+  records = []
+  for i, (sigma_w2, sigma_b2) in enumerate(sweep.scales(cfg)):
+    for j, seed in enumerate(sweep.seeds(cfg)):
+      records.append({
+          'cell': cell_name, LENGTH: seq_len, 'seed': seed, 'sigma_w2': sigma_w2,
+          'sigma_b2': sigma_b2, 'sigma_v2': cfg['sigma_v2'],
+          'recurrent_init': cfg['recurrent_init'], 'gate_bias': cfg['gate_bias'],
+          'hidden_size': cfg['hidden_size'], 'input_size': cfg['input_size'],
+          'batch_size': cfg['batch_size'], 'dtype': cfg['dtype'],
+          **decay.profile_fields(cfg, log_h[i, j], log_x[i, j], bool(finite[i, j]), cell_name,
+                           cfg['recurrent_init'], sigma_w2, sigma_b2, cfg['sigma_v2']),
+      })
+  return records
+
+
+def run(cfg: dict, store: ResultStore) -> int:
+  """Runs the missing points of the sweep; returns how many were computed."""
+  programs = {}
+  return sweep.run_groups(grid(cfg), lambda group: compute_group(cfg, group, programs), point_key,
+                          store, desc='gradient decay')
+
+
+def panel(record: dict) -> str:
+  return record['cell']
+
+
+def no_theory_reason(record: dict):
+  return theory.not_applicable(record['cell'], record['recurrent_init'])
+
+
+def plot(records: list, plots_dir: str) -> list:
+  from lib.report import decay_plots  # matplotlib: only to draw
+  return decay_plots.decay_sweep(records, plots_dir, LENGTH, panel, no_theory_reason)
+
+
+def summary(records: list) -> str:
+  return tables.decay_table(records, LENGTH, panel)

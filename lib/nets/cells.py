@@ -1,0 +1,135 @@
+"""Recurrent cells: Flax linen cells for apply, parameters drawn by explicit rules from one draw.
+
+A cell maps (carry s_{t-1}, input x_t) -> carry s_t. The carry is the whole recurrent state: h for
+`tanh`, `relu` and `gru`, the pair (c, h) for `lstm`. The cell's output h is `output(name, carry)`.
+
+Parameters never come from Flax's default initializers (an orthogonal recurrent kernel); the Flax
+module gives only the structure of its parameters, and `init_params` fills each one by its role
+(Flax names input-side Dense layers 'i*' and hidden-side ones 'h*'):
+  recurrent kernel W (N x N), every gate:  gaussian    W_ij ~ N(0, sigma_w2 / N)
+                                           orthogonal  sqrt(sigma_w2) * Q, Q orthogonal
+                                           identity    sqrt(sigma_w2) * I  (IRNN, Le et al. 2015)
+  input kernel V (D x N), every gate:      V_ij ~ N(0, sigma_v2 / D)
+  bias, every bias vector:                 b_i ~ N(0, sigma_b2), plus `gate_bias` on the LSTM
+                                           forget gate and the GRU update gate
+All standard normals come from one jax.random.normal call, so that a compiled program holds one
+random-number generator, not one per parameter (each costs a fraction of a second to compile).
+"""
+
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from lib.runtime import devices
+from lib.runtime.errors import UserError
+
+RECURRENT_INITS = ('gaussian', 'orthogonal', 'identity')
+
+# name -> (Flax cell, carry -> output h, the Dense layer whose bias `gate_bias` shifts)
+CELLS = {
+    'tanh': (lambda n, dtype: nn.SimpleCell(n, activation_fn=jnp.tanh, dtype=dtype,
+                                            param_dtype=dtype), lambda carry: carry, None),
+    'relu': (lambda n, dtype: nn.SimpleCell(n, activation_fn=nn.relu, dtype=dtype,
+                                            param_dtype=dtype), lambda carry: carry, None),
+    'lstm': (lambda n, dtype: nn.LSTMCell(n, dtype=dtype, param_dtype=dtype),
+             lambda carry: carry[1], 'hf'),
+    'gru': (lambda n, dtype: nn.GRUCell(n, dtype=dtype, param_dtype=dtype),
+            lambda carry: carry, 'iz'),
+}
+CELL_NAMES = tuple(CELLS)
+
+
+def check_cell_name(name: str) -> None:
+  if name not in CELLS:
+    raise UserError(f'unknown cell {name!r}; valid choices: {", ".join(CELL_NAMES)}')
+
+
+def check_recurrent_init(name: str) -> None:
+  if name not in RECURRENT_INITS:
+    raise UserError(
+        f'unknown recurrent_init {name!r}; valid choices: {", ".join(RECURRENT_INITS)}')
+
+
+def make_cell(name: str, hidden_size: int, dtype: Any = jnp.float32) -> nn.RNNCellBase:
+  """The Flax cell `name` (apply it with parameters from `init_params`)."""
+  check_cell_name(name)
+  return CELLS[name][0](hidden_size, dtype)
+
+
+def output(name: str, carry):
+  """The cell's output h from its carry."""
+  return CELLS[name][1](carry)
+
+
+def step_of(cell: nn.RNNCellBase, params):
+  """The recurrence s_t = f(s_{t-1}, x_t) of a Flax cell with fixed parameters."""
+  return lambda carry, x: cell.apply(params, carry, x)[0]
+
+
+def forward_states(step, carry0, xs):
+  """States s_0..s_{T-1} of s_t = step(s_{t-1}, x_t), stacked on a leading axis."""
+  def scan_step(carry, x):
+    new = step(carry, x)
+    return new, new
+  _, states = lax.scan(scan_step, carry0, xs)
+  return states
+
+
+def zero_carry(cell: nn.RNNCellBase, batch_size: int, input_size: int):
+  """The all-zeros initial carry s_{-1} for a batch."""
+  return cell.initialize_carry(jax.random.key(0), (batch_size, input_size))
+
+
+def standard_normals(key, shapes, dtype) -> list:
+  """Arrays of i.i.d. N(0, 1) of the given shapes, from one jax.random.normal call."""
+  sizes = [math.prod(shape) for shape in shapes]
+  flat = jax.random.normal(key, (sum(sizes),), dtype)
+  out, start = [], 0
+  for shape, size in zip(shapes, sizes):
+    out.append(flat[start:start + size].reshape(shape))
+    start += size
+  return out
+
+
+def _orthogonal(z):
+  """An orthogonal matrix from a square standard normal draw (QR with the sign of diag R fixed,
+  which makes it Haar-distributed)."""
+  q, r = devices.one_at_a_time(jnp.linalg.qr)(z)  # never batched: see lib/runtime/devices
+  return q * jnp.sign(jnp.diagonal(r))[None, :]
+
+
+def _recurrent(init: str, z, sigma_w2):
+  n = z.shape[0]
+  if init == 'gaussian':
+    return jnp.sqrt(sigma_w2 / n) * z
+  if init == 'orthogonal':
+    return jnp.sqrt(sigma_w2) * _orthogonal(z)
+  return jnp.sqrt(sigma_w2) * jnp.eye(n, dtype=z.dtype)
+
+
+def init_params(name: str, cell: nn.RNNCellBase, key, input_size: int, *, sigma_w2, sigma_v2,
+                sigma_b2, recurrent_init: str, gate_bias=0.0):
+  """Parameters of `cell` by the rules in the module docstring; the variances may be traced."""
+  check_cell_name(name)
+  check_recurrent_init(recurrent_init)
+  carry = zero_carry(cell, 1, input_size)
+  shapes = jax.eval_shape(cell.init, jax.random.key(0), carry, jnp.zeros((1, input_size)))
+  paths, treedef = jax.tree_util.tree_flatten_with_path(shapes)
+  draws = standard_normals(key, [leaf.shape for _, leaf in paths], cell.param_dtype)
+  leaves = []
+  for (path, leaf), z in zip(paths, draws):
+    layer, kind = path[-2].key, path[-1].key  # e.g. ('hf', 'bias')
+    if kind == 'bias':
+      value = jnp.sqrt(sigma_b2) * z
+      if layer == CELLS[name][2]:
+        value = value + gate_bias
+    elif layer.startswith('h'):
+      value = _recurrent(recurrent_init, z, sigma_w2)
+    else:
+      value = jnp.sqrt(sigma_v2 / leaf.shape[0]) * z
+    leaves.append(value.astype(leaf.dtype))
+  return jax.tree_util.tree_unflatten(treedef, leaves)

@@ -1,0 +1,295 @@
+"""Trained models as (init, apply) pairs of pure functions over a params pytree, by name.
+
+Inputs are float arrays: a sequence (B, T, D) for the sequence models (tokens arrive one-hot), or
+a signal (B, L, C) / an image (B, H, W, C) for the classifiers. Every parameter comes from an
+explicit rule, never from a library default:
+  recurrent cells   `lib.nets.cells.init_params`: the recurrent kernel by `recurrent_init` and
+                    sigma_w2, input kernels N(0, sigma_v2 / D), biases N(0, sigma_b2), plus
+                    `gate_bias` on the LSTM forget / GRU update gate; `relu` is always the IRNN
+                    (Le, Jaitly & Hinton 2015): identity recurrent kernel, zero biases
+  dense, conv, attention kernels   LeCun normal, N(0, 1 / fan_in); biases zero
+  layer norms       scale one, offset zero
+ `input_profile(params, x, u)` measures how far back the trained signal reaches: ln mean_b ||d <u,
+y_b> / d x_t||^2 for t = 0..T-1, where y_b is the model's output at the last step and u a fixed
+direction in output space. Recurrent models measure it in the log domain
+(`lib.measure.gradients.log_grad_profile`), so that a gradient that vanishes over thousands of steps
+is still a number; attention has no product of per-step Jacobians to underflow.
+"""
+
+import functools
+import math
+from typing import Callable, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lib.measure import gradients
+from lib.nets import cells
+from lib.runtime import config as config_lib
+from lib.runtime.errors import UserError
+
+# Config keys of the recurrent cells' initialisers (lib.nets.cells), shared by the training
+# experiments.
+INIT_SPEC = {
+    'sigma_w2': config_lib.real(0.0, 'a variance >= 0'),
+    'sigma_v2': config_lib.real(0.0, 'a variance >= 0'),
+    'sigma_b2': config_lib.real(0.0, 'a variance >= 0'),
+    'recurrent_init': config_lib.choice(cells.RECURRENT_INITS, 'recurrent_init'),
+    'gate_bias': config_lib.real(what='a number'),
+}
+KERNEL_INIT = nn.initializers.lecun_normal()
+BIAS_INIT = nn.initializers.zeros
+
+
+class Model(NamedTuple):
+  init: Callable  # key -> params
+  apply: Callable  # (params, x) -> outputs: (B, C) at the last step, or (B, T, C) at every step
+  input_profile: Callable  # (params, x (B, T, D), u (C,)) -> (T,) ln mean_b ||d<u, y_b>/dx_t||^2
+
+
+def _dense(features: int) -> nn.Dense:
+  return nn.Dense(features, kernel_init=KERNEL_INIT, bias_init=BIAS_INIT)
+
+
+def _layer_norm() -> nn.LayerNorm:
+  return nn.LayerNorm(scale_init=nn.initializers.ones, bias_init=nn.initializers.zeros)
+
+
+def _direct_input_profile(apply, every_step: bool):
+  """ln mean_b ||d <u, y_b(last)> / d x_t||^2 by one jax.grad (no long Jacobian products)."""
+  def profile(params, x, u):
+    def out(x):
+      y = apply(params, x)
+      return jnp.sum((y[:, -1] if every_step else y) * u)
+    g = jax.grad(out)(x)  # (B, T, D)
+    return jnp.log(jnp.mean(jnp.sum(jnp.square(g), axis=-1), axis=0))
+  return profile
+
+
+# ---- recurrent sequence models ------------------------------------------------------------------
+
+def recurrent(cell_name: str, hidden_size: int, input_size: int, num_outputs: int,
+              every_step: bool, *, sigma_w2: float, sigma_v2: float, sigma_b2: float,
+              recurrent_init: str, gate_bias: float, dtype=jnp.float32) -> Model:
+  """A cell read out by a dense layer at the last step (or at every step)."""
+  cell = cells.make_cell(cell_name, hidden_size, dtype)
+  readout = nn.Dense(num_outputs, kernel_init=KERNEL_INIT, bias_init=BIAS_INIT, dtype=dtype,
+                     param_dtype=dtype)
+  if cell_name == 'relu':  # the IRNN
+    recurrent_init, sigma_w2, sigma_b2 = 'identity', 1.0, 0.0
+
+  def init(key):
+    k_cell, k_readout = jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
+    return {'cell': cells.init_params(cell_name, cell, k_cell, input_size, sigma_w2=sigma_w2,
+                                      sigma_v2=sigma_v2, sigma_b2=sigma_b2,
+                                      recurrent_init=recurrent_init, gate_bias=gate_bias),
+            'readout': readout.init(k_readout, jnp.zeros((1, hidden_size), dtype))}
+
+  def read(params, carry):
+    return readout.apply(params['readout'], cells.output(cell_name, carry))
+
+  def apply(params, x):
+    xs = jnp.swapaxes(x, 0, 1)  # (T, B, D)
+    carry0 = cells.zero_carry(cell, x.shape[0], input_size)
+    states = cells.forward_states(cells.step_of(cell, params['cell']), carry0, xs)
+    if not every_step:
+      return read(params, jax.tree.map(lambda s: s[-1], states))
+    return jnp.swapaxes(jax.vmap(functools.partial(read, params))(states), 0, 1)
+
+  def input_profile(params, x, u):
+    carry0 = cells.zero_carry(cell, x.shape[0], input_size)
+    profile = gradients.log_grad_profile(
+        cells.step_of(cell, params['cell']), functools.partial(read, params), carry0,
+        jnp.swapaxes(x, 0, 1), u)
+    return profile.log_grad_sq_input
+
+  return Model(init, apply, input_profile)
+
+
+# ---- causal self-attention ----------------------------------------------------------------------
+
+def sinusoidal_positions(length: int, width: int) -> np.ndarray:
+  """Vaswani et al. (2017) position encodings: sin/cos of t / 10000^(2i/width), (length, width)."""
+  t = np.arange(length)[:, None]
+  freq = np.exp(-np.log(10000.0) * np.arange(0, width, 2) / width)
+  enc = np.zeros((length, width), np.float32)
+  enc[:, 0::2] = np.sin(t * freq)
+  enc[:, 1::2] = np.cos(t * freq)[:, :width // 2]
+  return enc
+
+
+class CausalEncoder(nn.Module):
+  """Pre-norm transformer encoder with a causal mask: y_t depends on x_0..x_t only."""
+  width: int
+  num_heads: int
+  num_layers: int
+  num_outputs: int
+  every_step: bool
+
+  @nn.compact
+  def __call__(self, x):  # (B, T, D)
+    h = _dense(self.width)(x) + sinusoidal_positions(x.shape[1], self.width)
+    mask = nn.make_causal_mask(jnp.ones(x.shape[:2]))
+    for _ in range(self.num_layers):
+      h = h + nn.MultiHeadDotProductAttention(
+          self.num_heads, kernel_init=KERNEL_INIT, bias_init=BIAS_INIT)(_layer_norm()(h),
+                                                                         mask=mask)
+      h = h + _dense(self.width)(nn.gelu(_dense(2 * self.width)(_layer_norm()(h))))
+    y = _dense(self.num_outputs)(_layer_norm()(h))
+    return y if self.every_step else y[:, -1]
+
+
+def attention(width: int, input_size: int, num_outputs: int, every_step: bool, *,
+              num_heads: int, num_layers: int) -> Model:
+  if width % num_heads or width % 2:
+    raise UserError(f'attention width {width} must be even and divisible by num_heads '
+                    f'{num_heads}')
+  module = CausalEncoder(width, num_heads, num_layers, num_outputs, every_step)
+  apply = module.apply
+  return Model(lambda key: module.init(key, jnp.zeros((1, 2, input_size))), apply,
+               _direct_input_profile(apply, every_step))
+
+
+SEQUENCE_MODELS = cells.CELL_NAMES + ('attention',)
+
+
+def sequence_model(name: str, cfg: dict, input_size: int, num_outputs: int,
+                   every_step: bool) -> Model:
+  """A model of SEQUENCE_MODELS configured by cfg's hidden_size and init keys."""
+  if name == 'attention':
+    return attention(cfg['hidden_size'], input_size, num_outputs, every_step,
+                     num_heads=cfg['num_heads'], num_layers=cfg['num_layers'])
+  if name not in cells.CELLS:
+    raise UserError(f'unknown model {name!r}; valid choices: {", ".join(SEQUENCE_MODELS)}')
+  return recurrent(name, cfg['hidden_size'], input_size, num_outputs, every_step,
+                   sigma_w2=cfg['sigma_w2'], sigma_v2=cfg['sigma_v2'], sigma_b2=cfg['sigma_b2'],
+                   recurrent_init=cfg['recurrent_init'], gate_bias=cfg['gate_bias'])
+
+
+# ---- classifiers (MNIST-1D models of Greydanus & Kobak 2024) -------------------------------------
+
+class PatchConv(nn.Module):
+  """nn.Conv(features, (kernel,) * dims, strides=stride, padding=[(pad, pad)] * dims) with the
+  same parameters ('kernel' (*window, C_in, C_out), 'bias'), computed as one matmul of the
+  input's patches (im2col: a strided slice per window offset) by the flattened kernel.
+
+  Why: XLA:CPU's convolution kernels are slow on these small strided convolutions; training
+  the MNIST-1D CNN (25 channels, batch 100) ran 4.75 times faster this way (bench/run.py's
+  cnn_train_vs_torch). The patches cost window-size times the input's memory, small here.
+  """
+  features: int
+  kernel: int
+  stride: int
+  pad: int
+
+  @nn.compact
+  def __call__(self, x):  # (B, *spatial, C_in)
+    dims = x.ndim - 2
+    window = (self.kernel,) * dims
+    kernel = self.param('kernel', KERNEL_INIT, window + (x.shape[-1], self.features), x.dtype)
+    bias = self.param('bias', BIAS_INIT, (self.features,), x.dtype)
+    x = jnp.pad(x, [(0, 0)] + [(self.pad, self.pad)] * dims + [(0, 0)])
+    out = [(size - self.kernel) // self.stride + 1 for size in x.shape[1:-1]]
+    patches = []
+    for offset in np.ndindex(*window):  # row-major, as kernel.reshape flattens the window
+      index = tuple(slice(o, o + self.stride * (n - 1) + 1, self.stride)
+                    for o, n in zip(offset, out))
+      patches.append(x[(slice(None),) + index])
+    patches = jnp.stack(patches, axis=-2)  # (B, *out, window size, C_in)
+    patches = patches.reshape(patches.shape[:-2] + (-1,))
+    return patches @ kernel.reshape(-1, self.features) + bias
+
+
+class ConvNet(nn.Module):
+  """Three strided convolutions (kernel 5, 3, 3; stride 2; padding 1) with relu, then dense."""
+  channels: int
+  num_outputs: int
+
+  @nn.compact
+  def __call__(self, x):  # (B, *spatial, C)
+    for i, kernel in enumerate((5, 3, 3)):  # named as nn.Conv would be: the same initial params
+      x = nn.relu(PatchConv(self.channels, kernel, stride=2, pad=1, name=f'Conv_{i}')(x))
+    return _dense(self.num_outputs)(x.reshape(x.shape[0], -1))
+
+
+class ResidualMLP(nn.Module):
+  """h = relu(W1 x); h = h + relu(W2 h); y = W3 h."""
+  width: int
+  num_outputs: int
+
+  @nn.compact
+  def __call__(self, x):
+    h = nn.relu(_dense(self.width)(x.reshape(x.shape[0], -1)))
+    h = h + nn.relu(_dense(self.width)(h))
+    return _dense(self.num_outputs)(h)
+
+
+class Logistic(nn.Module):
+  num_outputs: int
+
+  @nn.compact
+  def __call__(self, x):
+    return _dense(self.num_outputs)(x.reshape(x.shape[0], -1))
+
+
+def _no_profile(params, x, u):
+  """Classifiers have no input profile (it is a sequence models' measurement)."""
+  raise NotImplementedError('input profiles are defined for sequence models')
+
+
+def _module_model(module: nn.Module, example_shape: tuple) -> Model:
+  return Model(lambda key: module.init(key, jnp.zeros((1,) + example_shape)), module.apply,
+               _no_profile)
+
+
+def recurrent_classifier(cell_name: str, hidden_size: int, example_shape: tuple,
+                         num_outputs: int, *, bidirectional: bool, **init) -> Model:
+  """Reads the input's positions as a sequence (pixels in raster order; channels are the input),
+  one cell forwards and, if bidirectional, one backwards; a dense layer reads every output."""
+  length, input_size = math.prod(example_shape[:-1]), example_shape[-1]
+  cell = cells.make_cell(cell_name, hidden_size)
+  readout = _dense(num_outputs)
+  directions = 2 if bidirectional else 1
+  if cell_name == 'relu':
+    init = {**init, 'recurrent_init': 'identity', 'sigma_w2': 1.0, 'sigma_b2': 0.0}
+
+  def init_fn(key):
+    return {'cells': [cells.init_params(cell_name, cell, jax.random.fold_in(key, d), input_size,
+                                        **init) for d in range(directions)],
+            'readout': readout.init(jax.random.fold_in(key, directions),
+                                    jnp.zeros((1, directions * hidden_size * length)))}
+
+  def apply(params, x):
+    xs = jnp.swapaxes(x.reshape(x.shape[0], length, input_size), 0, 1)  # (T, B, D)
+    carry0 = cells.zero_carry(cell, x.shape[0], input_size)
+    outputs = []
+    for d, cell_params in enumerate(params['cells']):
+      states = cells.forward_states(cells.step_of(cell, cell_params), carry0,
+                                        xs if d == 0 else xs[::-1])
+      h = cells.output(cell_name, states)  # (T, B, N)
+      outputs.append(h if d == 0 else h[::-1])
+    h = jnp.concatenate(outputs, axis=-1)  # (T, B, directions * N)
+    return readout.apply(params['readout'], jnp.swapaxes(h, 0, 1).reshape(x.shape[0], -1))
+
+  return Model(init_fn, apply, _no_profile)
+
+
+CLASSIFIERS = ('cnn', 'mlp', 'logistic') + cells.CELL_NAMES
+
+
+def classifier(name: str, cfg: dict, example_shape: tuple, num_outputs: int) -> Model:
+  """A model of CLASSIFIERS for inputs of example_shape (*spatial, C)."""
+  if name == 'cnn':
+    return _module_model(ConvNet(cfg['cnn_channels'], num_outputs), example_shape)
+  if name == 'mlp':
+    return _module_model(ResidualMLP(cfg['mlp_width'], num_outputs), example_shape)
+  if name == 'logistic':
+    return _module_model(Logistic(num_outputs), example_shape)
+  if name not in cells.CELLS:
+    raise UserError(f'unknown model {name!r}; valid choices: {", ".join(CLASSIFIERS)}')
+  return recurrent_classifier(
+      name, cfg['hidden_size'], example_shape, num_outputs, bidirectional=cfg['bidirectional'],
+      sigma_w2=cfg['sigma_w2'], sigma_v2=cfg['sigma_v2'], sigma_b2=cfg['sigma_b2'],
+      recurrent_init=cfg['recurrent_init'], gate_bias=cfg['gate_bias'])

@@ -1,0 +1,184 @@
+"""Figures of the decay sweeps (gradient decay over time, over depth, and the phase diagram),
+drawn from records alone: a plot never recomputes a measurement.
+
+Mean-field predictions (the records' theory_decay_rate) are dashed lines beside the
+measurements; records that are not 'ok' are marked at the edge of the axes (`lib.report.plotting`).
+"""
+
+import os
+
+import matplotlib.colors
+import numpy as np
+
+from lib.report import plotting
+from lib.report.plotting import plt  # pyplot on the headless backend that plotting chose
+from lib.report.tables import group_records
+from lib.report.tables import rate_stats
+
+_LENGTH_LABEL = {'seq_len': ('sequence length T', 'k = T-1-t (steps back from the loss)', 'T'),
+                 'depth': ('depth L', 'k = L-l (layers back from the loss)', 'L')}
+
+
+def _note_no_theory(ax, reason):
+  if reason:
+    ax.text(0.02, 0.02, f'no theory line: {reason}', transform=ax.transAxes, fontsize=7,
+            color='0.35', wrap=True)
+
+
+def decay_sweep(records: list, plots_dir: str, length_key: str, panel, no_theory_reason) -> list:
+  """profile.png, grad_vs_length.png and decay_rate.png of a decay sweep; returns their paths.
+
+  panel(record) names the subplot a record belongs to (the cell, or the CNN's init);
+  no_theory_reason(record) says why it has no mean-field prediction, or None.
+  """
+  records = list(records)
+  if not records:
+    return []
+  os.makedirs(plots_dir, exist_ok=True)
+  table = group_records(records, length_key, panel)
+  names = list(dict.fromkeys(name for name, _, _ in table))
+  reasons = {panel(r): no_theory_reason(r) for r in records}
+  several_b = len({b for _, _, b in table}) > 1
+  scales = sorted({(w, b) for _, w, b in table})
+  cmap = plt.get_cmap('viridis')
+  color = {s: cmap(0.9 * i / max(1, len(scales) - 1)) for i, s in enumerate(scales)}
+  label = lambda w, b: f'$\\sigma_w^2$={w:g}' + (f', $\\sigma_b^2$={b:g}' if several_b else '')
+  longest = max(r[length_key] for r in records)
+  length_label, k_label, short = _LENGTH_LABEL[length_key]
+  paths = []
+
+  fig, axes = plotting.panels(names, f'Gradient against distance from the loss ({short} = '
+                              f'{longest}; dashed: mean-field ln chi1)')
+  for (name, w, b), by_len in table.items():
+    ax, rows = axes[name], by_len.get(longest, [])
+    profile = plotting.mean_ok(rows, 'log_grad_sq')
+    bad = sorted({r['status'] for r in rows if r['status'] != 'ok'})
+    text = label(w, b) + (f' ({", ".join(bad)})' if bad else '')
+    if profile is None:
+      ax.plot([], [], color=color[(w, b)], linestyle=':', label=text)
+      continue
+    k = np.arange(profile.size)
+    ax.plot(k, profile[::-1], color=color[(w, b)], label=text)
+    predicted = rate_stats(rows)[1]
+    if predicted is not None:
+      ax.plot(k, profile[-1] + predicted * k, color='k', linestyle='--', lw=0.8)
+  for name, ax in axes.items():
+    ax.set_title(name)
+    ax.set_xlabel(k_label)
+    ax.axhline(0.0, color='k', lw=0.5)
+    ax.legend(fontsize=7)
+    _note_no_theory(ax, reasons[name])
+  axes[names[0]].set_ylabel(r'ln $\|\partial L/\partial h\|^2$')
+  paths.append(plotting.save(fig, os.path.join(plots_dir, 'profile.png')))
+
+  fig, axes = plotting.panels(
+      names, r'Gradient farthest from the loss, $\|\partial L/\partial h\|^2$ at index 0')
+  used = set()
+  for (name, w, b), by_len in table.items():
+    ax = axes[name]
+    points = [(t, plotting.mean_ok(rows, 'log_grad_sq')) for t, rows in by_len.items()]
+    ax.plot([t for t, p in points if p is not None],
+            [p[0] for _, p in points if p is not None], marker='o', ms=3,
+            color=color[(w, b)], label=label(w, b))
+    for t, rows in by_len.items():
+      plotting.mark_edges(ax, t, rows, used)
+  for name, ax in axes.items():
+    ax.set_title(name)
+    ax.set_xscale('log', base=2)
+    ax.set_xlabel(length_label)
+    ax.axhline(0.0, color='k', lw=0.5)
+    ax.legend(fontsize=7)
+  axes[names[0]].set_ylabel(r'ln $\|\partial L/\partial h\|^2$ at index 0')
+  paths.append(plotting.save(fig, os.path.join(plots_dir, 'grad_vs_length.png')))
+
+  fig, ax = plt.subplots(figsize=(6, 4), layout='constrained')
+  used = set()
+  for name in names:
+    for b in sorted({b for n, _, b in table if n == name}):
+      xs, means, sds, predicted = [], [], [], []
+      for (n, w, b2), by_len in table.items():
+        if (n, b2) != (name, b):
+          continue
+        rows = by_len.get(longest, [])
+        stats, theory_rate = rate_stats(rows)
+        if stats:
+          xs.append(w)
+          means.append(stats[0])
+          sds.append(stats[1])
+        if theory_rate is not None:
+          predicted.append((w, theory_rate))
+        plotting.mark_edges(ax, w, rows, used)
+      series = name + (f', $\\sigma_b^2$={b:g}' if several_b else '')
+      line = ax.errorbar(xs, means, yerr=sds, marker='o', ms=4, capsize=3, label=series)
+      if predicted:
+        ax.plot(*zip(*predicted), linestyle='--', marker='s', mfc='none', ms=7,
+                color=line[0].get_color(), lw=1, label=f'{series}: theory ln chi1')
+  ax.axhline(0.0, color='k', lw=0.5)
+  ax.set_xlabel(r'$\sigma_w^2$')
+  ax.set_ylabel('fitted slope of ln $\\|\\partial L/\\partial h\\|^2$ per step back')
+  ax.set_title(f'Decay rate ({short} = {longest}; < 0 vanishing, > 0 exploding)')
+  ax.legend(fontsize=7)
+  paths.append(plotting.save(fig, os.path.join(plots_dir, 'decay_rate.png')))
+  return paths
+
+
+def _edges(centres: list) -> np.ndarray:
+  """Cell edges around sorted grid values: midpoints, the ends extended by half a step."""
+  c = np.asarray(centres, dtype=np.float64)
+  if c.size == 1:
+    half = 0.05 * max(1.0, abs(c[0]))
+    return np.array([c[0] - half, c[0] + half])
+  mid = 0.5 * (c[1:] + c[:-1])
+  return np.concatenate([[c[0] - (mid[0] - c[0])], mid, [c[-1] + (c[-1] - mid[-1])]])
+
+
+def phase_diagram(records: list, plots_dir: str, critical_line,
+                  name: str = 'phase_diagram.png') -> list:
+  """The measured decay rate (mean over seeds) on the (sigma_w2, sigma_b2) grid, with the
+  theoretical critical line chi1 = 1 over it. critical_line: (sigma_b2s, sigma_w2s)."""
+  records = list(records)
+  if not records:
+    return []
+  os.makedirs(plots_dir, exist_ok=True)
+  ws = sorted({r['sigma_w2'] for r in records})
+  bs = sorted({r['sigma_b2'] for r in records})
+  grid = np.full((len(bs), len(ws)), np.nan)
+  for i, b in enumerate(bs):
+    for j, w in enumerate(ws):
+      stats, _ = rate_stats([r for r in records if r['sigma_w2'] == w and r['sigma_b2'] == b])
+      if stats:
+        grid[i, j] = stats[0]
+  fig, ax = plt.subplots(figsize=(6.4, 4.4), layout='constrained')
+  limit = np.nanmax(np.abs(grid)) if np.isfinite(grid).any() else 1.0
+  x_edges, y_edges = _edges(ws), _edges(bs)
+  mesh = ax.pcolormesh(x_edges, y_edges, grid, shading='flat', cmap='RdBu_r',
+                       norm=matplotlib.colors.TwoSlopeNorm(0.0, -limit, limit))
+  fig.colorbar(mesh, ax=ax, label='measured decay rate per step (ln)')
+  line_b, line_w = critical_line
+  if len(bs) == 1 and len(line_w):  # one row: the line is a point; draw it across the row
+    line_b, line_w = y_edges, [line_w[0]] * 2
+  ax.plot(line_w, line_b, 'k--', lw=1.5, label=r'theory: $\chi_1 = 1$')
+  if np.isfinite(grid).any() and np.nanmin(grid) < 0 < np.nanmax(grid) and len(bs) > 1:
+    ax.contour(ws, bs, grid, levels=[0.0], colors='0.3', linewidths=1)
+    ax.plot([], [], color='0.3', label='measured rate = 0')
+  missing = [(ws[j], bs[i]) for i in range(len(bs)) for j in range(len(ws))
+             if np.isnan(grid[i, j])]
+  if missing:
+    ax.plot(*zip(*missing), 'x', color='tab:red', ms=5, linestyle='none',
+            label='no ok seed (diverged/vanished)')
+  ax.set_xlim(x_edges[0], x_edges[-1])
+  ax.set_ylim(y_edges[0], y_edges[-1])
+  box = dict(facecolor='white', alpha=0.8, edgecolor='none')
+  ax.text(0.03, 0.95, 'ordered: vanishing', transform=ax.transAxes, va='top', color='navy',
+          bbox=box)
+  ax.text(0.97, 0.05, 'chaotic: exploding', transform=ax.transAxes, ha='right', color='darkred',
+          bbox=box)
+  ax.set_xlabel(r'$\sigma_w^2$')
+  ax.set_ylabel(r'$\sigma_b^2$')
+  cell = records[0].get('cell', records[0].get('activation'))
+  length = records[0].get('seq_len', records[0].get('depth'))
+  sigma_v2 = records[0].get('sigma_v2')
+  inputs = f', $\\sigma_v^2$={sigma_v2:g}' if sigma_v2 is not None else ''
+  ax.set_title(f'Phase diagram of {cell} (length {length}{inputs})')
+  ax.legend(fontsize=8, loc='lower left')
+  return [plotting.save(fig, os.path.join(plots_dir, name))]

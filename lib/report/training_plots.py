@@ -1,0 +1,210 @@
+"""Figures of the training experiments (long-range memory, gradient clipping, image
+classification), drawn from records alone: the final losses and accuracies, the curves during
+training, and the input-gradient profiles at initialisation and trained.
+
+A diverged seed's curve is NaN from the step it diverged (null in its record); it is drawn as a
+cross at the top edge where it first is, and left out of the mean of the seeds still finite.
+"""
+
+import os
+
+import numpy as np
+
+from lib.report import plotting
+from lib.report.plotting import plt  # pyplot on the headless backend that plotting chose
+
+
+def _series(records: list, keys) -> dict:
+  """{key(record): [records]} in order of first appearance."""
+  out = {}
+  for r in records:
+    out.setdefault(keys(r), []).append(r)
+  return out
+
+
+def _curve_steps(rows: list, field: str) -> np.ndarray:
+  return rows[0]['log_every'] * np.arange(1, len(rows[0][field]) + 1)
+
+
+def _curves(rows: list, field: str) -> np.ndarray:
+  """(seeds, points) of a logged curve, NaN where a seed had diverged (null in the record)."""
+  return np.asarray([[np.nan if v is None else v for v in r[field]] for r in rows],
+                    dtype=np.float64)
+
+
+def _mean_curve(rows: list, field: str) -> np.ndarray:
+  """Mean over the seeds still finite at each point (NaN where none is)."""
+  curves = _curves(rows, field)
+  finite = np.isfinite(curves)
+  total = np.where(finite, curves, 0.0).sum(axis=0)
+  return np.where(finite.any(axis=0), total / np.maximum(finite.sum(axis=0), 1), np.nan)
+
+
+def _mark_divergence(ax, steps, rows, field: str, color, used: set):
+  """An x at the top edge at the first logged point where each diverged seed's curve is NaN."""
+  for curve in _curves(rows, field):
+    bad = np.flatnonzero(~np.isfinite(curve))
+    if bad.size:
+      ax.plot([steps[bad[0]]], [0.96], marker='x', color=color, linestyle='none',
+              transform=ax.get_xaxis_transform(), clip_on=False,
+              label=None if 'diverged' in used else 'diverged')
+      used.add('diverged')
+
+
+def memory_sweep(records: list, plots_dir: str) -> list:
+  """loss_vs_length.png (final test loss per model against T, with the memoryless baseline),
+  training_curves.png (test loss during training, one panel per T) and input_gradients.png
+  (ln ||dy/dx_t||^2 against steps back from the output, at initialisation and trained)."""
+  records = list(records)
+  if not records:
+    return []
+  os.makedirs(plots_dir, exist_ok=True)
+  task = records[0]['task']
+  several_clips = len({r['clip_norm'] for r in records}) > 1
+  label = lambda cell, clip: cell + (f', clip {clip:g}' if several_clips else '')
+  series = _series(records, lambda r: (r['cell'], r['clip_norm']))
+  cells = list(dict.fromkeys(cell for cell, _ in series))
+  colors = {cell: f'C{i}' for i, cell in enumerate(cells)}
+  clips = sorted({clip for _, clip in series})
+  styles = {clip: ('-', '--', ':', '-.')[i % 4] for i, clip in enumerate(clips)}
+  lengths = sorted({r['seq_len'] for r in records})
+  title = {'adding': 'adding problem, MSE', 'copy': 'copy memory, cross-entropy per step'}[task]
+  paths = []
+
+  # Losses far above the baseline (an exploding run that stayed finite) are drawn at the top edge.
+  top = 3.0 * max(r['baseline_loss'] for r in records)
+  fig, ax = plt.subplots(figsize=(6.5, 4.2), layout='constrained')
+  used = set()
+  for (cell, clip), rows in series.items():
+    by_len = _series(sorted(rows, key=lambda r: r['seq_len']), lambda r: r['seq_len'])
+    points = [(t, plotting.mean_ok(rs, 'test_loss')) for t, rs in by_len.items()]
+    points = [(t, min(m, top)) for t, m in points if m is not None]
+    ax.plot(*zip(*points) if points else ([], []), marker='o', ms=4, color=colors[cell],
+            linestyle=styles[clip], label=label(cell, clip))
+    for t, rs in by_len.items():
+      ok = [r['test_loss'] for r in rs if r['status'] == 'ok']
+      ax.plot([t] * len(ok), np.minimum(ok, top), '.', ms=3, color=colors[cell], alpha=0.5)
+      if any(v > top for v in ok):
+        ax.plot([t], [top], marker='^', color=colors[cell], linestyle='none',
+                label=None if 'above' in used else 'above the axis')
+        used.add('above')
+      plotting.mark_edges(ax, t, rs, used)
+  baseline = sorted({(r['seq_len'], r['baseline_loss']) for r in records})
+  ax.plot(*zip(*baseline), color='k', linestyle='--', lw=1, label='memoryless baseline')
+  ax.set_xscale('log', base=2)
+  ax.set_xticks(lengths, [str(t) for t in lengths])
+  ax.set_yscale('log')
+  ax.set_ylim(top=top)
+  ax.set_xlabel('sequence length T')
+  ax.set_ylabel('test loss (mean over seeds; dots: seeds)')
+  ax.set_title(f'Final test loss, {title}')
+  ax.legend(fontsize=7)
+  paths.append(plotting.save(fig, os.path.join(plots_dir, 'loss_vs_length.png')))
+
+  fig, axes = plotting.panels([f'T = {t}' for t in lengths], f'Test loss during training, {title}')
+  used = set()
+  for (cell, clip), rows in series.items():
+    for t in lengths:
+      rs = [r for r in rows if r['seq_len'] == t]
+      if not rs:
+        continue
+      ax = axes[f'T = {t}']
+      steps = _curve_steps(rs, 'test_loss_curve')
+      for r in rs:
+        ax.plot(steps, [np.nan if v is None else v for v in r['test_loss_curve']],
+                color=colors[cell], linestyle=styles[clip], lw=0.6, alpha=0.35)
+      ax.plot(steps, _mean_curve(rs, 'test_loss_curve'), color=colors[cell],
+              linestyle=styles[clip], label=label(cell, clip))
+      _mark_divergence(ax, steps, rs, 'test_loss_curve', colors[cell], used)
+  for t in lengths:
+    ax = axes[f'T = {t}']
+    ax.axhline(next(r['baseline_loss'] for r in records if r['seq_len'] == t), color='k',
+               linestyle='--', lw=1, label='baseline')
+    ax.set_title(f'T = {t}')
+    ax.set_yscale('log')
+    ax.set_ylim(top=top)
+    ax.set_xlabel('training step')
+  axes[f'T = {lengths[0]}'].set_ylabel('test loss (thin: seeds; thick: mean of those\n'
+                                        'not diverged)')
+  axes[f'T = {lengths[-1]}'].legend(fontsize=7)
+  paths.append(plotting.save(fig, os.path.join(plots_dir, 'training_curves.png')))
+
+  fig, axes = plotting.panels(cells, f'Gradient of the last output to the input x_t ({title}'
+                              + (f', clip_norm {clips[0]:g}' if several_clips else '')
+                              + '); dashed: at initialisation')
+  cmap = plt.get_cmap('viridis')
+  for cell in cells:
+    ax = axes[cell]
+    for i, t in enumerate(lengths):
+      rs = [r for r in records if r['cell'] == cell and r['seq_len'] == t
+            and r['clip_norm'] == clips[0]]
+      color = cmap(0.9 * i / max(1, len(lengths) - 1))
+      for field, style in (('log_grad_sq_input_init', '--'),
+                           ('log_grad_sq_input_trained', '-')):
+        rows = [r for r in rs if r['status'] == 'ok' or field.endswith('init')]
+        if rows:
+          profile = _mean_curve(rows, field)
+          ax.plot(np.arange(profile.size), profile[::-1], color=color, linestyle=style,
+                  lw=1, label=f'T = {t}' if style == '-' else None)
+    ax.set_title(cell)
+    ax.set_xlabel('k (steps back from the last output)')
+    ax.legend(fontsize=7)
+  axes[cells[0]].set_ylabel(r'ln $\|\partial y/\partial x_{t}\|^2$')
+  paths.append(plotting.save(fig, os.path.join(plots_dir, 'input_gradients.png')))
+  return paths
+
+
+def classification(records: list, plots_dir: str, published: dict) -> list:
+  """accuracy.png (test accuracy per model, original and permuted positions, with the published
+  values as markers) and training_curves.png (test loss during training)."""
+  records = list(records)
+  if not records:
+    return []
+  os.makedirs(plots_dir, exist_ok=True)
+  names = list(dict.fromkeys(r['model'] for r in records))
+  variants = sorted({r['permuted'] for r in records})
+  paths = []
+
+  fig, ax = plt.subplots(figsize=(6.5, 4), layout='constrained')
+  width = 0.8 / len(variants)
+  for j, permuted in enumerate(variants):
+    x = np.arange(len(names)) + (j - (len(variants) - 1) / 2) * width
+    means, seeds = [], []
+    for name in names:
+      rows = [r for r in records if r['model'] == name and r['permuted'] == permuted]
+      ok = [100 * r['test_accuracy'] for r in rows if r['status'] == 'ok']
+      means.append(np.mean(ok) if ok else np.nan)  # no bar where nothing finished
+      seeds.append(ok)
+    tag = 'permuted' if permuted else 'original'
+    ax.bar(x, means, width * 0.9, color='tab:orange' if permuted else 'tab:blue', alpha=0.8,
+           label=f'ours, {tag}')
+    for xi, ok in zip(x, seeds):
+      ax.plot([xi] * len(ok), ok, 'k.', ms=3)
+    marks = [(xi, published[name][int(permuted)]) for xi, name in zip(x, names)
+             if name in published]
+    if marks:
+      ax.plot(*zip(*marks), linestyle='none', marker='_', ms=14, mew=2, color='k',
+              label='published' if j == 0 else None)
+  ax.set_xticks(np.arange(len(names)), names)
+  ax.set_ylabel('test accuracy (%)')
+  ax.set_ylim(0, 100)
+  ax.set_title(f'{records[0]["dataset"]}: test accuracy (dots: seeds)')
+  ax.legend(fontsize=7)
+  paths.append(plotting.save(fig, os.path.join(plots_dir, 'accuracy.png')))
+
+  fig, ax = plt.subplots(figsize=(6.5, 4), layout='constrained')
+  for i, name in enumerate(names):
+    for permuted in variants:
+      rows = [r for r in records if r['model'] == name and r['permuted'] == permuted]
+      if not rows:  # a partial run
+        continue
+      ax.plot(_curve_steps(rows, 'test_loss_curve'), _mean_curve(rows, 'test_loss_curve'),
+              color=f'C{i}', linestyle='--' if permuted else '-',
+              label=name + (' permuted' if permuted else ''))
+  ax.set_yscale('log')
+  ax.set_xlabel('training step')
+  ax.set_ylabel('test loss (mean over seeds)')
+  ax.set_title(f'{records[0]["dataset"]}: test loss during training (dashed: permuted)')
+  ax.legend(fontsize=7, ncol=2)
+  paths.append(plotting.save(fig, os.path.join(plots_dir, 'training_curves.png')))
+  return paths

@@ -1,0 +1,253 @@
+"""Training: optax with optional gradient clipping, all seeds of a model in one compiled program,
+checkpointed by orbax so a killed run resumes where it stopped; divergence is a status.
+
+The state of every seed is stacked on a leading axis, and one jitted program runs `log_every` steps
+of all of them (a lax.scan per seed, the seeds spread over every device by `lib.runtime.devices`),
+then logs the mean training loss of those steps and the task's held-out metrics (`Task.evaluate`) as
+the next point of each curve. Batch `step` of seed s is `task.batch(data, s, step)` (with the
+epoch's value, `Task.epoch`, as a fourth argument for tasks that have one), a function of (seed,
+step) alone, so a run restored from a checkpoint sees the very same batches and runs the very same
+programs as an uninterrupted one, and ends with bit-identical parameters.
+
+A step whose loss, gradient or new parameters are not finite marks its seed diverged: the
+seed's parameters stay as they were before that step, and its curves read NaN from there on
+(Pascanu, Mikolov & Bengio 2013 is the case in point: exploding gradients are data, not a crash).
+"""
+
+import os
+from typing import Any, Callable, NamedTuple, Optional
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import tqdm
+from jax import lax
+
+from lib.runtime import config as config_lib
+from lib.runtime import devices
+from lib.runtime import preemption
+from lib.runtime import rng
+from lib.runtime import sweep
+from lib.runtime.errors import UserError
+
+OPTIMIZERS = {'adam': optax.adam, 'rmsprop': optax.rmsprop, 'sgd': optax.sgd}
+
+# Config keys of every training experiment (checked together by `check_schedule`).
+SPEC = {
+    'num_steps': config_lib.integer(1, 'a positive integer'),
+    'batch_size': config_lib.integer(1, 'a positive integer'),
+    'optimizer': config_lib.choice(tuple(OPTIMIZERS), 'optimizer'),
+    'learning_rate': config_lib.real(0.0, 'a learning rate >= 0'),
+    'num_seeds': config_lib.integer(1, 'a positive integer number of seeds'),
+    'seed': config_lib.integer(0, 'a non-negative integer below 2**31', maximum=2**31 - 1),
+    'log_every': config_lib.integer(1, 'a positive integer'),
+    'checkpoint_every': config_lib.integer(0, 'a non-negative integer (0: no checkpoints)'),
+}
+
+
+def check_schedule(cfg: dict) -> None:
+  """The seed range, and num_steps and checkpoint_every in whole chunks of log_every steps."""
+  sweep.check_seed_range(cfg)
+  for key in ('num_steps', 'checkpoint_every'):
+    if cfg[key] % cfg['log_every']:
+      raise UserError(f'config.{key} ({cfg[key]}) must be a multiple of config.log_every '
+                      f'({cfg["log_every"]})')
+
+
+class Task(NamedTuple):
+  """What a model is trained on. The functions are pure and traced per seed (a scalar); `data` is
+  a pytree of arrays (a dataset, or () for generated tasks) passed to the compiled programs as an
+  argument, never baked into them as a constant.
+
+  A task that draws its batches from an epoch-wide value (a dataset's shuffle) sets `epoch` and
+  `steps_per_epoch`; batch then takes that value as a fourth argument. The training loop
+  computes it once per epoch (and at the start of each chunk), not at every step, and the
+  batches are the same as if it were recomputed at every step."""
+  batch: Callable  # (data, seed, step[, epoch value]) -> batch
+  loss: Callable  # (params, batch) -> scalar training loss
+  evaluate: Callable  # (params, data, seed) -> {'test_loss': scalar, ...} on held-out data
+  data: Any = ()
+  epoch: Optional[Callable] = None  # (data, seed, epoch) -> a value every batch of it reads
+  steps_per_epoch: int = 0
+
+
+def optimizer(name: str, learning_rate: float, clip_norm: float) -> optax.GradientTransformation:
+  """`name` at `learning_rate`, after clip_by_global_norm(clip_norm) if clip_norm > 0."""
+  if name not in OPTIMIZERS:
+    raise UserError(f'unknown optimizer {name!r}; valid choices: {", ".join(OPTIMIZERS)}')
+  opt = OPTIMIZERS[name](learning_rate)
+  return optax.chain(optax.clip_by_global_norm(clip_norm), opt) if clip_norm > 0 else opt
+
+
+def _all_finite(tree) -> jax.Array:
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+
+
+def init_state(init_params: Callable, task: Task, opt, seed, num_logs: int) -> dict:
+  """The state of one seed before step 0: parameters from the seed's 'init' stream, and empty
+  (NaN) curves: 'train_loss' and one per metric of task.evaluate."""
+  params = init_params(rng.stream_key(seed, 'init'))
+  metrics = jax.eval_shape(task.evaluate, params, task.data, seed)
+  nan = jnp.full((num_logs,), jnp.nan, jnp.float32)
+  return {'params': params, 'opt_state': opt.init(params), 'step': jnp.zeros((), jnp.int32),
+          'diverged': jnp.zeros((), bool),
+          'curves': {name: nan for name in ('train_loss', *metrics)}}
+
+
+def chunk_fn(task: Task, opt, log_every: int):
+  """chunk(state, seed, data) -> one seed's state after `log_every` more steps."""
+  def chunk(state, seed, data):
+    def batch_at(step, carried):
+      """(batch `step`, what to carry to the next step): for a task with an epoch value,
+      carried = (epoch, value) of the last step, recomputed only when the epoch changes
+      (lax.cond: the branch not taken does not run; vmapped by --points_batch > 1, the cond
+      becomes a select that computes both, which is correct but saves nothing)."""
+      if task.epoch is None:
+        return task.batch(data, seed, step), carried
+      epoch = step // task.steps_per_epoch
+      value = lax.cond(epoch == carried[0], lambda: carried[1],
+                       lambda: task.epoch(data, seed, epoch))
+      return task.batch(data, seed, step, value), (epoch, value)
+
+    def one_step(carry, _):
+      state, carried = carry
+      batch, carried = batch_at(state['step'], carried)
+      loss, grads = jax.value_and_grad(task.loss)(state['params'], batch)
+      updates, opt_state = opt.update(grads, state['opt_state'], state['params'])
+      params = optax.apply_updates(state['params'], updates)
+      diverged = state['diverged'] | ~(jnp.isfinite(loss) & _all_finite(grads)
+                                       & _all_finite(params))
+      keep = lambda new, old: jnp.where(diverged, old, new)
+      state = {**state, 'params': jax.tree.map(keep, params, state['params']),
+               'opt_state': jax.tree.map(keep, opt_state, state['opt_state']),
+               'step': state['step'] + 1, 'diverged': diverged}
+      return (state, carried), jnp.where(diverged, jnp.nan, loss)
+
+    carried = ()
+    if task.epoch is not None:
+      epoch = state['step'] // task.steps_per_epoch
+      carried = (epoch, task.epoch(data, seed, epoch))
+    (state, _), losses = lax.scan(one_step, (state, carried), None, length=log_every)
+    i = state['step'] // log_every - 1
+    points = {'train_loss': jnp.mean(losses), **task.evaluate(state['params'], data, seed)}
+    curves = {name: curve.at[i].set(jnp.where(state['diverged'], jnp.nan, points[name])
+                                     .astype(curve.dtype))
+              for name, curve in state['curves'].items()}
+    return {**state, 'curves': curves}
+  return chunk
+
+
+def chunk_program(task: Task, opt, log_every: int, num_seeds: int):
+  """f((states, seeds), data) -> states after `log_every` more steps of each of `num_seeds`
+  seeds: one program, the seeds spread over the devices (`lib.runtime.devices`)."""
+  chunk = chunk_fn(task, opt, log_every)
+  return devices.map_points(lambda point, data: chunk(point[0], point[1], data), num_seeds,
+                            num_shared=1)
+
+
+def init_program(init_params: Callable, task: Task, opt, num_logs: int, num_seeds: int):
+  """f(seeds) -> the state of each seed before step 0 (`init_state`), over the devices."""
+  return devices.map_points(lambda s: init_state(init_params, task, opt, s, num_logs), num_seeds)
+
+
+def programs(name: str, init_params: Callable, task: Task, opt, num_seeds: int, num_steps: int,
+             log_every: int) -> list:
+  """The programs `train` runs, as `lib.runtime.dry_run.Program`s: the initialisation and the
+  chunk."""
+  from lib.runtime import dry_run  # pylint: disable=g-import-not-at-top
+  (seeds,) = dry_run.points_args(num_seeds, 'int32')
+  init = init_program(init_params, task, opt, num_steps // log_every, num_seeds)
+  state = jax.eval_shape(init, seeds)
+  return [dry_run.Program(f'{name} init', init, (seeds,), 1),
+          dry_run.Program(f'{name} {log_every} steps',
+                          chunk_program(task, opt, log_every, num_seeds),
+                          ((state, seeds), dry_run.abstract(task.data)), num_steps // log_every)]
+
+
+class Checkpoints:
+  """Orbax checkpoints of one training run's state in `directory` (the latest one kept)."""
+
+  def __init__(self, directory: str):
+    import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top  (slow to import)
+    self._ocp = ocp
+    self.directory = os.path.abspath(directory)
+    os.makedirs(self.directory, exist_ok=True)  # orbax's create=True syncs every process
+    self._manager = ocp.CheckpointManager(
+        self.directory, options=ocp.CheckpointManagerOptions(
+            max_to_keep=1, enable_async_checkpointing=False, create=False,
+            # process 0 alone checkpoints host arrays: no barrier with the other processes
+            multiprocessing_options=ocp.options.MultiprocessingOptions(
+                primary_host=jax.process_index(), active_processes={jax.process_index()})))
+
+  def latest_step(self):
+    return self._manager.latest_step()
+
+  def restore(self, like: dict) -> dict:
+    abstract = jax.tree.map(self._ocp.utils.to_shape_dtype_struct, like)
+    return self._manager.restore(self.latest_step(),
+                                 args=self._ocp.args.StandardRestore(abstract))
+
+  def save(self, step: int, state: dict) -> None:
+    self._manager.save(step, args=self._ocp.args.StandardSave(state))
+    self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    self._manager.close()
+
+
+def train(init_params: Callable, task: Task, opt, seeds, num_steps: int, log_every: int,
+          checkpoint_dir=None, checkpoint_every: int = 0, desc: str = 'train') -> dict:
+  """Trains one model on every seed at once. Returns the final states (numpy, seeds stacked),
+  with the parameters before training under 'init_params' and the final held-out metrics (the
+  curves' last points; NaN for a diverged seed) under 'metrics'.
+
+  num_steps and checkpoint_every are multiples of log_every. With `checkpoint_dir`, the state is
+  saved there every `checkpoint_every` steps, and when SIGTERM asks the run to stop
+  (`lib.runtime.preemption`), and a run that finds a checkpoint there continues from it (the caller
+  deletes the folder once the results are safe).
+  """
+  if num_steps % log_every or checkpoint_every % log_every:
+    raise UserError(f'num_steps ({num_steps}) and checkpoint_every ({checkpoint_every}) must be '
+                    f'multiples of log_every ({log_every})')
+  seeds = np.asarray(seeds, np.int32)
+  count, num_logs = len(seeds), num_steps // log_every
+  padded_seeds = devices.put(devices.pad(seeds, count), True, count)  # repeats of the last seed
+  state = init_program(init_params, task, opt, num_logs, count)(padded_seeds)
+  initial = devices.fetch(state['params'])
+  # Process 0 alone reads and writes checkpoints; the others receive what it restores.
+  checkpoints = devices.on_leader(Checkpoints, checkpoint_dir) if checkpoint_dir else None
+  latest = devices.on_leader(lambda: checkpoints.latest_step()) if checkpoint_dir else None
+  if devices.any_process(latest is not None):
+    # saved without the padding, so a run may resume on another number of devices
+    like = jax.tree.map(lambda a: a[:count], devices.fetch(state))
+    restored = devices.on_leader(lambda: checkpoints.restore(like))
+    restored = devices.broadcast(restored if devices.is_leader() else like)
+    state = devices.put(devices.pad(restored, count), True, count)
+    logging.info('%s: resumed from the checkpoint at step %d', desc,
+                 int(restored['step'][0]))
+  chunk = chunk_program(task, opt, log_every, count)
+  data = devices.put(task.data, False, count)
+  step = int(devices.fetch(state['step'])[0])
+  try:
+    with tqdm.tqdm(total=num_steps, initial=step, unit='step', desc=desc, leave=False,
+                   dynamic_ncols=True, disable=not devices.is_leader()) as bar:
+      while step < num_steps and not bool(np.all(devices.fetch(state['diverged']))):
+        state = chunk((state, padded_seeds), data)
+        step += log_every
+        bar.update(log_every)
+        stop = step < num_steps and devices.any_process(preemption.requested())
+        if checkpoint_dir and step < num_steps and (
+            stop or (checkpoint_every and step % checkpoint_every == 0)):
+          host = jax.tree.map(lambda a: a[:count], devices.fetch(state))  # every process
+          devices.on_leader(lambda: checkpoints.save(step, host))
+        if stop:  # after the checkpoint: the rerun continues from here
+          raise preemption.Preempted()
+  finally:
+    if checkpoints is not None:
+      checkpoints.close()
+  state = jax.tree.map(lambda a: a[:count], devices.fetch(state))
+  metrics = {name: curve[:, -1] for name, curve in state['curves'].items() if name != 'train_loss'}
+  initial = jax.tree.map(lambda a: a[:count], initial)
+  return {**state, 'init_params': initial, 'metrics': metrics}

@@ -1,0 +1,84 @@
+"""Every parameter comes from the configured initializer, never from Flax's defaults."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lib.nets import cells
+from lib.runtime.errors import UserError
+
+
+def _params(name, **kw):
+  hidden, width = kw.pop('hidden', 256), kw.pop('width', 64)
+  with jax.enable_x64(True):
+    cell = cells.make_cell(name, hidden, jnp.float64)
+    return cells.init_params(name, cell, jax.random.key(kw.pop('seed', 0)), width, **kw)
+
+
+def _by_role(params):
+  """{'recurrent'|'input'|'bias': [arrays]} by Flax's layer names."""
+  roles = {'recurrent': [], 'input': [], 'bias': []}
+  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+    layer, kind = path[-2].key, path[-1].key
+    role = 'bias' if kind == 'bias' else ('recurrent' if layer.startswith('h') else 'input')
+    roles[role].append((layer, np.asarray(leaf)))
+  return roles
+
+
+@pytest.mark.parametrize('name', cells.CELL_NAMES)
+def test_all_zero_variances_give_all_zero_params(name):
+  """Nothing is left to a Flax default: with every variance 0 every parameter is 0."""
+  params = _params(name, hidden=8, width=3, sigma_w2=0.0, sigma_v2=0.0, sigma_b2=0.0,
+                   recurrent_init='gaussian', gate_bias=0.0)
+  assert all(np.all(np.asarray(leaf) == 0) for leaf in jax.tree.leaves(params))
+
+
+@pytest.mark.parametrize('name', ['tanh', 'lstm'])
+def test_gaussian_variances_match_config(name):
+  """Sample variances of W, V, b against sigma_w2/N, sigma_v2/D, sigma_b2 (about 3% error at
+  these sizes; the tolerance is 10%)."""
+  hidden, width = 256, 64
+  roles = _by_role(_params(name, hidden=hidden, width=width, sigma_w2=2.0, sigma_v2=0.5,
+                           sigma_b2=0.3, recurrent_init='gaussian', gate_bias=0.0))
+  for _, w in roles['recurrent']:
+    assert w.shape == (hidden, hidden)
+    assert abs(w.mean()) < 0.01 and w.var() == pytest.approx(2.0 / hidden, rel=0.1)
+  for _, v in roles['input']:
+    assert v.shape == (width, hidden) and v.var() == pytest.approx(0.5 / width, rel=0.1)
+  assert np.concatenate([b for _, b in roles['bias']]).var() == pytest.approx(0.3, rel=0.1)
+
+
+@pytest.mark.parametrize('name', cells.CELL_NAMES)
+def test_orthogonal_and_identity_recurrent_kernels(name):
+  for init, expect in [('orthogonal', None), ('identity', np.sqrt(2.5) * np.eye(16))]:
+    roles = _by_role(_params(name, hidden=16, width=4, sigma_w2=2.5, sigma_v2=1.0,
+                             sigma_b2=0.0, recurrent_init=init))
+    for _, w in roles['recurrent']:
+      np.testing.assert_allclose(w.T @ w, 2.5 * np.eye(16), atol=1e-10)
+      if expect is not None:
+        np.testing.assert_array_equal(w, expect)
+
+
+def test_gate_bias_shifts_only_the_forget_and_update_gates():
+  for name, gate in [('lstm', 'hf'), ('gru', 'iz')]:
+    roles = _by_role(_params(name, hidden=8, width=3, sigma_w2=1.0, sigma_v2=1.0,
+                             sigma_b2=0.0, recurrent_init='gaussian', gate_bias=2.5))
+    for layer, b in roles['bias']:
+      np.testing.assert_array_equal(b, np.full(8, 2.5 if layer == gate else 0.0))
+
+
+def test_same_seed_same_draw_scaled_by_sigma_w2():
+  """Scales share the draw: W(sigma_w2 = 4) = 2 W(sigma_w2 = 1), so scales compare fairly."""
+  kw = dict(hidden=8, width=3, sigma_v2=1.0, sigma_b2=0.1, recurrent_init='gaussian')
+  w1 = _params('tanh', sigma_w2=1.0, **kw)['params']['h']['kernel']
+  w4 = _params('tanh', sigma_w2=4.0, **kw)['params']['h']['kernel']
+  np.testing.assert_allclose(np.asarray(w4), 2 * np.asarray(w1), rtol=1e-12)
+
+
+def test_unknown_names_are_user_errors():
+  with pytest.raises(UserError, match="unknown cell 'rnn'; valid choices: tanh, relu, lstm, gru"):
+    cells.make_cell('rnn', 4)
+  with pytest.raises(UserError, match='valid choices: gaussian, orthogonal, identity'):
+    _params('tanh', hidden=4, width=2, sigma_w2=1.0, sigma_v2=1.0, sigma_b2=0.0,
+            recurrent_init='xavier')

@@ -1,0 +1,133 @@
+"""Plain deep CNNs: initializers, the per-layer profile against jax.grad, theory along depth."""
+
+import os
+import runpy
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lib.experiments import depth_decay
+from lib.measure import gradients
+from lib.measure import theory
+from lib.nets import cnn
+from lib.runtime.errors import UserError
+from lib.runtime.results import ResultStore
+from tests.conftest import ROOT
+
+
+def _params(init, depth=3, width=8, kernel_size=3, spatial_dims=1, sigma_w2=1.0, sigma_b2=0.0,
+            dtype=jnp.float64):
+  return cnn.init_params(jax.random.key(0), depth, width, kernel_size, spatial_dims,
+                         sigma_w2=sigma_w2, sigma_b2=sigma_b2, init=init, dtype=dtype)
+
+
+@pytest.mark.parametrize('spatial', [(16,), (6, 6)])
+def test_linear_delta_orthogonal_conv_preserves_norm_exactly(spatial):
+  """Circular padding and one orthogonal centre tap: ||conv(x)|| = sqrt(sigma_w2) ||x||."""
+  with jax.enable_x64(True):
+    params = _params('delta_orthogonal', depth=2, width=8, spatial_dims=len(spatial),
+                     sigma_w2=2.0)
+    layer = cnn.make_layer(8, 3, len(spatial), jnp.float64)
+    x = jax.random.normal(jax.random.key(1), (3,) + spatial + (8,), jnp.float64)
+    y = layer.apply({'params': jax.tree.map(lambda p: p[0], params)}, x)
+    np.testing.assert_allclose(jnp.linalg.norm(y.reshape(3, -1), axis=1),
+                               np.sqrt(2.0) * jnp.linalg.norm(x.reshape(3, -1), axis=1),
+                               rtol=1e-12)
+    centre = params['kernel'][0][(1,) * len(spatial)]
+    np.testing.assert_allclose(centre.T @ centre, 2.0 * np.eye(8), atol=1e-12)
+    assert float(jnp.sum(params['kernel'][0] ** 2)) == pytest.approx(2.0 * 8)
+
+
+def test_gaussian_kernel_variance_is_sigma_w2_over_fan_in():
+  with jax.enable_x64(True):
+    params = _params('gaussian', depth=4, width=64, kernel_size=3, sigma_w2=1.7, sigma_b2=0.2)
+  kernel, bias = np.asarray(params['kernel']), np.asarray(params['bias'])
+  assert kernel.shape == (4, 3, 64, 64) and bias.shape == (4, 64)
+  assert kernel.var() == pytest.approx(1.7 / (3 * 64), rel=0.05)
+  assert bias.var() == pytest.approx(0.2, rel=0.2)
+
+
+def test_cnn_profile_equals_jax_grad_at_every_layer():
+  """ln mean_b ||dl_b/dh_l||^2 for l = 1..L, and at the input, from jax.grad per layer."""
+  depth, width, spatial = 4, 6, (5,)
+  with jax.enable_x64(True):
+    params = _params('gaussian', depth=depth, width=width, sigma_w2=1.5, sigma_b2=0.1)
+    layer = cnn.make_layer(width, 3, 1, jnp.float64)
+    step = cnn.layer_step(layer, 'tanh')
+    x = jax.random.normal(jax.random.key(1), (3,) + spatial + (width,), jnp.float64)
+    readout = jax.random.normal(jax.random.key(2), spatial + (width,), jnp.float64)
+    profile = gradients.log_grad_profile(step, lambda h: h, x, params, readout,
+                                         input_grads=False)
+    assert profile.log_grad_sq_input is None
+
+    def loss_from(l, h):  # h = h_l, the output of layer l (h_0 = x)
+      for i in range(l, depth):
+        h = step(h, jax.tree.map(lambda p: p[i], params))
+      return jnp.sum(h * readout)
+
+    hs = [x]
+    for i in range(depth):
+      hs.append(step(hs[-1], jax.tree.map(lambda p: p[i], params)))
+    expect = [np.log(np.mean(np.sum(np.asarray(jax.grad(loss_from, 1)(l, hs[l])) ** 2,
+                                    axis=(1, 2)))) for l in range(depth + 1)]
+    np.testing.assert_allclose(profile.log_grad_sq, expect[1:], rtol=1e-12)
+    np.testing.assert_allclose(profile.log_grad_sq_initial, expect[0], rtol=1e-12)
+    direct, none = gradients.direct_grad_profile(step, lambda h: h, x, params, readout,
+                                                 input_grads=False)
+    np.testing.assert_allclose(direct, expect[1:], rtol=1e-12)
+    assert none is None
+
+
+def _tiny(**overrides):
+  config = runpy.run_path(os.path.join(ROOT, 'experiments', 'depth_decay.py'))['get_config']()
+  config = config.to_dict()
+  config.update(overrides)
+  return depth_decay.validate(config)
+
+
+def test_wide_gaussian_tanh_cnn_slope_matches_ln_chi1():
+  """Width 128, 4 seeds, depth 64, fit over k in [5, 55]: within 5% of ln chi1 in the ordered
+  phase and 10% in the chaotic one."""
+  cfg = _tiny(inits=('gaussian',), depths=(64,), sigma_w2=(0.8, 2.5), sigma_b2=(0.05,),
+              width=128, num_seeds=4, fit_k_min=5, fit_k_max=55)
+  records = depth_decay.compute_group(cfg, ('tanh', 'gaussian', 64))
+  for sigma_w2, tolerance in [(0.8, 0.05), (2.5, 0.10)]:
+    predicted = theory.decay_rate('tanh', sigma_w2, 0.05)
+    rates = [r['decay_rate'] for r in records if r['sigma_w2'] == sigma_w2]
+    assert np.mean(rates) == pytest.approx(predicted, rel=tolerance)
+    assert {r['theory_decay_rate'] for r in records if r['sigma_w2'] == sigma_w2} == {predicted}
+
+
+def test_depth_sweep_records_and_one_compile_per_init_and_depth(tmp_path):
+  cfg = _tiny(depths=(2, 5), sigma_w2=(1.0, 1e4), sigma_b2=(0.0,), width=4,
+              spatial_shape=(4,), batch_size=2, activations=('relu',))
+  compiles = []
+
+  def listener(event, *_, **__):
+    if event == '/jax/core/compile/backend_compile_duration':
+      compiles.append(event)
+
+  jax.monitoring.register_event_duration_secs_listener(listener)
+  try:
+    store = ResultStore.create(str(tmp_path / 'w'), cfg)
+    depth_decay.run(cfg, store)
+  finally:
+    jax.monitoring.unregister_event_duration_listener(listener)
+  assert len(compiles) == 2 * 2  # inits x depths
+  records = store.records()
+  assert len(records) == 2 * 2 * 2 * 2
+  for r in records:
+    assert len(r['log_grad_sq']) == r['depth'] and len(r['log_grad_sq_input']) == 1
+    assert r['theory_decay_rate'] == pytest.approx(np.log(r['sigma_w2'] / 2))
+  assert {r['status'] for r in records if r['sigma_w2'] == 1.0} == {'ok'}
+  paths = depth_decay.plot(records, str(tmp_path / 'plots'))
+  assert len(paths) == 3
+  assert 'relu, delta_orthogonal' in depth_decay.summary(records)
+
+
+def test_bad_spatial_shape():
+  assert _tiny(spatial_shape=(8, 8))['spatial_shape'] == (8, 8)
+  with pytest.raises(UserError, match='4 spatial dimensions; valid: 1 to 3'):
+    _tiny(spatial_shape=(2, 2, 2, 2))

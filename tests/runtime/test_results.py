@@ -1,0 +1,98 @@
+"""The results store: atomic records, repair after a kill, config checks."""
+
+import fcntl
+import json
+import math
+import os
+import re
+
+import pytest
+
+from lib.runtime.errors import UserError
+from lib.runtime.results import ResultStore
+
+CONFIG = {'experiment': 'gradient_decay', 'seq_lens': (3, 5), 'sigma_b2': 0.0}
+
+
+def test_records_round_trip_with_non_finite_values_as_null(tmp_path):
+  store = ResultStore.create(str(tmp_path / 'w'), CONFIG)
+  store.append([{'a': 1, 'v': [1.5, math.nan, -math.inf]}, {'a': 2, 'v': []}])
+  assert store.records() == [{'a': 1, 'v': [1.5, None, None]}, {'a': 2, 'v': []}]
+  assert json.load(open(tmp_path / 'w' / 'config.json'))['seq_lens'] == [3, 5]
+  env = json.load(open(tmp_path / 'w' / 'environment.json'))['runs']
+  assert len(env) == 1 and env[0]['jax'] and env[0]['devices'] and env[0]['time']
+  ResultStore.create(str(tmp_path / 'w'), CONFIG)  # a resume adds its own environment
+  assert len(json.load(open(tmp_path / 'w' / 'environment.json'))['runs']) == 2
+
+
+def test_a_line_cut_by_a_kill_is_dropped_on_reopen(tmp_path):
+  workdir = str(tmp_path / 'w')
+  store = ResultStore.create(workdir, CONFIG)
+  store.append([{'a': 1}])
+  with open(store.results_path, 'ab') as f:
+    f.write(b'{"a": 2, "v": [1.0, 2.')  # what kill -9 mid-write leaves
+  assert store.records() == [{'a': 1}]
+  store = ResultStore.create(workdir, CONFIG)
+  store.append([{'a': 3}])
+  assert store.records() == [{'a': 1}, {'a': 3}]
+  assert open(store.results_path).read().count('\n') == 2
+
+
+def test_a_different_config_is_refused_unless_overwrite(tmp_path):
+  workdir = str(tmp_path / 'w')
+  ResultStore.create(workdir, CONFIG).append([{'a': 1}])
+  other = {**CONFIG, 'seq_lens': (3,)}
+  with pytest.raises(UserError, match=r'holds results of a different config \(differs in: '
+                     r'seq_lens\); pass --overwrite'):
+    ResultStore.create(workdir, other)
+  assert ResultStore(workdir).records() == [{'a': 1}]  # untouched
+  store = ResultStore.create(workdir, other, overwrite=True)
+  assert store.records() == [] and store.config()['seq_lens'] == [3]
+
+
+def test_unwritable_workdir_is_a_user_error_and_writes_nothing(tmp_path):
+  blocker = tmp_path / 'file'
+  blocker.write_text('x')
+  with pytest.raises(UserError, match='cannot write to workdir'):
+    ResultStore.create(str(blocker / 'sub'), CONFIG)
+  with pytest.raises(UserError, match='exists and is not a folder'):
+    ResultStore.create(str(blocker), CONFIG)
+  assert os.listdir(tmp_path) == ['file']
+
+
+def test_corrupt_or_foreign_lines_are_reported(tmp_path):
+  store = ResultStore.create(str(tmp_path / 'w'), CONFIG, required=('a',))
+  with open(store.results_path, 'w') as f:
+    f.write('{"a": 1}\nnot json\n{"a": 2}\n')
+  with pytest.raises(UserError, match='line 2 is not a JSON record'):
+    store.records()
+  for line, missing in [('{"b": 1}', 'a'), ('[1, 2]', '(not an object)')]:
+    with open(store.results_path, 'w') as f:
+      f.write('{"a": 1}\n' + line + '\n')
+    with pytest.raises(UserError, match=re.escape(f'line 2 is not a record of this experiment '
+                                                  f'(missing {missing})')):
+      store.records()
+
+
+def test_a_workdir_in_use_by_another_run_is_refused(tmp_path):
+  workdir = tmp_path / 'w'
+  workdir.mkdir()
+  with open(workdir / '.lock', 'a') as other_run:
+    fcntl.flock(other_run, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    with pytest.raises(UserError, match='is in use by another run'):
+      ResultStore.create(str(workdir), CONFIG)
+  assert sorted(os.listdir(workdir)) == ['.lock']
+
+
+@pytest.mark.parametrize('name, make', [('plots', 'file'), ('environment.json', 'folder'),
+                                        ('results.jsonl', 'folder')])
+def test_owned_paths_of_the_wrong_kind_are_refused_before_writing(tmp_path, name, make):
+  workdir = tmp_path / 'w'
+  workdir.mkdir()
+  if make == 'file':
+    (workdir / name).write_text('')
+  else:
+    (workdir / name).mkdir()
+  with pytest.raises(UserError, match=f'{name} exists and is not a'):
+    ResultStore.create(str(workdir), CONFIG, overwrite=True)
+  assert os.listdir(workdir) == [name]
