@@ -6,19 +6,20 @@ Nothing here is tuned: each function is the straightforward eager code a PyTorch
 the question, so that a ratio against it says what our JAX programs save that user. float32
 throughout; torch keeps its default number of threads (`torch_info` reports it).
 
-gradient_profiles(cell, weights, xs, readout): ln mean_b ||dl_b/ds_t||^2, t = 0..T-1, of one network
-  and input batch, the quantity `lib.measure.gradients.log_grad_profile` measures: a hand-written
-  cell (torch matmuls) run step by step in a Python loop, `retain_grad()` on every state, the loss l
-  = sum_b <r, h_{T-1}>, one `backward()`, then the squared norms of the retained `.grad`s. Unlike
-  ours it is not renormalised: where the gradient leaves the float32 range it reads -inf (or inf),
-  as a plain backward pass does. It computes no input gradients dl/dx_t (ours does). The state s_t
-  is the cell's whole carry, as in lib/nets/cells: h for tanh, (c, h) for LSTM, and ||dl/ds_t||^2 =
-  ||dl/dc_t||^2 + ||dl/dh_t||^2 with c_t and h_t independent coordinates of the state. So the c_t
-  that the next step reads is its own autograd node (a clone of the c_t that h_t = o_t tanh(c_t) was
-  computed from): its .grad is dl/dc_t with h_t held, as in our per-step VJPs. A retain_grad on the
-  c_t that h_t reads would add the path through h_t (the total derivative), and the profile would
-  differ from ours (by 0.2 nats at T = 20, hidden 16); so would torch.nn.LSTMCell's returned c on
-  CPU (measured), which is why the cell is written out.
+gradient_profiles(cell, weights, xs, readout): ln mean_b ||dl_b/ds_t||^2, t = 0..T-1, of one
+  network and input batch, the quantity `lib.measure.gradients.log_grad_profile` measures: a
+  hand-written cell (torch matmuls) run step by step in a Python loop, `retain_grad()` on every
+  state, the loss l = sum_b <r, h_{T-1}>, one `backward()`, then the squared norms of the retained
+  `.grad`s. Unlike ours it is not renormalised: where the gradient leaves the float32 range it
+  reads -inf (or inf), as a plain backward pass does. It computes no input gradients dl/dx_t (ours
+  does). The state s_t is the cell's whole carry, as in lib/nets/cells: h for tanh, (c, h) for
+  LSTM, and ||dl/ds_t||^2 = ||dl/dc_t||^2 + ||dl/dh_t||^2 with c_t and h_t independent
+  coordinates of the state. So the c_t that the next step reads is its own autograd node (a clone
+  of the c_t that h_t = o_t tanh(c_t) was computed from): its .grad is dl/dc_t with h_t held, as
+  in our per-step VJPs. A retain_grad on the c_t that h_t reads would add the path through h_t
+  (the total derivative), and the profile would differ from ours (by 0.2 nats at T = 20, hidden
+  16); so would torch.nn.LSTMCell's returned c on CPU (measured), which is why the cell is written
+  out.
 check_profiles(): that profile equals ours (`lib.experiments.gradient_decay.measure_point`, the very
   same draws) for tanh and LSTM at T = 20, hidden 16, batch 4, input 3, to rtol 1e-4.
 sweep_seconds(grid): wall seconds of a whole gradient-decay grid point by point, one backward
@@ -206,8 +207,8 @@ def _lecun_normal_(weight: torch.Tensor, fan_in: int) -> None:
 
 
 class ConvNet(nn.Module):
-  """lib.nets.models.ConvNet on (B, C, L) signals: three Conv1d (kernel 5, 3, 3; stride 2; padding
-  1) with relu, then a Linear readout of the flattened (channels, positions) features."""
+  """lib.nets.models.ConvNet on (B, C, L) signals: three Conv1d (kernel 5, 3, 3; stride 2;
+  padding 1) with relu, then a Linear readout of the flattened (channels, positions) features."""
 
   def __init__(self, length: int, in_channels: int = 1, channels: int = 25,
                num_outputs: int = 10):

@@ -1,1 +1,1 @@
-"""Tests, one folder per folder of lib/ (tests/nets/test_cells.py tests lib/nets/cells.py)."""
+"""Tests, in folders that mirror lib/ (tests/nets/test_cells.py tests lib/nets/cells.py)."""

@@ -27,19 +27,33 @@ PROTOCOL = ('validate', 'grid', 'point_key', 'run', 'plot', 'summary', 'programs
             'RECORD_FIELDS')
 
 
-def lib_imports(source: str) -> set:
-  """The roles (lib.<role>) that a module's source imports, at the top or inside functions."""
-  roles = set()
+def lib_imports(source: str, package: str = 'lib') -> set:
+  """The roles (lib.<role>) that a module of `package` imports, at the top or inside functions:
+  absolute and relative imports, and importlib.import_module / __import__ of a constant name.
+  A bare `import lib` (reaching roles by attribute) counts as the role 'lib', and an import of
+  the top-level config folder as 'configs': no role may do either."""
+  names = []
   for node in ast.walk(ast.parse(source)):
     if isinstance(node, ast.Import):
-      names = [alias.name for alias in node.names]
-    elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-      names = ([f'{node.module}.{alias.name}' for alias in node.names] if node.module == 'lib'
-               else [node.module])
-    else:
-      continue
-    roles.update(name.split('.')[1] for name in names
-                 if name.startswith('lib.'))
+      names += [alias.name for alias in node.names]
+    elif isinstance(node, ast.ImportFrom):
+      base = node.module or ''
+      if node.level:  # relative: resolved against the module's own package
+        parts = package.split('.')
+        base = '.'.join(parts[:len(parts) - node.level + 1] + ([base] if base else []))
+      names += [f'{base}.{alias.name}' for alias in node.names]
+    elif (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)
+          and isinstance(node.args[0].value, str)
+          and getattr(node.func, 'attr', getattr(node.func, 'id', None)) in (
+              'import_module', '__import__')):
+      names.append(node.args[0].value)
+  roles = set()
+  for name in names:
+    parts = name.split('.')
+    if parts[0] == 'experiments':
+      roles.add('configs')
+    elif parts[0] == 'lib':
+      roles.add(parts[1] if len(parts) > 1 and parts[1] in ALLOWED else 'lib')
   return roles
 
 
@@ -58,8 +72,9 @@ def test_lib_holds_the_role_folders_and_nothing_else():
 @pytest.mark.parametrize('module', sorted(modules()))
 def test_imports_point_one_way(module):
   role = module.split(os.sep)[0]
+  package = '.'.join(['lib'] + module.split(os.sep)[:-1])
   with open(os.path.join(LIB, module)) as f:
-    imported = lib_imports(f.read())
+    imported = lib_imports(f.read(), package)
   if role == '__init__.py':
     assert not imported
     return
@@ -76,9 +91,16 @@ from lib.data import tasks
 from lib.report.tables import decay_table
 def f():
   from lib.experiments import gradient_decay
-from . import sibling
 '''
   assert lib_imports(source) == {'nets', 'measure', 'data', 'report', 'experiments'}
+  assert lib_imports('from . import sweep', 'lib.runtime') == {'runtime'}
+  assert lib_imports('from ..nets import cells', 'lib.runtime') == {'nets'}
+  assert lib_imports('from .. import measure', 'lib.runtime') == {'measure'}
+  assert lib_imports('importlib.import_module("lib.data.tasks")') == {'data'}
+  assert lib_imports('__import__("lib.nets")') == {'nets'}
+  assert lib_imports('import lib') == {'lib'}
+  assert lib_imports('from experiments import gradient_decay') == {'configs'}
+  assert lib_imports('import jax\nfrom absl import logging') == set()
 
 
 def test_registry_and_config_folder_match():

@@ -33,14 +33,15 @@ def validate(config) -> dict:
   return get(config.get('experiment', '')).validate(config)
 
 
-def run(cfg: dict, workdir=None, **options) -> str:
+def run(cfg: dict, workdir=None, overwrite: bool = False, shard: tuple = (0, 1),
+        points_batch: int = 1) -> str:
   """Runs (or resumes) the experiment of a validated config: `lib.runtime.jobs.run`."""
-  return jobs.run(get(cfg['experiment']), cfg, workdir, **options)
+  return jobs.run(get(cfg['experiment']), cfg, workdir, overwrite, shard, points_batch)
 
 
-def dry_run(cfg: dict, **options) -> str:
+def dry_run(cfg: dict, shard: tuple = (0, 1), points_batch: int = 1) -> str:
   """What `run` would compute, and its estimated cost: `lib.runtime.jobs.dry_run`."""
-  return jobs.dry_run(get(cfg['experiment']), cfg, **options)
+  return jobs.dry_run(get(cfg['experiment']), cfg, shard, points_batch)
 
 
 def plot_only(workdir: str) -> str:

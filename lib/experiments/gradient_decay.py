@@ -145,7 +145,7 @@ def compute_group(cfg: dict, group: tuple, programs=None) -> list:
           'hidden_size': cfg['hidden_size'], 'input_size': cfg['input_size'],
           'batch_size': cfg['batch_size'], 'dtype': cfg['dtype'],
           **decay.profile_fields(cfg, log_h[i, j], log_x[i, j], bool(finite[i, j]), cell_name,
-                           cfg['recurrent_init'], sigma_w2, sigma_b2, cfg['sigma_v2']),
+                                 cfg['recurrent_init'], sigma_w2, sigma_b2, cfg['sigma_v2']),
       })
   return records
 

@@ -58,4 +58,3 @@ def layer_step(layer: nn.Conv, activation: str):
   """step(h_{l-1}, layer l's params) -> h_l: the recurrence over depth."""
   phi = ACTIVATIONS[activation]
   return lambda h, params: phi(layer.apply({'params': params}, h))
-

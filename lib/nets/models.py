@@ -9,11 +9,12 @@ explicit rule, never from a library default:
                     (Le, Jaitly & Hinton 2015): identity recurrent kernel, zero biases
   dense, conv, attention kernels   LeCun normal, N(0, 1 / fan_in); biases zero
   layer norms       scale one, offset zero
- `input_profile(params, x, u)` measures how far back the trained signal reaches: ln mean_b ||d <u,
-y_b> / d x_t||^2 for t = 0..T-1, where y_b is the model's output at the last step and u a fixed
-direction in output space. Recurrent models measure it in the log domain
-(`lib.measure.gradients.log_grad_profile`), so that a gradient that vanishes over thousands of steps
-is still a number; attention has no product of per-step Jacobians to underflow.
+
+`input_profile(params, x, u)` measures how far back the trained signal reaches: ln mean_b
+||d <u, y_b> / d x_t||^2 for t = 0..T-1, where y_b is the model's output at the last step and u a
+fixed direction in output space. Recurrent models measure it in the log domain
+(`lib.measure.gradients.log_grad_profile`), so that a gradient that vanishes over thousands of
+steps is still a number; attention has no product of per-step Jacobians to underflow.
 """
 
 import functools
@@ -267,7 +268,7 @@ def recurrent_classifier(cell_name: str, hidden_size: int, example_shape: tuple,
     outputs = []
     for d, cell_params in enumerate(params['cells']):
       states = cells.forward_states(cells.step_of(cell, cell_params), carry0,
-                                        xs if d == 0 else xs[::-1])
+                                    xs if d == 0 else xs[::-1])
       h = cells.output(cell_name, states)  # (T, B, N)
       outputs.append(h if d == 0 else h[::-1])
     h = jnp.concatenate(outputs, axis=-1)  # (T, B, directions * N)

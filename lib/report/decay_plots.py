@@ -7,7 +7,7 @@ measurements; records that are not 'ok' are marked at the edge of the axes (`lib
 
 import os
 
-import matplotlib.colors
+import matplotlib.colors  # no backend: `plotting` selects Agg before anything draws
 import numpy as np
 
 from lib.report import plotting

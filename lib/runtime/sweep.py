@@ -123,4 +123,3 @@ def run_points(program, cfg: dict, *shared):
                                            np.asarray([p[2] for p in grid], np.int32)), *shared)
   shape = (len(scales(cfg)), cfg['num_seeds'])
   return jax.tree.map(lambda a: a.reshape(shape + a.shape[1:]), outputs)
-
