@@ -21,7 +21,9 @@ rnn_gflops_*, rnn_peak_fraction_*: achieved GFLOP/s of a tanh and an LSTM forwar
 cnn_train_vs_torch: training images per second of the MNIST-1D CNN (ours: one seed, the chunk
   program of lib/runtime/train) against the same model and optimiser in PyTorch.
 main_job_seconds, main_job_compiles: wall time and XLA compiles of `python run.py` in a fresh
-  process with an empty compilation cache (a cold start), and again warm (the cache it filled).
+  process with an empty compilation cache (a cold start), and again warm (the cache it filled);
+  main_job_seconds_unbucketed, main_job_compiles_unbucketed: cold with one program per length
+  (--config.length_buckets=()), and main_job_vs_unbucketed, the ratio of the two cold times.
 """
 
 import argparse
@@ -301,12 +303,12 @@ def cnn_figures(quick: bool, repeats: int) -> dict:
 # The main job in a fresh process.
 
 
-def _run_main_job(workdir: str, cache_dir: str):
+def _run_main_job(workdir: str, cache_dir: str, *flags: str):
   """(wall seconds, XLA compiles) of one `python run.py` in a fresh process."""
   env = {**os.environ, 'JAX_LOG_COMPILES': '1'}
   start = time.perf_counter()
   result = subprocess.run([sys.executable, os.path.join(ROOT, 'run.py'),
-                           f'--workdir={workdir}', f'--compilation_cache_dir={cache_dir}'],
+                           f'--workdir={workdir}', f'--compilation_cache_dir={cache_dir}', *flags],
                           env=env, capture_output=True, text=True, check=True)
   seconds = time.perf_counter() - start
   return seconds, (result.stderr.count('Finished XLA compilation')
@@ -315,8 +317,9 @@ def _run_main_job(workdir: str, cache_dir: str):
 
 def main_job_figures(quick: bool, repeats: int) -> dict:
   """run.py cold (empty cache) and warm (the cache the cold run filled), in fresh processes; no
-  warm-up run: the first start is what a user sees."""
-  cold, warm, compiles, warm_compiles = [], [], [], []
+  warm-up run: the first start is what a user sees. Beside it, cold again with one program per
+  length (--config.length_buckets=()), in the same round: the default's buckets against none."""
+  cold, warm, plain, compiles, warm_compiles, plain_compiles = [], [], [], [], [], []
   for _ in range(1 if quick else repeats):
     with tempfile.TemporaryDirectory() as tmp:
       seconds, count = _run_main_job(f'{tmp}/cold', f'{tmp}/cache')
@@ -325,11 +328,18 @@ def main_job_figures(quick: bool, repeats: int) -> dict:
       seconds, count = _run_main_job(f'{tmp}/warm', f'{tmp}/cache')
       warm.append(seconds)
       warm_compiles.append(count)
+      seconds, count = _run_main_job(f'{tmp}/plain', f'{tmp}/plain_cache',
+                                     '--config.length_buckets=()')
+      plain.append(seconds)
+      plain_compiles.append(count)
   return {'main_job_seconds': statistics.median(cold),
           'main_job_seconds_min': min(cold), 'main_job_seconds_max': max(cold),
           'main_job_compiles': max(compiles),
           'main_job_seconds_warm': statistics.median(warm),
-          'main_job_compiles_warm': max(warm_compiles)}
+          'main_job_compiles_warm': max(warm_compiles),
+          'main_job_seconds_unbucketed': statistics.median(plain),
+          'main_job_compiles_unbucketed': max(plain_compiles),
+          'main_job_vs_unbucketed': statistics.median(cold) / statistics.median(plain)}
 
 
 BENCHMARKS = {'sweep': sweep_figures, 'gflops': gflops_figures, 'cnn': cnn_figures,

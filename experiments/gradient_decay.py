@@ -17,9 +17,10 @@ def get_config():
   # Programs of these lengths run every T up to their length: T runs in the shortest bucket that
   # holds it, its steps past T masked out (the state and the gradient pass through unchanged),
   # so its numbers are bit-identical to an unbucketed run's. A sweep then compiles
-  # len(cells) * len(buckets used) programs, at the cost of computing the padded steps. () = no
-  # buckets: one program per (cell, T).
-  config.length_buckets = ()
+  # len(cells) * len(buckets used) programs, at the cost of computing the padded steps. auto =
+  # chosen from seq_lens (each bucket runs the lengths down to a quarter of it: (64, 512) here);
+  # () = no buckets, one program per (cell, T); or the lengths, e.g. 64,512.
+  config.length_buckets = ('auto',)
   config.sigma_w2 = (1.0, 2.0, 4.0)  # recurrent weight variance (x N): swept in one program
   config.sigma_b2 = (0.0,)  # bias variance: swept with sigma_w2, in one program
   config.sigma_v2 = 0.1  # input weight variance (x D): the input term's variance

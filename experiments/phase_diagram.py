@@ -15,7 +15,6 @@ def get_config():
   config.experiment = 'phase_diagram'
   config.cells = ('tanh',)
   config.seq_lens = (100,)
-  config.length_buckets = ()  # see experiments/gradient_decay.py
   config.sigma_w2 = tuple(float(w) for w in np.round(np.arange(1.0, 6.01, 0.25), 2))
   config.sigma_b2 = tuple(float(b) for b in np.round(np.arange(0.0, 0.501, 0.05), 2))
   # Inputs dominate the bias: an RNN's bias is the same at every step, and where it dominates

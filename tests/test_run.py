@@ -194,12 +194,14 @@ def test_killed_mid_sweep_then_rerun_equals_uninterrupted(tmp_path, sig):
 
 def test_a_rerun_loads_every_program_from_the_compilation_cache(tmp_path):
   """--verbose logs each compile; a second run with the same --compilation_cache_dir compiles
-  nothing (every program is a persistent-cache hit) and writes the same results."""
+  nothing (every program is a persistent-cache hit) and writes the same results. No buckets:
+  one program per (cell, length)."""
   cache = f'--compilation_cache_dir={tmp_path / "cache"}'
-  first = run(TINY_FLAGS + [cache, '--verbose', f'--workdir={tmp_path / "a"}'], cwd=tmp_path)
+  flags = TINY_FLAGS + ['--config.length_buckets=()']
+  first = run(flags + [cache, '--verbose', f'--workdir={tmp_path / "a"}'], cwd=tmp_path)
   assert first.returncode == 0, first.stderr
   assert first.stderr.count('Finished XLA compilation') >= 4  # one per (cell, length) at least
-  second = run(TINY_FLAGS + [cache, '--verbose', f'--workdir={tmp_path / "b"}'], cwd=tmp_path)
+  second = run(flags + [cache, '--verbose', f'--workdir={tmp_path / "b"}'], cwd=tmp_path)
   assert second.returncode == 0, second.stderr
   hits = second.stderr.count('Persistent compilation cache hit')
   assert hits >= 4 and second.stderr.count('Finished XLA compilation') == hits

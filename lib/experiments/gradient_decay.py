@@ -33,7 +33,8 @@ SPEC = {
     'experiment': config_lib.text(),
     'cells': config_lib.choices(cells.CELL_NAMES, 'cell'),
     'seq_lens': config_lib.integers(1, 'a positive integer length'),
-    'length_buckets': config_lib.optional_integers(1, 'a positive integer length'),
+    'length_buckets': config_lib.optional_integers_or('auto', 1,
+                                                      'a positive integer length, or auto'),
     'sigma_w2': config_lib.reals(0.0, 'a variance >= 0'),
     'sigma_b2': config_lib.reals(0.0, 'a variance >= 0'),
     'sigma_v2': config_lib.real(0.0, 'a variance >= 0'),
@@ -50,9 +51,26 @@ SPEC = {
 }
 
 
+BUCKET_SPAN = 4  # an automatic bucket runs every length from a quarter of it up to it
+
+
+def auto_buckets(seq_lens) -> tuple:
+  """Length buckets chosen from the grid: the longest length that no bucket holds yet is a
+  bucket, and it runs every length down to 1/BUCKET_SPAN of it. A length then computes at most
+  4 times its own steps, and a grid whose lengths span a factor s compiles about log_4(s)
+  programs a cell: the main job's 16..512 runs in (64, 512), 6 programs instead of 18."""
+  buckets = []
+  for seq_len in sorted(seq_lens, reverse=True):
+    if not buckets or seq_len * BUCKET_SPAN < buckets[-1]:
+      buckets.append(seq_len)
+  return tuple(sorted(buckets))
+
+
 def validate(config) -> dict:
   cfg = sweep.check_seeds_and_fit(config_lib.validate(config, SPEC), 'seq_lens')
   sweep.check_float_range(cfg, ('sigma_w2', 'sigma_b2', 'sigma_v2', 'gate_bias'))
+  if cfg['length_buckets'] == 'auto':
+    cfg['length_buckets'] = auto_buckets(cfg['seq_lens'])
   if cfg['length_buckets'] and max(cfg['seq_lens']) > cfg['length_buckets'][-1]:
     raise UserError(f'config.seq_lens: {max(cfg["seq_lens"])} is longer than the longest of '
                     f'config.length_buckets ({cfg["length_buckets"][-1]}); add a bucket of at '

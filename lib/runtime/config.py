@@ -97,6 +97,14 @@ def optional_integers(minimum: int, what: str) -> Checker:
   return check
 
 
+def optional_integers_or(word: str, minimum: int, what: str) -> Checker:
+  """`word` alone (a choice made later, e.g. 'auto'), or a list as `optional_integers`."""
+  listed = optional_integers(minimum, what)
+  def check(key, value):
+    return word if _items(key, value) == [word] else listed(key, value)
+  return check
+
+
 def shape(what: str) -> Checker:
   """A non-empty list of positive integers, repeats kept (a shape, not a sweep)."""
   def check(key, value):

@@ -13,6 +13,7 @@ from lib.measure import gradients
 from lib.nets import cells
 from lib.runtime.errors import UserError
 from lib.runtime.results import ResultStore
+from tests.conftest import default_config
 
 
 def _run(cfg, workdir):
@@ -70,6 +71,7 @@ def _count_compiles(run):
 
 
 def test_one_compile_per_cell_and_length(tiny_config, tmp_path):
+  tiny_config.length_buckets = ()  # no buckets
   cfg = gradient_decay.validate(tiny_config)
   compiles, _ = _count_compiles(lambda: _run(cfg, tmp_path / 'w'))
   assert compiles == len(cfg['cells']) * len(cfg['seq_lens'])
@@ -89,6 +91,35 @@ def test_length_buckets_compile_once_per_bucket_and_change_no_bit(tiny_config, t
   plain = _run(cfg, tmp_path / 'plain').records()
   assert store.records() == plain
   assert [len(r['log_grad_sq']) for r in plain] == [r['seq_len'] for r in plain]
+
+
+def test_automatic_buckets_hold_every_length_within_four_times_its_steps():
+  """Worked by hand: 512 is a bucket and holds 128..512 (128 x 4 = 512), 64 the rest; 100 alone
+  is its own bucket; 100 holds 30..100 and 20 holds 10, 20. Then random grids: every length runs
+  in a bucket of at most 4 times its steps, and every bucket is a length of the grid."""
+  assert gradient_decay.auto_buckets((16, 32, 64, 128, 256, 512)) == (64, 512)
+  assert gradient_decay.auto_buckets((100,)) == (100,)
+  assert gradient_decay.auto_buckets(tuple(range(10, 101, 10))) == (20, 100)
+  rng = np.random.default_rng(0)
+  for _ in range(200):
+    lengths = sorted({int(t) for t in rng.integers(1, 5000, rng.integers(1, 12))})
+    buckets = gradient_decay.auto_buckets(lengths)
+    assert set(buckets) <= set(lengths)
+    for seq_len in lengths:
+      assert seq_len <= gradient_decay.bucket({'length_buckets': buckets}, seq_len) <= 4 * seq_len
+
+
+def test_the_main_job_chooses_its_buckets_and_empty_means_none():
+  config = default_config()
+  cfg = gradient_decay.validate(config)
+  assert cfg['length_buckets'] == (64, 512)
+  assert len(gradient_decay.programs(cfg)) == 6  # 3 cells x 2 buckets
+  config.length_buckets = ()
+  assert gradient_decay.validate(config)['length_buckets'] == ()
+  config.length_buckets = ('nope',)
+  with pytest.raises(UserError, match="config.length_buckets: 'nope' is not a positive integer "
+                     'length, or auto'):
+    gradient_decay.validate(config)
 
 
 def test_a_length_beyond_every_bucket_is_a_user_error(tiny_config):
