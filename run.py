@@ -73,8 +73,8 @@ def main(argv):
     print(experiments.run(cfg, _WORKDIR.value, overwrite=_OVERWRITE.value,
                           shard=(_SHARD_INDEX.value, _NUM_SHARDS.value),
                           points_batch=_POINTS_BATCH.value))
-  except UserError as e:
-    cli.fail(str(e))
+  except UserError as e:  # a ResourceError too (exit status 3)
+    cli.fail(str(e), e.exit_status)
   except preemption.Preempted:
     print('preempted (SIGTERM): every finished point and the training state are saved; run the '
           'same command to continue', file=sys.stderr)

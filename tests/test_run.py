@@ -65,6 +65,10 @@ BAD_INPUTS = {
     'config file of no ConfigDict': (['--config={configs}/number.py'],
                                      'get_config() must return a ConfigDict, got int'),
     'config file not Python': (['--config={configs}/text.py'], 'cannot load config'),
+    'program too big for the memory': (
+        ['--config.hidden_size=60000', '--config.cells=tanh', '--config.seq_lens=16',
+         '--config.sigma_w2=1', '--config.num_seeds=1'],
+        'of memory but '),  # the need and what is free: tests/runtime/test_limits.py
 }
 
 
@@ -238,3 +242,74 @@ def test_shards_merged_equal_one_run(tmp_path):
                                              f'--workdir={tmp_path / "shard0"}'], cwd=tmp_path)
   assert resumed_as_other_shard.returncode == 2
   assert 'differs in: shard' in resumed_as_other_shard.stderr
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+  """mount(size) -> a tmpfs of `size` at tmp_path/disk (remounted at a new size if called
+  again), unmounted at the end; the test is skipped where tmpfs cannot be mounted (not root)."""
+  disk = tmp_path / 'disk'
+  disk.mkdir()
+
+  def mount(size: str):
+    options = f'size={size}' if not os.path.ismount(disk) else f'remount,size={size}'
+    if subprocess.run(['mount', '-t', 'tmpfs', '-o', options, 'tmpfs', str(disk)],
+                      capture_output=True).returncode:
+      pytest.skip('cannot mount a tmpfs here')
+    return disk
+  yield mount
+  if os.path.ismount(disk):
+    subprocess.run(['umount', str(disk)], check=True)
+
+
+def _error_lines(result) -> list:
+  return [line for line in result.stderr.splitlines() if line.startswith('error:')]
+
+
+def test_a_full_disk_mid_sweep_is_one_line_and_the_rerun_resumes(tmp_path, small_disk):
+  """12 KiB of tmpfs: a page each for config.json and environment.json, one for results.jsonl,
+  whose 16 records need two. The run stops with exit status 3 and one line naming the disk, the
+  file and the workdir, and leaves whole records only; with room, the same command finishes
+  byte-identical to a run that never failed."""
+  workdir = small_disk('12k') / 'w'
+  full = run(TINY_FLAGS + [f'--workdir={workdir}'], cwd=tmp_path)
+  assert full.returncode == 3, full.stderr
+  (line,) = _error_lines(full)
+  assert line.startswith(f'error: no space left on the disk writing {workdir}/results.jsonl '
+                         f'(workdir {workdir});'), line
+  assert 'Traceback' not in full.stderr
+  data = (workdir / 'results.jsonl').read_bytes()
+  assert data.endswith(b'\n') and 0 < data.count(b'\n') < 16
+  assert all(json.loads(line) for line in data.splitlines())
+  small_disk('1m')
+  assert run(TINY_FLAGS + [f'--workdir={workdir}'], cwd=tmp_path).returncode == 0
+  whole = run(TINY_FLAGS + [f'--workdir={tmp_path / "whole"}'], cwd=tmp_path)
+  assert whole.returncode == 0, whole.stderr
+  assert (workdir / 'results.jsonl').read_bytes() == \
+      (tmp_path / 'whole' / 'results.jsonl').read_bytes()
+
+
+def test_a_full_disk_at_a_checkpoint_keeps_the_last_one_and_the_rerun_resumes_from_it(
+    tmp_path, small_disk):
+  """Training with a checkpoint every 50 of 200 steps on 64 KiB of tmpfs: the checkpoint at step
+  50 fits, the one at 100 does not (orbax writes it beside the last before it drops that one).
+  One line, exit status 3, the step-50 checkpoint whole; with room, the rerun resumes from it
+  and finishes (that a resumed run ends byte-identical to one never stopped is
+  tests/runtime/test_train.py's)."""
+  flags = ['--config=experiments/long_range_memory.py', '--config.cells=tanh',
+           '--config.seq_lens=10', '--config.num_steps=200', '--config.log_every=50',
+           '--config.checkpoint_every=50', '--config.hidden_size=8']
+  workdir = small_disk('64k') / 'w'
+  full = run(flags + [f'--workdir={workdir}'], cwd=ROOT)
+  assert full.returncode == 3, full.stderr
+  (line,) = _error_lines(full)
+  assert line.startswith('error: no space left on the disk') and f'(workdir {workdir})' in line
+  assert 'Traceback' not in full.stderr
+  kept = workdir / 'checkpoints' / 'tanh-clip1.0-T10' / '50'
+  assert (kept / 'commit_success.txt').exists()
+  assert not (workdir / 'results.jsonl').exists() or not (workdir / 'results.jsonl').read_bytes()
+  small_disk('4m')
+  resumed = run(flags + [f'--workdir={workdir}', '--verbosity=0'], cwd=ROOT)  # logs the resume
+  assert resumed.returncode == 0, resumed.stderr
+  assert 'resumed from the checkpoint at step 50' in resumed.stderr
+  assert [r['steps'] for r in _records(workdir)] == [200, 200]

@@ -19,6 +19,7 @@ from lib.measure import theory
 from lib.nets import cells
 from lib.report import tables
 from lib.runtime import config as config_lib
+from lib.runtime import devices
 from lib.runtime import sweep
 from lib.runtime.errors import UserError
 from lib.runtime.results import ResultStore
@@ -98,8 +99,9 @@ def programs(cfg: dict, groups=None) -> list:
   from lib.runtime import dry_run  # pylint: disable=g-import-not-at-top
   groups = grid(cfg) if groups is None else groups
   calls = collections.Counter((cell, bucket(cfg, seq_len)) for (cell, seq_len), _ in groups)
-  args = (dry_run.points_args(len(sweep.scales(cfg)) * cfg['num_seeds'], cfg['dtype'],
-                              cfg['dtype'], 'int32'), jax.ShapeDtypeStruct((), jnp.int32))
+  count = len(sweep.scales(cfg)) * cfg['num_seeds']
+  args = (dry_run.points_args(count, cfg['dtype'], cfg['dtype'], 'int32'),
+          devices.abstract(np.int32(0), False, count))  # the sequence length, shared
   return [dry_run.Program(f'{cell} T={length}', program(cfg, cell, length), args, count)
           for (cell, length), count in calls.items()]
 

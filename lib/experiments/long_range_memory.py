@@ -150,7 +150,7 @@ def programs(cfg: dict, groups) -> list:
                                 cfg['log_every'])
     init = programs_[-2]  # its output holds the parameters of every seed
     (seeds,) = dry_run.points_args(cfg['num_seeds'], 'int32')
-    params = jax.eval_shape(init.fn, *init.args)['params']
+    params = devices.abstract(init.fn.eval_shape(*init.args)['params'], True, cfg['num_seeds'])
     programs_.append(dry_run.Program(f'{name} input profile',
                                      input_profiles(cfg, model, group[2]), ((params, seeds),), 2))
   return programs_

@@ -20,10 +20,10 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__
 _EXPERIMENTS_DIR = os.path.join(_ROOT, 'experiments')  # the config files, beside lib/
 
 
-def fail(message: str) -> None:
-  """Prints `error: message` on one line to stderr and exits with status 2."""
+def fail(message: str, status: int = 2) -> None:
+  """Prints `error: message` on one line to stderr and exits with `status` (2: bad input)."""
   print(f'error: {message}', file=sys.stderr)
-  sys.exit(2)
+  sys.exit(status)
 
 
 def one_line(error: BaseException) -> str:

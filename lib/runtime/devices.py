@@ -37,6 +37,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec
 import numpy as np
 
+from lib.runtime import compiled
 from lib.runtime.errors import UserError
 
 AXIS = 'points'
@@ -83,14 +84,27 @@ def pad(points, count: int):
   return jax.tree.map(lambda a: np.concatenate([a, np.repeat(a[-1:], extra, axis=0)]), points)
 
 
+def sharding(split: bool, count: int) -> NamedSharding:
+  """How a program of `count` points holds an argument: sharded along its leading axis (`split`:
+  the points), or replicated (what every point shares)."""
+  return NamedSharding(mesh(count), PartitionSpec(AXIS) if split else PartitionSpec())
+
+
 def put(tree, split: bool, count: int):
   """Host arrays (whole on every process) as global arrays on the devices of a program of
   `count` points: sharded along their leading axis (`split`), or replicated."""
-  sharding = NamedSharding(mesh(count), PartitionSpec(AXIS) if split else PartitionSpec())
+  where = sharding(split, count)
   def one(a):
     a = np.asarray(a)
-    return jax.make_array_from_callback(a.shape, sharding, lambda index: a[index])
+    return jax.make_array_from_callback(a.shape, where, lambda index: a[index])
   return jax.tree.map(one, tree)
+
+
+def abstract(tree, split: bool, count: int):
+  """What `put(tree, split, count)` gives, as jax.ShapeDtypeStructs (shapes, dtypes and the
+  shardings), for compiling a program before its arguments exist."""
+  where = sharding(split, count)
+  return jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype, sharding=where), tree)
 
 
 def fetch(tree):
@@ -101,18 +115,18 @@ def fetch(tree):
   return jax.tree.map(np.asarray, multihost_utils.process_allgather(tree, tiled=True))
 
 
-def map_points(fn: Callable, count: int, num_shared: int = 0) -> Callable:
+def map_points(fn: Callable, count: int, num_shared: int = 0) -> compiled.Program:
   """jit(f)(points, *shared): fn(point, *shared) for each of `count` points along the leading
   axis of the `points` pytree (padded to `padded_count(count)`, sharded over `mesh(count)`); the
   `shared` arguments are replicated. Outputs are stacked along a leading axis, sharded like
-  `points`."""
+  `points`. A `lib.runtime.compiled.Program`: compiled once in a run, however often built."""
   def per_device(points, *shared):
     return lax.map(lambda point: fn(point, *shared), points,
                    batch_size=_batch if _batch > 1 else None)
-  return jax.jit(jax.shard_map(
+  return compiled.Program(jax.jit(jax.shard_map(
       per_device, mesh=mesh(count),
       in_specs=(PartitionSpec(AXIS),) + (PartitionSpec(),) * num_shared,
-      out_specs=PartitionSpec(AXIS), check_vma=False))
+      out_specs=PartitionSpec(AXIS), check_vma=False)), used_devices(count))
 
 
 def one_at_a_time(fn: Callable) -> Callable:

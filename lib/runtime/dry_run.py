@@ -11,7 +11,9 @@ estimate takes:
   this 2-core CPU the estimates of the gradient-decay programs were 0.83-1.09 of the measured
   times, and of the training chunks of the sequence models 1.3-1.7 times too low;
 - peak memory per device: XLA's buffer assignment of the compiled program (arguments + outputs
-  - aliased + temporaries). Compiling costs what the run's compile would (0.1-3 s a program).
+  - aliased + temporaries: `lib.runtime.limits.need`), beside the memory free; a program that
+  would not fit is marked (a run stops before its first point on it). Compiling costs what the
+  run's compile would (0.1-3 s a program).
 The dry run writes no results; the programs it compiles may go to the compilation cache. It runs
 as one process: for a multi-process run, the device count and memory per device are this
 host's, and the time divides by the number of processes.
@@ -27,6 +29,8 @@ import numpy as np
 from jax import lax
 
 from lib.runtime import devices
+from lib.runtime import limits
+from lib.runtime import sweep
 
 
 class Program(NamedTuple):
@@ -38,13 +42,10 @@ class Program(NamedTuple):
 
 def points_args(count: int, *dtypes) -> tuple:
   """The abstract points of a `devices.map_points` program: `count` points (padded as
-  `devices.padded_count` does), each a tuple of scalars of these dtypes."""
-  return tuple(jax.ShapeDtypeStruct((devices.padded_count(count),), jnp.dtype(d)) for d in dtypes)
-
-
-def abstract(tree):
-  """The shapes and dtypes of a pytree of arrays (or of abstract values)."""
-  return jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype), tree)
+  `devices.padded_count` does, sharded as `devices.put` shards them), each a tuple of scalars
+  of these dtypes."""
+  return tuple(jax.ShapeDtypeStruct((devices.padded_count(count),), jnp.dtype(d),
+                                    sharding=devices.sharding(True, count)) for d in dtypes)
 
 
 def _cost(jaxpr, times: int = 1) -> np.ndarray:
@@ -113,24 +114,6 @@ def calibrate(dtype='float32', repeats: int = 5) -> np.ndarray:
   return np.maximum(np.linalg.solve(costs, seconds), 0.0)
 
 
-def peak_bytes(traced: jax.stages.Traced):
-  """Per-device peak memory of the compiled program, or None where XLA does not say."""
-  stats = traced.lower().compile().memory_analysis()
-  if stats is None:
-    return None
-  return (stats.argument_size_in_bytes + stats.output_size_in_bytes
-          - stats.alias_size_in_bytes + stats.temp_size_in_bytes)
-
-
-def _size(num_bytes) -> str:
-  if num_bytes is None:
-    return '?'
-  for unit in ('B', 'KiB', 'MiB', 'GiB'):
-    if num_bytes < 1024 or unit == 'GiB':
-      return f'{num_bytes:.0f} {unit}' if unit == 'B' else f'{num_bytes:.1f} {unit}'
-    num_bytes /= 1024
-
-
 def _swept(cfg: dict) -> str:
   lists = {k: v for k, v in cfg.items() if isinstance(v, (list, tuple)) and len(v) > 1
            and k not in ('spatial_shape', 'shard', 'length_buckets')}
@@ -140,17 +123,20 @@ def _swept(cfg: dict) -> str:
 
 def report(experiment, cfg: dict, prepared: tuple = (), shard: tuple = (0, 1)) -> str:
   """The dry run's printout: grid, points, programs, and per-program estimates."""
-  groups = [g for i, g in enumerate(experiment.grid(cfg)) if i % shard[1] == shard[0]]
+  groups = sweep.shard_of(experiment.grid(cfg), shard)
   points = sum(len(keys) for _, keys in groups)
   programs = experiment.programs(cfg, groups, *prepared)
   with jax.enable_x64(cfg.get('dtype') == 'float64'):
     per_flop, per_op = calibrate(cfg.get('dtype', 'float32'))
     rows, total = [], 0.0
     for program in programs:
-      traced = program.fn.trace(*program.args)  # one trace for the count and the compile
-      seconds = float(cost(traced, program.args) @ np.asarray([per_flop, per_op]))
+      seconds = float(cost(program.fn.trace(*program.args), program.args)
+                      @ np.asarray([per_flop, per_op]))
       total += seconds * program.calls
-      rows.append((program.name, program.calls, seconds, peak_bytes(traced)))
+      executable = program.fn.compile(*program.args)
+      needed, free, source = limits.fits(program, executable)
+      rows.append((program.name, program.calls, seconds, limits.need(executable),
+                   needed is not None and free is not None and needed > free))
   width = max([len('program')] + [len(r[0]) for r in rows])
   lines = [
       f'dry run of {cfg["experiment"]}: no point is computed, no result written',
@@ -163,8 +149,14 @@ def report(experiment, cfg: dict, prepared: tuple = (), shard: tuple = (0, 1)) -
       f'calibrated here: {1e-9 / per_flop if per_flop else float("inf"):.1f} GFLOP/s and '
       f'{per_op * 1e6:.2f} us per operation (tanh RNNs, forward+backward)',
       f'{"program":<{width}}  calls  s/call (est.)  peak memory/device']
-  lines += [f'{name:<{width}}  {calls:>5}  {seconds:>13.3g}  {_size(peak):>18}'
-            for name, calls, seconds, peak in rows]
+  lines += [f'{name:<{width}}  {calls:>5}  {seconds:>13.3g}  {limits.size(peak):>18}'
+            + ('  does not fit' if too_big else '') for name, calls, seconds, peak, too_big in rows]
   lines.append(f'estimated compute: {total:.3g} s for the whole grid, plus compiling (0.1-3 s a '
                'program on CPU; none on a rerun with the compilation cache)')
+  if programs:
+    free, source = limits.available(
+        [d for d in programs[0].fn.devices if d.process_index == jax.process_index()])
+    lines.append(f'memory free: {limits.size(free)} ({source}); on a CPU its devices share it, '
+                 'each holding its peak' if programs[0].fn.devices[0].platform == 'cpu' else
+                 f'memory free per device: {limits.size(free)} ({source})')
   return '\n'.join(lines)

@@ -28,6 +28,8 @@ import time
 from absl import logging
 
 from lib.runtime.errors import UserError
+from lib.runtime.errors import resources
+from lib.runtime.results import check_writable
 from lib.runtime.results import config_diff
 from lib.runtime.results import ResultStore
 
@@ -74,20 +76,54 @@ def run(experiment, cfg: dict, workdir=None, overwrite: bool = False, shard: tup
   `merge` joins the shards' workdirs. points_batch: points vmapped together on a device
   (`lib.runtime.devices.set_points_batch`), recorded in the config when above 1.
   """
+  # pylint: disable=g-import-not-at-top  (jax: slow to import, and bad flags fail before it)
+  from lib.runtime import compiled
+  from lib.runtime import limits
   cfg = _with_run_keys(cfg, shard, points_batch)
   # An experiment that needs inputs (a dataset) loads them first, so that a missing one fails
   # before anything is written; run() then takes them as a third argument.
   prepared = (experiment.prepare(cfg),) if hasattr(experiment, 'prepare') else ()
-  store = _open_store(experiment, cfg, workdir, overwrite)
-  start = time.perf_counter()
-  computed = experiment.run(cfg, store, *prepared)
+  _check_workdir(experiment, cfg, workdir, overwrite)  # before compiling: bad input fails fast
+  with compiled.shared():  # what the memory check compiles, the run loads
+    # every program that will run, compiled and set against the memory it will have
+    limits.check_memory(experiment.programs(cfg, _pending(experiment, cfg, workdir, overwrite),
+                                            *prepared), cfg)
+    store = _open_store(experiment, cfg, workdir, overwrite)
+    start = time.perf_counter()
+    with resources(store.workdir):
+      computed = experiment.run(cfg, store, *prepared)
   logging.info('computed %d points in %.1fs', computed, time.perf_counter() - start)
   if not store.workdir:  # a follower: process 0 of a multi-process run writes
     return f'computed {computed} points with process 0, which writes the results and plots'
   records = store.records()
-  paths = experiment.plot(records, store.plots_dir)
+  with resources(store.workdir):
+    paths = experiment.plot(records, store.plots_dir)
   return '\n'.join([experiment.summary(records), f'results: {store.results_path}',
                     'plots: ' + ', '.join(paths)])
+
+
+def _check_workdir(experiment, cfg: dict, workdir, overwrite: bool) -> None:
+  """What opening the workdir would refuse, checked by process 0 without writing anything."""
+  from lib.runtime import devices  # pylint: disable=g-import-not-at-top
+  neutral = getattr(experiment, 'NEUTRAL_KEYS', ())
+  devices.on_leader(lambda: ResultStore.check(workdir, cfg, overwrite, neutral) if workdir
+                    else check_writable('runs'))
+
+
+def _pending(experiment, cfg: dict, workdir, overwrite: bool) -> list:
+  """The groups of this shard with a point that `workdir` does not hold yet (all, for a new
+  workdir or --overwrite): read only, so that a check that fails leaves the workdir as it was."""
+  from lib.runtime import sweep  # pylint: disable=g-import-not-at-top
+  groups = sweep.shard_of(experiment.grid(cfg), tuple(cfg.get('shard', (0, 1))))
+  store = ResultStore(workdir or '', experiment.RECORD_FIELDS)
+  held = bool(workdir) and not overwrite and os.path.isfile(store.results_path)
+
+  def read():
+    try:
+      return store.records() if held else []
+    except UserError:  # opening the store reports it
+      return []
+  return sweep.pending(groups, sweep.done_keys(groups, experiment.point_key, read))
 
 
 def dry_run(experiment, cfg: dict, shard: tuple = (0, 1), points_batch: int = 1) -> str:
@@ -119,7 +155,8 @@ def plot_only(workdir: str, lookup) -> str:
   records = store.records()
   if not records:
     raise UserError(f'no results to plot in {store.results_path}')
-  paths = experiment.plot(records, store.plots_dir)
+  with resources(workdir):
+    paths = experiment.plot(records, store.plots_dir)
   return '\n'.join([experiment.summary(records), 'plots: ' + ', '.join(paths)])
 
 
@@ -154,9 +191,10 @@ def merge(sources: list, workdir: str, lookup, overwrite: bool = False) -> str:
   for record in store.records():  # what an earlier merge into workdir already holds
     records.setdefault(experiment.point_key(record), record)
   records = sorted(records.values(), key=lambda r: order[experiment.point_key(r)])
-  store.replace(records)
+  with resources(workdir):
+    store.replace(records)
+    paths = experiment.plot(records, store.plots_dir)
   missing = len(order) - len(records)
-  paths = experiment.plot(records, store.plots_dir)
   return '\n'.join([experiment.summary(records),
                     f'merged {len(sources)} workdirs: {len(records)} of {len(order)} points'
                     + (f' ({missing} missing: run the missing shards, then merge again)'

@@ -21,6 +21,7 @@ from typing import Iterable
 import numpy as np
 
 from lib.runtime.errors import UserError
+from lib.runtime.errors import resource_error
 
 CONFIG_FILE = 'config.json'
 ENVIRONMENT_FILE = 'environment.json'
@@ -129,6 +130,21 @@ def config_diff(old: dict, new: dict, ignore: tuple = ()) -> list:
 _LOCKS = {}  # real path of a workdir -> the open lock file this process holds on it
 
 
+def check_writable(path: str) -> None:
+  """A UserError unless `path` is (or can be made) a folder this process may write in, judged
+  from the nearest part of it that exists, without writing anything."""
+  existing = os.path.abspath(path)
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    reason = 'Not a directory'
+  elif not os.access(existing, os.W_OK | os.X_OK):
+    reason = 'Permission denied'
+  else:
+    return
+  raise UserError(f'cannot write to workdir {path}: {reason}')
+
+
 def _lock(workdir: str) -> None:
   """Holds an exclusive lock on workdir for the life of the process: two runs appending to one
   results file would duplicate its records."""
@@ -165,15 +181,11 @@ class ResultStore:
     self.shard = (0, 1)
 
   @classmethod
-  def create(cls, workdir: str, config: dict, overwrite: bool = False,
-             required: tuple = (), neutral: tuple = ()) -> 'ResultStore':
-    """Opens `workdir` for `config`: creates it, resumes it if it holds the same config, refuses it
-    if it holds another (unless `overwrite`, which deletes the old results first). Every check
-    runs before anything is written. Keys in `neutral` change no result (e.g. length buckets):
-    a workdir whose config differs only in them is resumed, and its config.json updated."""
-    store = cls(workdir, required)
+  def check(cls, workdir: str, config: dict, overwrite: bool = False, neutral: tuple = ()) -> dict:
+    """The checks of `create`, reading only: `workdir` can be opened for `config` (it is a folder
+    or can be made one, holds no other config unless `overwrite`, and is writable as far as the
+    file system's permissions say). Returns the config as it is stored."""
     config = json_safe(json.loads(json.dumps(config)))  # tuples -> lists, as stored
-    store.shard = tuple(config.get('shard', (0, 1)))  # (index, count): which groups are ours
     config_path = os.path.join(workdir, CONFIG_FILE)
     if os.path.exists(workdir) and not os.path.isdir(workdir):
       raise UserError(f'workdir {workdir} exists and is not a folder')
@@ -182,7 +194,7 @@ class ResultStore:
       if os.path.exists(path) and os.path.isdir(path) != (name in _DIRS):
         kind = 'a folder' if name in _DIRS else 'a file'
         raise UserError(f'workdir {workdir}: {name} exists and is not {kind}')
-    held = os.path.exists(config_path) or os.path.exists(store.results_path)
+    held = os.path.exists(config_path) or os.path.exists(os.path.join(workdir, RESULTS_FILE))
     if held and not overwrite:
       old = read_json(config_path) if os.path.exists(config_path) else {}
       if old != config and (config_diff(old, config, ignore=neutral) or not old):
@@ -190,6 +202,20 @@ class ResultStore:
         raise UserError(
             f'workdir {workdir} holds results of a different config (differs in: {differs}); '
             'pass --overwrite to replace them or choose another --workdir')
+    check_writable(workdir)
+    return config
+
+  @classmethod
+  def create(cls, workdir: str, config: dict, overwrite: bool = False,
+             required: tuple = (), neutral: tuple = ()) -> 'ResultStore':
+    """Opens `workdir` for `config`: creates it, resumes it if it holds the same config, refuses it
+    if it holds another (unless `overwrite`, which deletes the old results first). Every check
+    (`check`) runs before anything is written. Keys in `neutral` change no result (e.g. length
+    buckets): a workdir whose config differs only in them is resumed, and its config.json
+    updated."""
+    store = cls(workdir, required)
+    config = cls.check(workdir, config, overwrite, neutral)
+    store.shard = tuple(config.get('shard', (0, 1)))  # (index, count): which groups are ours
     try:
       os.makedirs(workdir, exist_ok=True)
       _lock(workdir)
@@ -203,11 +229,12 @@ class ResultStore:
       for name in os.listdir(workdir):  # left by a kill inside write_atomic
         if name.startswith(_TMP_PREFIX):
           os.unlink(os.path.join(workdir, name))
-      write_json(config_path, config)
+      write_json(os.path.join(workdir, CONFIG_FILE), config)
       store._record_environment()
       store._repair()
-    except OSError as e:
-      raise UserError(f'cannot write to workdir {workdir}: {e.strerror or e}') from None
+    except OSError as e:  # a full disk is a ResourceError (exit 3), the rest bad input
+      raise (resource_error(e, workdir)
+             or UserError(f'cannot write to workdir {workdir}: {e.strerror or e}')) from None
     return store
 
   @classmethod
@@ -267,14 +294,25 @@ class ResultStore:
     write_atomic(self.results_path, b''.join(_line(record) for record in records))
 
   def append(self, records: Iterable[dict]) -> None:
-    """Appends each record as one line, durably, one at a time."""
+    """Appends each record as one line, durably, one at a time. A write that fails (a full disk)
+    or is interrupted takes its part-written line back at once: the file holds whole records."""
     fd = os.open(self.results_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
       for record in records:
+        start = os.lseek(fd, 0, os.SEEK_END)  # where this record's line begins
         view = memoryview(_line(record))
-        while view:
-          view = view[os.write(fd, view):]
-        os.fsync(fd)
+        try:
+          while view:
+            view = view[os.write(fd, view):]
+          os.fsync(fd)
+        except BaseException as e:
+          try:
+            os.ftruncate(fd, start)  # shrinking needs no space
+          except OSError:
+            pass  # the next open truncates it (_repair)
+          if isinstance(e, OSError) and not e.filename:
+            e.filename = self.results_path  # os.write's error does not say which file
+          raise
     finally:
       os.close(fd)
 

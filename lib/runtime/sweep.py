@@ -36,12 +36,8 @@ def run_groups(groups: Sequence[tuple[Hashable, Sequence[Hashable]]],
   Only the store's shard of the groups is run: groups index, index + count, ... for
   store.shard = (index, count). Returns the number of points computed in this call.
   """
-  index, count = store.shard
-  groups = [g for i, g in enumerate(groups) if i % count == index]
-  done = {key_of(r) for r in devices.on_leader(store.records) or []}
-  every_key = [key for _, keys in groups for key in keys]
-  mask = devices.broadcast(np.asarray([key in done for key in every_key]))  # process 0's
-  done = {key for key, is_done in zip(every_key, mask) if is_done}
+  groups = shard_of(groups, store.shard)
+  done = done_keys(groups, key_of, store.records)
   total = sum(len(keys) for _, keys in groups)
   finished = sum(key in done for _, keys in groups for key in keys)
   computed = 0
@@ -64,6 +60,26 @@ def run_groups(groups: Sequence[tuple[Hashable, Sequence[Hashable]]],
       if devices.any_process(preemption.requested()):  # the group in flight is written
         raise preemption.Preempted()
   return computed
+
+
+def shard_of(groups: Sequence, shard: tuple) -> list:
+  """Groups index, index + count, ... of `groups`, for shard = (index, count)."""
+  index, count = shard
+  return [g for i, g in enumerate(groups) if i % count == index]
+
+
+def done_keys(groups: Sequence, key_of: Callable[[dict], Hashable], read_records) -> set:
+  """The point keys of `groups` that the records process 0 reads (`read_records()`) hold: the
+  same set on every process."""
+  done = {key_of(r) for r in devices.on_leader(read_records) or []}
+  every_key = [key for _, keys in groups for key in keys]
+  mask = devices.broadcast(np.asarray([key in done for key in every_key], bool))  # process 0's
+  return {key for key, is_done in zip(every_key, mask) if is_done}
+
+
+def pending(groups: Sequence, done: set) -> list:
+  """The groups with a point not in `done`: those a run computes."""
+  return [(group, keys) for group, keys in groups if any(key not in done for key in keys)]
 
 
 def check_seed_range(cfg: dict) -> None:

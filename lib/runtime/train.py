@@ -14,7 +14,10 @@ seed's parameters stay as they were before that step, and its curves read NaN fr
 (Pascanu, Mikolov & Bengio 2013 is the case in point: exploding gradients are data, not a crash).
 """
 
+import logging as std_logging
 import os
+import sys
+import threading
 from typing import Any, Callable, NamedTuple, Optional
 
 from absl import logging
@@ -159,11 +162,14 @@ def programs(name: str, init_params: Callable, task: Task, opt, num_seeds: int, 
   from lib.runtime import dry_run  # pylint: disable=g-import-not-at-top
   (seeds,) = dry_run.points_args(num_seeds, 'int32')
   init = init_program(init_params, task, opt, num_steps // log_every, num_seeds)
-  state = jax.eval_shape(init, seeds)
+  # the chunk's arguments as `train` passes them: the states sharded like the seeds, the data
+  # replicated
+  state = devices.abstract(init.eval_shape(seeds), True, num_seeds)
   return [dry_run.Program(f'{name} init', init, (seeds,), 1),
           dry_run.Program(f'{name} {log_every} steps',
                           chunk_program(task, opt, log_every, num_seeds),
-                          ((state, seeds), dry_run.abstract(task.data)), num_steps // log_every)]
+                          ((state, seeds), devices.abstract(task.data, False, num_seeds)),
+                          num_steps // log_every)]
 
 
 class Checkpoints:
@@ -190,8 +196,23 @@ class Checkpoints:
                                  args=self._ocp.args.StandardRestore(abstract))
 
   def save(self, step: int, state: dict) -> None:
-    self._manager.save(step, args=self._ocp.args.StandardSave(state))
-    self._manager.wait_until_finished()
+    """Saves `state` as step `step`; the last checkpoint stays until this one is whole. A save
+    that fails (a full disk) raises, and orbax's threads, which go on failing after it, are
+    silenced: the run ends with the one line that says why (`lib.runtime.errors.resources`)."""
+    verbosity = logging.get_verbosity()
+    asyncio_log = std_logging.getLogger('asyncio')  # "Task exception was never retrieved"
+    quiet = (sys.unraisablehook, threading.excepthook, asyncio_log.level)
+    logging.set_verbosity(logging.FATAL)  # orbax logs a failed write, traceback and all
+    sys.unraisablehook = threading.excepthook = lambda *_: None
+    asyncio_log.setLevel(std_logging.CRITICAL)
+    try:
+      self._manager.save(step, args=self._ocp.args.StandardSave(state))
+      self._manager.wait_until_finished()
+    finally:
+      logging.set_verbosity(verbosity)
+    # only after a save that worked: a failed one's threads and tasks go on failing as the run ends
+    sys.unraisablehook, threading.excepthook, _ = quiet
+    asyncio_log.setLevel(quiet[2])
 
   def close(self) -> None:
     self._manager.close()

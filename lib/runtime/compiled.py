@@ -1,0 +1,75 @@
+"""Programs compiled once in a run: the pre-flight memory check, the dry run and the run share
+one compile of each program.
+
+jax.jit keeps its executables per function object, and each part of a run builds its own objects:
+the pre-flight check (`lib.runtime.limits`) asks the experiment for its programs, and the sweep
+or the trainer builds them again, equal but new. `Program` wraps a jitted function; inside
+`shared()` (which `lib.runtime.jobs` runs in) it keeps its executables in one table keyed by the
+lowered module (its StableHLO text: every operation, constant, shape, dtype and sharding), so
+the first compile of a program serves every equal one after it, and a second compile is a
+lowering and a look-up. Outside `shared()` a Program compiles once per argument signature, as
+jax.jit does.
+"""
+
+import contextlib
+import hashlib
+from typing import Callable
+
+import jax
+
+_table = None  # sha256 of a lowered module -> jax.stages.Compiled, inside `shared()`
+
+
+@contextlib.contextmanager
+def shared():
+  """Programs built inside share one executable per distinct lowered module (the table lives
+  as long as the outermost `shared()`, so its executables are freed with it)."""
+  global _table
+  outer = _table
+  _table = {} if outer is None else outer
+  try:
+    yield
+  finally:
+    _table = outer
+
+
+def _signature(args) -> tuple:
+  leaves, treedef = jax.tree.flatten(args)
+  return treedef, tuple((tuple(leaf.shape), str(leaf.dtype), getattr(leaf, 'sharding', None))
+                        for leaf in leaves)
+
+
+class Program:
+  """A jitted function, compiled once per argument signature (and once per lowered module
+  inside `shared()`). `devices`: the devices it runs on."""
+
+  def __init__(self, jitted: Callable, devices: list):
+    self._jitted = jitted
+    self.devices = devices
+    self._executables = {}
+
+  def trace(self, *args) -> jax.stages.Traced:
+    return self._jitted.trace(*args)
+
+  def eval_shape(self, *args):
+    return jax.eval_shape(self._jitted, *args)
+
+  def compile(self, *args) -> jax.stages.Compiled:
+    """The executable for arguments like `args` (arrays, or jax.ShapeDtypeStructs with the
+    shardings the arrays will have)."""
+    signature = _signature(args)
+    if signature not in self._executables:
+      lowered = self._jitted.trace(*args).lower()
+      if _table is None:
+        self._executables[signature] = lowered.compile()
+      else:
+        key = hashlib.sha256(lowered.as_text().encode()).hexdigest()
+        if key not in _table:
+          _table[key] = lowered.compile()
+        self._executables[signature] = _table[key]
+    return self._executables[signature]
+
+  def __call__(self, *args):
+    if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(args)):
+      return self._jitted(*args)  # inside another transformation: an ordinary jitted call
+    return self.compile(*args)(*args)
