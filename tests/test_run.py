@@ -65,8 +65,8 @@ BAD_INPUTS = {
     'config file of no ConfigDict': (['--config={configs}/number.py'],
                                      'get_config() must return a ConfigDict, got int'),
     'config file not Python': (['--config={configs}/text.py'], 'cannot load config'),
-    'program too big for the memory': (
-        ['--config.hidden_size=60000', '--config.cells=tanh', '--config.seq_lens=16',
+    'program too big for the memory': (  # 1.6 TiB: too big for any host this runs on
+        ['--config.hidden_size=300000', '--config.cells=tanh', '--config.seq_lens=16',
          '--config.sigma_w2=1', '--config.num_seeds=1'],
         'of memory but '),  # the need and what is free: tests/runtime/test_limits.py
 }
@@ -267,11 +267,18 @@ def _error_lines(result) -> list:
 
 
 def test_a_full_disk_mid_sweep_is_one_line_and_the_rerun_resumes(tmp_path, small_disk):
-  """12 KiB of tmpfs: a page each for config.json and environment.json, one for results.jsonl,
-  whose 16 records need two. The run stops with exit status 3 and one line naming the disk, the
-  file and the workdir, and leaves whole records only; with room, the same command finishes
-  byte-identical to a run that never failed."""
-  workdir = small_disk('12k') / 'w'
+  """A tmpfs with the pages config.json and environment.json take (as a run that never failed
+  wrote them) and one page for results.jsonl, whose 16 records need more. The run stops with
+  exit status 3 and one line naming the disk, the file and the workdir, and leaves whole records
+  only; with room, the same command finishes byte-identical to the run that never failed."""
+  whole = run(TINY_FLAGS + [f'--workdir={tmp_path / "whole"}'], cwd=tmp_path)
+  assert whole.returncode == 0, whole.stderr
+  page = os.sysconf('SC_PAGE_SIZE')
+
+  def pages(name):
+    return -(-(tmp_path / 'whole' / name).stat().st_size // page)
+  assert pages('results.jsonl') > 1
+  workdir = small_disk(str((pages('config.json') + pages('environment.json') + 1) * page)) / 'w'
   full = run(TINY_FLAGS + [f'--workdir={workdir}'], cwd=tmp_path)
   assert full.returncode == 3, full.stderr
   (line,) = _error_lines(full)
@@ -283,8 +290,6 @@ def test_a_full_disk_mid_sweep_is_one_line_and_the_rerun_resumes(tmp_path, small
   assert all(json.loads(line) for line in data.splitlines())
   small_disk('1m')
   assert run(TINY_FLAGS + [f'--workdir={workdir}'], cwd=tmp_path).returncode == 0
-  whole = run(TINY_FLAGS + [f'--workdir={tmp_path / "whole"}'], cwd=tmp_path)
-  assert whole.returncode == 0, whole.stderr
   assert (workdir / 'results.jsonl').read_bytes() == \
       (tmp_path / 'whole' / 'results.jsonl').read_bytes()
 

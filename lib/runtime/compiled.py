@@ -5,10 +5,12 @@ jax.jit keeps its executables per function object, and each part of a run builds
 the pre-flight check (`lib.runtime.limits`) asks the experiment for its programs, and the sweep
 or the trainer builds them again, equal but new. `Program` wraps a jitted function; inside
 `shared()` (which `lib.runtime.jobs` runs in) it keeps its executables in one table keyed by the
-lowered module (its StableHLO text: every operation, constant, shape, dtype and sharding), so
-the first compile of a program serves every equal one after it, and a second compile is a
-lowering and a look-up. Outside `shared()` a Program compiles once per argument signature, as
-jax.jit does.
+lowered module (its StableHLO text: every operation, constant, shape, dtype and sharding; the
+function must be jitted with keep_unused=True, so that no argument is pruned from it) and the
+devices, so the first compile of a program serves every equal one after it, and a second
+compile is a lowering and a look-up. A module the text does not describe whole (host
+callbacks; constants passed beside it, under jax_use_simplified_jaxpr_constants) is never
+shared. Outside `shared()` a Program compiles once per argument signature, as jax.jit does.
 """
 
 import contextlib
@@ -16,6 +18,7 @@ import hashlib
 from typing import Callable
 
 import jax
+import numpy as np
 
 _table = None  # sha256 of a lowered module -> jax.stages.Compiled, inside `shared()`
 
@@ -34,9 +37,20 @@ def shared():
 
 
 def _signature(args) -> tuple:
+  """What jax.jit would retrace or recompile for: the tree, each leaf's shape, dtype, weak type
+  and sharding, and the x64 mode."""
   leaves, treedef = jax.tree.flatten(args)
-  return treedef, tuple((tuple(leaf.shape), str(leaf.dtype), getattr(leaf, 'sharding', None))
-                        for leaf in leaves)
+  return (treedef, bool(jax.config.jax_enable_x64),
+          tuple((np.shape(leaf), str(getattr(leaf, 'dtype', None) or np.result_type(leaf)),
+                 getattr(leaf, 'weak_type', None), getattr(leaf, 'sharding', None))
+                for leaf in leaves))
+
+
+def _shareable(text: str) -> bool:
+  """Whether the lowered text is the whole program: no host callback (its Python function is
+  not in the text), no constant passed beside the module."""
+  return 'callback' not in text and not getattr(jax.config, 'jax_use_simplified_jaxpr_constants',
+                                                  False)
 
 
 class Program:
@@ -60,10 +74,13 @@ class Program:
     signature = _signature(args)
     if signature not in self._executables:
       lowered = self._jitted.trace(*args).lower()
-      if _table is None:
+      text = lowered.as_text() if _table is not None else ''
+      if _table is None or not _shareable(text):
         self._executables[signature] = lowered.compile()
       else:
-        key = hashlib.sha256(lowered.as_text().encode()).hexdigest()
+        devices = ','.join(f'{d.platform}:{d.id}' for d in self.devices)
+        key = hashlib.sha256(f'{devices}\n{lowered.in_tree}\n{lowered.out_tree}\n{text}'
+                             .encode()).hexdigest()
         if key not in _table:
           _table[key] = lowered.compile()
         self._executables[signature] = _table[key]

@@ -100,6 +100,15 @@ def put(tree, split: bool, count: int):
   return jax.tree.map(one, tree)
 
 
+def put_like(tree, like):
+  """Host arrays (whole on every process) as global arrays sharded as the arrays of `like` (of
+  the same shapes) are: a checkpoint restored as the program that made it left its state."""
+  def one(a, model):
+    a = np.asarray(a)
+    return jax.make_array_from_callback(a.shape, model.sharding, lambda index: a[index])
+  return jax.tree.map(one, tree, like)
+
+
 def abstract(tree, split: bool, count: int):
   """What `put(tree, split, count)` gives, as jax.ShapeDtypeStructs (shapes, dtypes and the
   shardings), for compiling a program before its arguments exist."""
@@ -126,7 +135,7 @@ def map_points(fn: Callable, count: int, num_shared: int = 0) -> compiled.Progra
   return compiled.Program(jax.jit(jax.shard_map(
       per_device, mesh=mesh(count),
       in_specs=(PartitionSpec(AXIS),) + (PartitionSpec(),) * num_shared,
-      out_specs=PartitionSpec(AXIS), check_vma=False)), used_devices(count))
+      out_specs=PartitionSpec(AXIS), check_vma=False), keep_unused=True), used_devices(count))
 
 
 def one_at_a_time(fn: Callable) -> Callable:

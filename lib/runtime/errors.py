@@ -4,6 +4,8 @@ import contextlib
 import errno
 import re
 
+from absl import logging
+
 
 class UserError(ValueError):
   """Bad input: an unknown name, an impossible number, a missing file, an unwritable workdir, a
@@ -39,7 +41,8 @@ def _write_error(error: BaseException):
       path = _FAILED_WRITING.search(str(error))
       return int(code.group(1)), path.group(1) if path else None
     seen.add(id(error))
-    error = error.__cause__ or error.__context__
+    # what it was raised from, or during (unless `raise ... from None` said that was not why)
+    error = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
   return None
 
 
@@ -50,10 +53,10 @@ def resource_error(error: BaseException, workdir: str):
   written = _write_error(error)
   if written is not None:
     code, path = written
+    where = (f' {"on" if code == errno.EACCES else "writing"} {path}' if path else '')
     return ResourceError(
-        f'{_WRITE_ERRNOS[code]}{f" writing {path}" if path else ""} (workdir {workdir}); every '
-        'record written so far is whole: free space (or fix the permission) and run the same '
-        'command again, it resumes')
+        f'{_WRITE_ERRNOS[code]}{where} (workdir {workdir}); every record written so far is '
+        'whole: free space (or fix the permission) and run the same command again, it resumes')
   text = str(error)
   if isinstance(error, MemoryError) or (type(error).__name__ == 'JaxRuntimeError'
                                         and 'RESOURCE_EXHAUSTED' in text):
@@ -74,4 +77,5 @@ def resources(workdir: str):
     error = resource_error(e, workdir)
     if error is None:
       raise
+    logging.info('%s, from:', error, exc_info=True)  # --verbose: where it ran out
     raise error from None

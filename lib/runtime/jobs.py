@@ -77,6 +77,7 @@ def run(experiment, cfg: dict, workdir=None, overwrite: bool = False, shard: tup
   (`lib.runtime.devices.set_points_batch`), recorded in the config when above 1.
   """
   # pylint: disable=g-import-not-at-top  (jax: slow to import, and bad flags fail before it)
+  import jax
   from lib.runtime import compiled
   from lib.runtime import limits
   cfg = _with_run_keys(cfg, shard, points_batch)
@@ -85,9 +86,11 @@ def run(experiment, cfg: dict, workdir=None, overwrite: bool = False, shard: tup
   prepared = (experiment.prepare(cfg),) if hasattr(experiment, 'prepare') else ()
   _check_workdir(experiment, cfg, workdir, overwrite)  # before compiling: bad input fails fast
   with compiled.shared():  # what the memory check compiles, the run loads
-    # every program that will run, compiled and set against the memory it will have
-    limits.check_memory(experiment.programs(cfg, _pending(experiment, cfg, workdir, overwrite),
-                                            *prepared), cfg)
+    # every program that will run, compiled (in the dtype it runs in) and set against the memory
+    # it will have
+    with jax.enable_x64(cfg.get('dtype') == 'float64'):
+      limits.check_memory(experiment.programs(
+          cfg, _pending(experiment, cfg, workdir, overwrite), *prepared), cfg)
     store = _open_store(experiment, cfg, workdir, overwrite)
     start = time.perf_counter()
     with resources(store.workdir):

@@ -5,9 +5,12 @@ What a program needs is XLA's buffer assignment of its compiled form, per device
 outputs - aliased + temporaries (`need`). What a device has (`available`): on a GPU or TPU, what
 its runtime reports free (memory_stats: bytes_limit - bytes_in_use); on a CPU, the devices share
 the host's memory, so a program of n devices needs n times its per-device need of the memory
-available to this process: MemAvailable, or the cgroup's limit less what the cgroup holds (page
-cache it could drop not counted), whichever is less.
+available to this process: MemAvailable, or the least that its cgroups (its own and each above
+it) have left under their limits, the file cache they could drop counted as free, whichever is
+less.
 """
+
+import os
 
 from absl import logging
 import jax
@@ -16,10 +19,12 @@ import tqdm
 from lib.runtime import devices as devices_lib
 from lib.runtime.errors import UserError
 
-CGROUP_MEMORY = (  # (limit, usage, stat) of cgroup v2, then v1
-    ('/sys/fs/cgroup/memory.max', '/sys/fs/cgroup/memory.current', '/sys/fs/cgroup/memory.stat'),
-    ('/sys/fs/cgroup/memory/memory.limit_in_bytes', '/sys/fs/cgroup/memory/memory.usage_in_bytes',
-     '/sys/fs/cgroup/memory/memory.stat'))
+CGROUP_ROOT = '/sys/fs/cgroup'
+PROC_CGROUP = '/proc/self/cgroup'
+# per cgroup version: the limit, the usage, the stat file and its key of droppable file cache
+_CGROUP_FILES = {'v2': ('memory.max', 'memory.current', 'memory.stat', 'file'),
+                 'v1': ('memory.limit_in_bytes', 'memory.usage_in_bytes', 'memory.stat',
+                        'total_cache')}
 MEMINFO = '/proc/meminfo'
 _NO_LIMIT = 2**60  # cgroup v1 writes "no limit" as a number near 2**63
 # Config keys that make a run's programs smaller, named in the error (those the config has).
@@ -35,33 +40,56 @@ def _read(path: str):
     return None
 
 
-def _cgroup_available(files) -> tuple:
-  """(bytes the cgroup may still take, its files) for the first cgroup with a limit, else
-  (None, None)."""
-  for limit_path, usage_path, stat_path in files:
-    limit, usage = _read(limit_path), _read(usage_path)
-    if limit is None or usage is None:
+def _cgroup_dirs(proc_cgroup: str, root: str) -> list:
+  """(version, folder) of this process's memory cgroups, innermost first, up to the root: v2's
+  unified hierarchy ('0::/path') and v1's memory controller ('N:memory:/path')."""
+  dirs = []
+  for line in (_read(proc_cgroup) or '').splitlines():
+    parts = line.split(':', 2)
+    if len(parts) != 3:
       continue
-    limit = limit.strip()
-    if limit == 'max' or int(limit) >= _NO_LIMIT:
-      return None, None
-    stat = dict(line.split() for line in (_read(stat_path) or '').splitlines()
-                if len(line.split()) == 2)
-    reclaimable = int(stat.get('inactive_file', stat.get('total_inactive_file', 0)))
-    return max(0, int(limit) - int(usage) + reclaimable), limit_path
-  return None, None
+    if parts[0] == '0' and not parts[1]:
+      version, base = 'v2', root
+    elif 'memory' in parts[1].split(','):
+      version, base = 'v1', os.path.join(root, 'memory')
+    else:
+      continue
+    names = [name for name in parts[2].strip().split('/') if name]
+    dirs += [(version, os.path.join(base, *names[:i])) for i in range(len(names), -1, -1)]
+  return dirs
 
 
-def host_available(cgroup=CGROUP_MEMORY, meminfo: str = MEMINFO) -> tuple:
+def _cgroup_available(proc_cgroup: str, root: str) -> tuple:
+  """(bytes this process's cgroups let it still take, the folder that binds), the least over
+  every cgroup with a limit from its own up to the root (a SLURM job's or a container's limit
+  sits on one of them); (None, None) where none has one."""
+  best = (None, None)
+  for version, folder in _cgroup_dirs(proc_cgroup, root):
+    limit_name, usage_name, stat_name, cache_key = _CGROUP_FILES[version]
+    limit = (_read(os.path.join(folder, limit_name)) or '').strip()
+    usage = (_read(os.path.join(folder, usage_name)) or '').strip()
+    if not limit or not usage or limit == 'max' or int(limit) >= _NO_LIMIT:
+      continue
+    stat = dict(line.split() for line in (_read(os.path.join(folder, stat_name)) or '')
+                .splitlines() if len(line.split()) == 2)
+    cache = int(stat.get(cache_key, stat.get('cache', 0)))  # the kernel drops it before it kills
+    free = max(0, int(limit) - int(usage) + cache)
+    if best[0] is None or free < best[0]:
+      best = (free, folder)
+  return best
+
+
+def host_available(proc_cgroup: str = PROC_CGROUP, root: str = CGROUP_ROOT,
+                   meminfo: str = MEMINFO) -> tuple:
   """(bytes of host memory this process can still allocate, where that was read), or
   (None, reason) where neither /proc/meminfo nor a cgroup says."""
   options = []
   for line in (_read(meminfo) or '').splitlines():
     if line.startswith('MemAvailable:'):
       options.append((int(line.split()[1]) * 1024, 'MemAvailable'))
-  limit, path = _cgroup_available(cgroup)
+  limit, folder = _cgroup_available(proc_cgroup, root)
   if limit is not None:
-    options.append((limit, f'the cgroup limit ({path})'))
+    options.append((limit, f'the cgroup limit of {folder}'))
   if not options:
     return None, f'no {meminfo} and no cgroup memory limit'
   return min(options)
@@ -81,8 +109,12 @@ def available(devices: list) -> tuple:
 
 
 def need(executable: jax.stages.Compiled):
-  """Per-device bytes of a compiled program (XLA's buffer assignment), or None."""
-  stats = executable.memory_analysis()
+  """Per-device bytes of a compiled program (XLA's buffer assignment), or None where the backend
+  gives no analysis."""
+  try:
+    stats = executable.memory_analysis()
+  except Exception:  # pylint: disable=broad-except  (a backend that cannot say: no estimate)
+    return None
   if stats is None:
     return None
   return (stats.argument_size_in_bytes + stats.output_size_in_bytes
@@ -131,7 +163,14 @@ def check_memory(programs: list, cfg: dict) -> None:
   with tqdm.tqdm(total=len(programs), unit='program', desc='compile', leave=False,
                  dynamic_ncols=True, disable=None if devices_lib.is_leader() else True) as bar:
     for program in programs:
-      executable = program.fn.compile(*program.args)
+      try:
+        executable = program.fn.compile(*program.args)
+      except jax.errors.JaxRuntimeError as e:  # some backends allocate to compile (autotuning)
+        if 'RESOURCE_EXHAUSTED' not in str(e):
+          raise
+        problem = problem or (f'program {program.name} does not fit: compiling it ran out of '
+                              f'memory; make it smaller: {_shrink_hint(cfg)}')
+        break
       bar.update(1)
       needed, free, source = fits(program, executable)
       if needed is None or free is None:

@@ -162,14 +162,53 @@ def programs(name: str, init_params: Callable, task: Task, opt, num_seeds: int, 
   from lib.runtime import dry_run  # pylint: disable=g-import-not-at-top
   (seeds,) = dry_run.points_args(num_seeds, 'int32')
   init = init_program(init_params, task, opt, num_steps // log_every, num_seeds)
-  # the chunk's arguments as `train` passes them: the states sharded like the seeds, the data
-  # replicated
-  state = devices.abstract(init.eval_shape(seeds), True, num_seeds)
+  # the chunk's arguments as `train` passes them: the states as the initialisation leaves them
+  # (on one device JAX gives some of them P() rather than P('points')), the data replicated
+  state = jax.tree.map(lambda a, where: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=where),
+                       init.eval_shape(seeds), init.compile(seeds).output_shardings)
   return [dry_run.Program(f'{name} init', init, (seeds,), 1),
           dry_run.Program(f'{name} {log_every} steps',
                           chunk_program(task, opt, log_every, num_seeds),
                           ((state, seeds), devices.abstract(task.data, False, num_seeds)),
                           num_steps // log_every)]
+
+
+def _orbax_noise(error: BaseException, traceback) -> bool:
+  """Whether an exception is what orbax's threads print after a failed save: raised in orbax or
+  tensorstore code, or asyncio's 'Event loop is closed' from a callback into the ended save."""
+  if isinstance(error, RuntimeError) and str(error) == 'Event loop is closed':
+    return True
+  while traceback is not None:
+    if any(name in traceback.tb_frame.f_code.co_filename for name in ('orbax', 'tensorstore')):
+      return True
+    traceback = traceback.tb_next
+  return False
+
+
+class _DropOrbaxNoise(std_logging.Filter):
+  """asyncio's "Task exception was never retrieved" for a task of orbax's."""
+
+  def filter(self, record):
+    return not (record.exc_info and _orbax_noise(*record.exc_info[1:]))
+
+
+def _quiet_orbax() -> None:
+  """Drops orbax's noise from Python's hooks for uncaught thread and unraisable exceptions, and
+  from asyncio's log, once per process; every other exception still reaches the hook before."""
+  if getattr(sys.unraisablehook, 'drops_orbax_noise', False):
+    return
+  unraisable, thread = sys.unraisablehook, threading.excepthook
+
+  def unraisable_hook(info):
+    if not _orbax_noise(info.exc_value, info.exc_traceback):
+      unraisable(info)
+
+  def thread_hook(info):
+    if not _orbax_noise(info.exc_value, info.exc_traceback):
+      thread(info)
+  unraisable_hook.drops_orbax_noise = True
+  sys.unraisablehook, threading.excepthook = unraisable_hook, thread_hook
+  std_logging.getLogger('asyncio').addFilter(_DropOrbaxNoise())
 
 
 class Checkpoints:
@@ -197,22 +236,17 @@ class Checkpoints:
 
   def save(self, step: int, state: dict) -> None:
     """Saves `state` as step `step`; the last checkpoint stays until this one is whole. A save
-    that fails (a full disk) raises, and orbax's threads, which go on failing after it, are
-    silenced: the run ends with the one line that says why (`lib.runtime.errors.resources`)."""
+    that fails (a full disk) raises; orbax logs the failure, traceback and all, and its threads
+    and tasks go on failing after it: that noise is dropped (`_quiet_orbax`), so that the one
+    line of `lib.runtime.errors.resources` is what the user sees."""
+    _quiet_orbax()
     verbosity = logging.get_verbosity()
-    asyncio_log = std_logging.getLogger('asyncio')  # "Task exception was never retrieved"
-    quiet = (sys.unraisablehook, threading.excepthook, asyncio_log.level)
-    logging.set_verbosity(logging.FATAL)  # orbax logs a failed write, traceback and all
-    sys.unraisablehook = threading.excepthook = lambda *_: None
-    asyncio_log.setLevel(std_logging.CRITICAL)
+    logging.set_verbosity(logging.FATAL)
     try:
       self._manager.save(step, args=self._ocp.args.StandardSave(state))
       self._manager.wait_until_finished()
     finally:
       logging.set_verbosity(verbosity)
-    # only after a save that worked: a failed one's threads and tasks go on failing as the run ends
-    sys.unraisablehook, threading.excepthook, _ = quiet
-    asyncio_log.setLevel(quiet[2])
 
   def close(self) -> None:
     self._manager.close()
@@ -245,7 +279,7 @@ def train(init_params: Callable, task: Task, opt, seeds, num_steps: int, log_eve
     like = jax.tree.map(lambda a: a[:count], devices.fetch(state))
     restored = devices.on_leader(lambda: checkpoints.restore(like))
     restored = devices.broadcast(restored if devices.is_leader() else like)
-    state = devices.put(devices.pad(restored, count), True, count)
+    state = devices.put_like(devices.pad(restored, count), state)  # as init_program left it
     logging.info('%s: resumed from the checkpoint at step %d', desc,
                  int(restored['step'][0]))
   chunk = chunk_program(task, opt, log_every, count)

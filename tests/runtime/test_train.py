@@ -143,3 +143,25 @@ def test_an_epoch_value_drawn_once_per_epoch_gives_the_batches_of_a_per_step_dra
   b = train.train(init, per_step, opt, [0, 1], 16, 4)
   _assert_same(a, b)
   assert a['curves']['train_loss'][:, -1].max() < a['curves']['train_loss'][:, 0].min()
+
+
+def test_only_orbax_noise_is_dropped_from_the_exception_hooks(monkeypatch):
+  """After a failed save orbax's threads raise into Python's hooks: those (raised in orbax code,
+  or asyncio's 'Event loop is closed') are dropped, every other exception reaches the hook that
+  was there before."""
+  import sys  # pylint: disable=g-import-not-at-top
+  import types  # pylint: disable=g-import-not-at-top
+  seen = []
+  monkeypatch.setattr(sys, 'unraisablehook', lambda info: seen.append(info.exc_value))
+  train._quiet_orbax()  # pylint: disable=protected-access
+
+  def raised(error, filename):
+    try:
+      exec(compile('raise error', filename, 'exec'), {'error': error})
+    except type(error) as e:
+      return e
+
+  for error in (raised(ValueError('disk full'), '/site-packages/orbax/checkpoint/x.py'),
+                RuntimeError('Event loop is closed'), raised(KeyError('a bug'), 'ours.py')):
+    sys.unraisablehook(types.SimpleNamespace(exc_value=error, exc_traceback=error.__traceback__))
+  assert [repr(e) for e in seen] == ["KeyError('a bug')"]
