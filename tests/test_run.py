@@ -4,10 +4,12 @@ every bad input as a one-line error with nothing written."""
 import concurrent.futures
 import json
 import os
+import pathlib
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -245,11 +247,12 @@ def test_shards_merged_equal_one_run(tmp_path):
 
 
 @pytest.fixture
-def small_disk(tmp_path):
-  """mount(size) -> a tmpfs of `size` at tmp_path/disk (remounted at a new size if called
-  again), unmounted at the end; the test is skipped where tmpfs cannot be mounted (not root)."""
-  disk = tmp_path / 'disk'
-  disk.mkdir()
+def small_disk():
+  """mount(size) -> a tmpfs of `size` (remounted at a new size if called again), unmounted at the
+  end; the test is skipped where tmpfs cannot be mounted (not root). Its path has the same
+  length in every session (orbax writes paths into its files, and a longer one can take a page
+  more)."""
+  disk = pathlib.Path(tempfile.mkdtemp(prefix='gp-disk-', dir='/tmp'))
 
   def mount(size: str):
     options = f'size={size}' if not os.path.ismount(disk) else f'remount,size={size}'
@@ -260,6 +263,7 @@ def small_disk(tmp_path):
   yield mount
   if os.path.ismount(disk):
     subprocess.run(['umount', str(disk)], check=True)
+  disk.rmdir()
 
 
 def _error_lines(result) -> list:

@@ -29,8 +29,13 @@ def config(**overrides):
 
 
 def test_records_of_a_tiny_copy_run(tmp_path):
+  """... and the memory check's compiles serve the trainer: 3 executables (initialisation, chunk,
+  input profile), though the trainer builds its own programs."""
+  from tests.runtime.test_limits import programs_loaded  # pylint: disable=g-import-not-at-top
   cfg = experiments.validate(config(**TINY, task='copy'))
-  out = experiments.run(cfg, str(tmp_path / 'w'))
+  out = []
+  assert programs_loaded(lambda: out.append(experiments.run(cfg, str(tmp_path / 'w')))) == 3
+  out = out[0]
   records = [json.loads(line) for line in open(tmp_path / 'w' / 'results.jsonl')]
   assert [(r['cell'], r['seq_len'], r['seed']) for r in records] == [
       ('attention', 3, 0), ('attention', 3, 1)]
