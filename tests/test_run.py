@@ -99,7 +99,7 @@ def bad_input_runs(tmp_path_factory):
 def test_bad_input_is_one_line_error_and_writes_nothing(name, bad_input_runs):
   tmp, results = bad_input_runs
   result = results[name]
-  assert result.returncode != 0
+  assert result.returncode == 2, (result.returncode, result.stderr)  # README: exit status 2
   lines = [line for line in result.stderr.splitlines() if line.strip()]
   assert len(lines) == 1 and lines[0].startswith('error: '), result.stderr
   configs = os.path.join(os.path.dirname(tmp), 'configs0')

@@ -23,7 +23,10 @@ def _run(cfg, workdir):
 
 
 def test_sweep_records_equal_single_point_float64_direct(tiny_config, tmp_path):
-  """Each vmapped record equals its point recomputed alone by plain autodiff in float64."""
+  """Each vmapped record equals its point recomputed alone by plain autodiff in float64, and its
+  rate the fit of that profile over the config's window (k = 1..3: the ends of the profile
+  bend, so a window ignored or shifted moves the rate)."""
+  tiny_config.update(fit_k_min=1, fit_k_max=3)
   cfg = gradient_decay.validate(tiny_config)
   records = _run(cfg, tmp_path / 'w').records()
   assert len(records) == 2 * 2 * 2 * 2
@@ -51,8 +54,10 @@ def test_sweep_records_equal_single_point_float64_direct(tiny_config, tmp_path):
           to64(readout) / np.sqrt(cfg['hidden_size']))
       np.testing.assert_allclose(r['log_grad_sq'], np.asarray(direct), rtol=1e-5, atol=1e-4)
       assert r['status'] == 'ok'
-      assert r['decay_rate'] == pytest.approx(gradients.fit_decay_rate(np.asarray(direct)),
-                                              abs=1e-4)
+      assert r['decay_rate'] == pytest.approx(
+          gradients.fit_decay_rate(np.asarray(direct), 1, 3), abs=1e-4)
+      if r['seq_len'] == 5:
+        assert abs(r['decay_rate'] - gradients.fit_decay_rate(np.asarray(direct))) > 1e-3
 
 
 def _count_compiles(run):

@@ -178,6 +178,23 @@ def test_fit_decay_rate_window_and_missing_points():
   profile = line[::-1].copy()  # profile[t], t = T-1-k
   assert gradients.fit_decay_rate(profile) == pytest.approx(-0.25, rel=1e-12)
   bent = line.copy()
-  bent[:5] += 10.0  # a transient near the loss, left out by the window
+  bent[:5] += 10.0  # a transient near the loss, and a bend far from it: both outside the window
+  bent[41:] += 3.0 * (k[41:] - 40) ** 2
   assert gradients.fit_decay_rate(bent[::-1], k_min=5, k_max=40) == pytest.approx(-0.25)
   assert gradients.fit_decay_rate(np.array([1.0, np.nan, np.inf])) is None
+
+
+def test_fit_decay_rate_window_is_inclusive_at_both_ends_worked_by_hand():
+  """y[k] = ln ||dl/ds_{T-1-k}||^2 for k = 0..7, a profile that bends at every step, so that each
+  point in or out of the window moves the slope. By hand: over k = 2..4 (y = 0, 1, 5) the
+  least-squares slope of three equally spaced points is (5 - 0) / 2 = 2.5; over k = 2..5
+  (y = 0, 1, 5, 20; mean k 3.5, mean y 6.5) it is (1.5*6.5 + 0.5*5.5 - 0.5*1.5 + 1.5*13.5) / 5
+  = 32 / 5 = 6.4; over k = 1..7 (mean k 4) it is (12 + 0 - 1 + 0 + 20 - 14 + 9) / 28 = 13 / 14;
+  k_max = -1, or past the end, is the end."""
+  y = np.array([9.0, -4.0, 0.0, 1.0, 5.0, 20.0, -7.0, 3.0])
+  profile = y[::-1]  # profile[t] with t = T-1-k
+  assert gradients.fit_decay_rate(profile, 2, 4) == pytest.approx(2.5, rel=1e-12)
+  assert gradients.fit_decay_rate(profile, 2, 5) == pytest.approx(6.4, rel=1e-12)
+  for k_max in (7, -1, 100):
+    assert gradients.fit_decay_rate(profile, 1, k_max) == pytest.approx(13 / 14, rel=1e-12)
+  assert gradients.fit_decay_rate(profile, 3, 3) is None  # one point: no slope

@@ -1,4 +1,5 @@
-"""Mean-field theory against closed forms, published values, Monte Carlo, and measurement."""
+"""Mean-field theory against closed forms, independent integrals (scipy's adaptive quad, Monte
+Carlo), a reference table, and measurement."""
 
 import json
 import math
@@ -27,14 +28,29 @@ def test_relu_closed_forms(sigma_w2):
   assert theory.critical_sigma_w2('relu', 0.7) == 2.0
 
 
-def test_tanh_critical_line_matches_published_values():
-  """sigma_b2 = 0: critical sigma_w2 = 1 (tanh'(0) = 1 and q* = 0); the rest as published."""
+def test_tanh_critical_line_against_the_reference_table_and_an_independent_integral():
+  """The critical line (chi1 = 1) at sigma_b2 = 0.01 .. 0.5: the table in tests/reference (values
+  computed by quadrature, to 4 decimals: a reference, not a published measurement), and an
+  independent computation here: q* by fixed-point iteration of scipy's adaptive quad, and chi1 = 1
+  solved by Brent's method on it, to 1e-7. At sigma_b2 = 0: 1 exactly (tanh'(0) = 1, q* = 0)."""
+  from scipy import optimize  # pylint: disable=g-import-not-at-top
   with open(DATA) as f:
     line = json.load(f)['sigma_b2_to_critical_sigma_w2']
+
+  def chi1_by_quad(sigma_w2, sigma_b2):
+    q = sigma_b2 + sigma_w2
+    for _ in range(200):  # the variance map contracts: converged to 1e-12 here
+      q = sigma_w2 * _quad_mean(lambda u: math.tanh(u) ** 2, q) + sigma_b2
+    return sigma_w2 * _quad_mean(lambda u: 16 * math.exp(-4 * u) / (1 + math.exp(-2 * u)) ** 4, q)
+
   for sigma_b2, sigma_w2 in line.items():
-    assert theory.critical_sigma_w2('tanh', float(sigma_b2)) == pytest.approx(sigma_w2, abs=1e-4)
-    assert theory.chi1('tanh', theory.critical_sigma_w2('tanh', float(sigma_b2)),
-                       float(sigma_b2)) == pytest.approx(1.0, abs=1e-9)
+    sigma_b2 = float(sigma_b2)
+    critical = theory.critical_sigma_w2('tanh', sigma_b2)
+    assert critical == pytest.approx(sigma_w2, abs=1e-4)
+    assert theory.chi1('tanh', critical, sigma_b2) == pytest.approx(1.0, abs=1e-9)
+    if sigma_b2 in (0.01, 0.2, 0.5):
+      independent = optimize.brentq(lambda w: chi1_by_quad(w, sigma_b2) - 1, 1.0, 4.0, xtol=1e-10)
+      assert critical == pytest.approx(independent, abs=1e-7)
   assert theory.critical_sigma_w2('tanh', 0.0) == 1.0
   # The input term acts like bias variance: (sigma_b2, sigma_v2) = (0.04, 0.06) is 0.1 of bias.
   assert theory.critical_sigma_w2('tanh', 0.04, 0.06) == pytest.approx(line['0.1'], abs=1e-4)
@@ -56,6 +72,31 @@ def test_tanh_quadrature_against_monte_carlo(sigma_w2, sigma_b2):
   assert theory.chi1('tanh', sigma_w2, sigma_b2) == pytest.approx(chi, rel=5e-3)
   assert theory.depth_scale('tanh', sigma_w2, sigma_b2) == pytest.approx(-1 / math.log(chi),
                                                                          rel=5e-2)
+
+
+def _quad_mean(f, q):
+  """E[f(u)], u ~ N(0, q), by QUADPACK (scipy.integrate.quad, adaptive) on u >= 0 (f even),
+  split where f stops varying (|u| = 30) and where the density's mass ends (20 sqrt(q))."""
+  from scipy import integrate  # pylint: disable=g-import-not-at-top
+  density = lambda u: math.exp(-0.5 * u * u / q) / math.sqrt(2 * math.pi * q)
+  edges = sorted({0.0, min(30.0, 20 * math.sqrt(q)), 20 * math.sqrt(q)})
+  return 2 * sum(integrate.quad(lambda u: f(u) * density(u), a, b, epsabs=0, epsrel=1e-12,
+                                limit=200)[0] for a, b in zip(edges, edges[1:]))
+
+
+@pytest.mark.parametrize('sigma_w2, sigma_b2', [(30.0, 0.1), (1000.0, 0.0), (3000.0, 0.5)])
+def test_tanh_q_star_and_chi1_at_large_variance_against_quadpack(sigma_w2, sigma_b2):
+  """Where sqrt(q*) is far beyond tanh's scale (q* = 974 at sigma_w2 = 1000) most of the mass of
+  u lies where tanh^2 is flat: q* and chi1 against an independent adaptive integral and its own
+  fixed-point iteration (the variance map contracts fast here), to 1e-8."""
+  tanh_sq = lambda u: math.tanh(u) ** 2
+  sech4 = lambda u: 16 * math.exp(-4 * u) / (1 + math.exp(-2 * u)) ** 4  # u >= 0
+  q = sigma_w2
+  for _ in range(100):
+    q = sigma_w2 * _quad_mean(tanh_sq, q) + sigma_b2
+  assert theory.q_star('tanh', sigma_w2, sigma_b2) == pytest.approx(q, rel=1e-8)
+  assert theory.chi1('tanh', sigma_w2, sigma_b2) == pytest.approx(
+      sigma_w2 * _quad_mean(sech4, q), rel=1e-8)
 
 
 def test_tanh_large_variance_asymptote():
@@ -93,20 +134,36 @@ def _wide_tanh(**overrides):
                 num_seeds=4, fit_k_min=10, fit_k_max=80, sigma_b2=(0.0,), sigma_v2=0.1)
   config.update(overrides)
   cfg = gradient_decay.validate(config)
-  return cfg, gradient_decay.compute_group(cfg, ('tanh', 100))
+  return cfg, gradient_decay.compute_group(cfg, (cfg['cells'][0], 100))
 
 
 @pytest.mark.parametrize('recurrent_init', ['gaussian', 'orthogonal'])
 def test_wide_tanh_rnn_slope_matches_ln_chi1(recurrent_init):
-  """Hidden 512, inputs of width 32, 4 seeds, fit over k in [10, 80]: within 5% of ln chi1 in the
-  ordered phase and 10% in the chaotic one (measured: under 1.5% in both, for both inits)."""
-  cfg, records = _wide_tanh(sigma_w2=(0.7, 1.0, 3.0, 4.0), recurrent_init=recurrent_init)
-  for sigma_w2, tolerance in [(0.7, 0.05), (1.0, 0.05), (3.0, 0.10), (4.0, 0.10)]:
+  """Hidden 512, inputs of width 32, 8 seeds, fit over k in [10, 80]: within 3% of ln chi1 in
+  both phases (measured: at most 1.8% gaussian, 1.0% orthogonal; the seeds' standard error is
+  0.2-1.6%)."""
+  cfg, records = _wide_tanh(sigma_w2=(0.7, 1.0, 1.5, 3.0, 4.0), recurrent_init=recurrent_init,
+                            num_seeds=8)
+  for sigma_w2 in cfg['sigma_w2']:
     rates = [r['decay_rate'] for r in records if r['sigma_w2'] == sigma_w2]
     predicted = theory.decay_rate('tanh', sigma_w2, 0.0, 0.1)
     assert (predicted < 0) == (sigma_w2 < theory.critical_sigma_w2('tanh', 0.0, 0.1))
     assert all(r['theory_decay_rate'] == predicted for r in records if r['sigma_w2'] == sigma_w2)
-    assert np.mean(rates) == pytest.approx(predicted, rel=tolerance)
+    assert np.mean(rates) == pytest.approx(predicted, rel=0.03), sigma_w2
+
+
+def test_wide_relu_rnn_slope_matches_ln_half_sigma_w2():
+  """ReLU: chi1 = sigma_w2 / 2 in closed form. Hidden 512, 8 seeds: within 3% at sigma_w2 = 0.5,
+  1 and 4 (measured -0.1%, -0.9%, +2.3%, +-0.3-2.2% over seeds); near the critical 2 the rate
+  is small and the seeds scatter (+6% +- 6% at 2.5), so it is not asserted there."""
+  cfg, records = _wide_tanh(cells=('relu',), sigma_w2=(0.5, 1.0, 4.0), num_seeds=8)
+  for sigma_w2 in cfg['sigma_w2']:
+    predicted = np.log(sigma_w2 / 2)
+    rates = [r['decay_rate'] for r in records if r['sigma_w2'] == sigma_w2]
+    for r in records:
+      if r['sigma_w2'] == sigma_w2:
+        assert r['cell'] == 'relu' and r['theory_decay_rate'] == pytest.approx(predicted)
+    assert np.mean(rates) == pytest.approx(predicted, rel=0.03), sigma_w2
 
 
 def _numpy_slope(cfg, record):
@@ -136,20 +193,59 @@ def _numpy_slope(cfg, record):
   return gradients.fit_decay_rate(profile[::-1], cfg['fit_k_min'], cfg['fit_k_max'])
 
 
-@pytest.mark.parametrize('regime, overrides, sigma_w2', [
-    ('one input channel', dict(input_size=1), 1.0),
-    ('no input near criticality', dict(sigma_v2=0.0), 1.2),
-    ('a bias that dominates the input', dict(sigma_b2=(0.3,), sigma_v2=0.05), 3.0),
-])
-def test_known_poor_regimes_are_real_not_measurement_errors(regime, overrides, sigma_w2):
-  """Where theory is poor (see README), the measured slope still equals an independent numpy
-  simulation of the same networks, and differs from ln chi1 by more than the 5% above."""
-  cfg, records = _wide_tanh(sigma_w2=(sigma_w2,), num_seeds=8, **overrides)
-  predicted = theory.decay_rate('tanh', sigma_w2, cfg['sigma_b2'][0], cfg['sigma_v2'])
+def _poor_regime(sigma_w2, **overrides):
+  """Hidden 512, T = 100, 8 seeds: each seed's mean rate and standard error per sigma_w2, after
+  checking two records against the numpy simulation (so the gap to theory is not ours)."""
+  cfg, records = _wide_tanh(sigma_w2=sigma_w2, num_seeds=8, **overrides)
   for record in records[:2]:
     assert record['decay_rate'] == pytest.approx(_numpy_slope(cfg, record), rel=2e-3, abs=2e-4)
-  measured = np.mean([r['decay_rate'] for r in records])
-  assert abs(measured - predicted) > 0.05 * abs(predicted), regime
+  rates = {w: np.array([r['decay_rate'] for r in records if r['sigma_w2'] == w])
+           for w in sigma_w2}
+  return cfg, {w: (r.mean(), r.std(ddof=1) / np.sqrt(r.size)) for w, r in rates.items()}
+
+
+def test_one_input_channel_decays_at_least_ten_percent_slower_than_ln_chi1():
+  """README: with input_size = 1 the ordered rate is 10-22% less negative than ln chi1 (measured
+  +10.0%, +14.3%, +21.5% at sigma_w2 = 0.7, 1, 1.5, each +-1.5-2% over seeds); with inputs of
+  width 32 it is within 3% (test_wide_tanh_rnn_slope_matches_ln_chi1)."""
+  _, measured = _poor_regime((0.7, 1.0, 1.5), input_size=1)
+  for sigma_w2, at_least in [(0.7, 0.07), (1.0, 0.10), (1.5, 0.10)]:
+    predicted = theory.decay_rate('tanh', sigma_w2, 0.0, 0.1)
+    rate, _ = measured[sigma_w2]
+    assert predicted < rate < 0  # less negative, still vanishing
+    assert (rate - predicted) / abs(predicted) > at_least, sigma_w2
+
+
+def test_no_input_near_criticality_follows_ln_sigma_w2_not_ln_chi1():
+  """README: sigma_v2 = sigma_b2 = 0 keeps the state at 0, where the Jacobian is W itself, so the
+  rate is within 0.03 of ln sigma_w2 (measured +0.115, +0.202, +0.282 at sigma_w2 = 1.1, 1.2,
+  1.3, +-0.006 over seeds; ln sigma_w2 = +0.095, +0.182, +0.262) and far above ln chi1
+  (+0.003, +0.009, +0.018)."""
+  _, measured = _poor_regime((1.1, 1.2, 1.3), sigma_v2=0.0)
+  for sigma_w2, (rate, _) in measured.items():
+    predicted = theory.decay_rate('tanh', sigma_w2, 0.0, 0.0)
+    assert rate == pytest.approx(np.log(sigma_w2), abs=0.03)
+    assert rate - predicted > (2 / 3) * (np.log(sigma_w2) - predicted)
+
+
+def test_a_dominating_bias_scatters_seeds_at_width_256_and_not_the_line_at_512():
+  """README: with sigma_b2 = 0.3 >> sigma_v2 = 0.05 each network sits near its own bias-driven
+  fixed point: at width 256 the seeds' rates at sigma_w2 = 3 scatter (standard deviation 0.058
+  over 16 seeds, from -0.08 to +0.13), at width 512 less than half as much (0.023 over 8), and
+  8 seeds put the critical sigma_w2 within 5% of the mean-field line (measured 2.5% below it;
+  16 seeds at width 256: 4% above). The README once said 9-15% above: a 2-seed phase diagram at
+  width 256, that is, the scatter."""
+  from lib.experiments import phase_diagram  # pylint: disable=g-import-not-at-top
+  line = theory.critical_sigma_w2('tanh', 0.3, 0.05)
+  grid = tuple(round(line * f, 4) for f in (0.9, 0.95, 1.0, 1.05, 1.1))
+  cfg, measured = _poor_regime(grid + (3.0,), sigma_b2=(0.3,), sigma_v2=0.05)
+  crossing = phase_diagram.measured_critical(list(grid), [measured[w][0] for w in grid])
+  assert crossing == pytest.approx(line, rel=0.05)
+  spread = {512: measured[3.0][1] * np.sqrt(cfg['num_seeds'])}
+  _, records = _wide_tanh(sigma_w2=(3.0,), num_seeds=16, sigma_b2=(0.3,), sigma_v2=0.05,
+                          hidden_size=256)
+  spread[256] = np.std([r['decay_rate'] for r in records], ddof=1)
+  assert spread[256] > 0.04 and spread[256] > 1.7 * spread[512]
 
 
 def test_phase_diagram_crossing_interpolation_and_plot(tmp_path):

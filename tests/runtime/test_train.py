@@ -37,25 +37,30 @@ def test_a_tiny_run_learns_the_adding_problem():
 
 
 def test_a_diverging_seed_is_recorded_and_leaves_the_others_alone():
-  """Seed 1's targets turn NaN at step 5: it is marked diverged with the parameters it had after
-  its 5 good steps; seed 0 trains on, untouched. (Programs of other shapes may round
-  differently in the last bit, hence rtol 1e-5: a NaN or a missed step would be far off.)"""
+  """Seed 1's targets are NaN at step 5 only: it is marked diverged for good (the later steps
+  are finite again, and must not revive it), its curves null from that chunk on, with the
+  parameters it had after its 5 good steps; seed 0's whole curve is an unpoisoned run's.
+  (Programs of other shapes may round differently in the last bit, hence rtol 1e-5: a NaN or a
+  missed step would be far off.)"""
   model, task = _setup()
   poisoned = task._replace(batch=lambda data, seed, step: jax.tree.map(
       lambda a: a, (task.batch(data, seed, step)[0],
-                    jnp.where((seed == 1) & (step >= 5), jnp.nan,
+                    jnp.where((seed == 1) & (step == 5), jnp.nan,
                               task.batch(data, seed, step)[1]))))
   opt = train.optimizer('adam', 1e-2, 0.0)
   final = train.train(model.init, poisoned, opt, [0, 1], 20, 5)
   assert final['diverged'].tolist() == [False, True]
-  curve = final['curves']['train_loss']
-  assert np.isnan(curve[1, 1:]).all() and np.isfinite(curve[1, 0])
+  for curve in final['curves'].values():
+    assert np.isnan(curve[1, 1:]).all() and np.isfinite(curve[1, 0])
+  assert np.isnan(final['metrics']['test_loss'][1])
   five = train.train(model.init, task, opt, [0, 1], 5, 5)
   _assert_same(jax.tree.map(lambda a: a[1], final['params']),
                jax.tree.map(lambda a: a[1], five['params']), rtol=1e-5)
-  seed0 = final['curves']['train_loss'][0]
-  assert np.isfinite(seed0).all() and seed0[-1] < seed0[0]
-  np.testing.assert_allclose(seed0[0], five['curves']['train_loss'][0, 0], rtol=1e-5)
+  clean = train.train(model.init, task, opt, [0, 1], 20, 5)
+  for name, curve in final['curves'].items():
+    assert np.isfinite(curve[0]).all()
+    np.testing.assert_allclose(curve[0], clean['curves'][name][0], rtol=1e-5)
+  assert final['curves']['train_loss'][0, -1] < final['curves']['train_loss'][0, 0]
 
 
 def test_all_seeds_diverged_stops_early():
