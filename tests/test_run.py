@@ -74,9 +74,15 @@ BAD_INPUTS = {
 }
 
 
+# Starting each bad input as a fresh interpreter is what a user does, and what every other test
+# here does; these only check what run.py makes of its input, so one process imports what run.py
+# imports and forks a run.py per input (tests/forked_run.py). The first runs fresh, as a check.
+FRESH = 'unknown cell'
+
+
 @pytest.fixture(scope='module')
 def bad_input_runs(tmp_path_factory):
-  """Runs every bad input at once (each is a process start; two cores share them)."""
+  """Runs every bad input: (tmp, {name: CompletedProcess-like result})."""
   tmp = tmp_path_factory.mktemp('bad')
   (tmp / 'blocker').write_text('a file where a folder should be')
   configs = tmp_path_factory.mktemp('configs')
@@ -84,14 +90,21 @@ def bad_input_runs(tmp_path_factory):
   (configs / 'number.py').write_text('def get_config():\n  return 3\n')
   (configs / 'text.py').write_text('this is not python\n')
 
-  def one(name):
+  def args_of(name):
     args, _ = BAD_INPUTS[name]
     args = [a.format(blocker=tmp / 'blocker', tmp=tmp, configs=configs) for a in args]
     if not any(a.startswith('--workdir') for a in args):
       args.append(f'--workdir={tmp}/w')
-    return name, run(args, cwd=tmp)
-  with concurrent.futures.ThreadPoolExecutor(4) as pool:
-    results = dict(pool.map(one, BAD_INPUTS))
+    return args
+  names = [name for name in BAD_INPUTS if name != FRESH]
+  forked = subprocess.run(
+      [sys.executable, os.path.join(ROOT, 'tests', 'forked_run.py')], cwd=tmp,
+      input=json.dumps([[args_of(name), str(tmp)] for name in names]), capture_output=True,
+      text=True, timeout=300)
+  assert forked.returncode == 0, forked.stderr
+  results = {name: subprocess.CompletedProcess(args_of(name), **r)
+             for name, r in zip(names, json.loads(forked.stdout))}
+  results[FRESH] = run(args_of(FRESH), cwd=tmp)
   return tmp, results
 
 
@@ -113,44 +126,78 @@ def _records(workdir):
     return [json.loads(line) for line in f]
 
 
-def test_main_job_end_to_end_resume_plot_only_and_config_guard(tmp_path):
-  workdir = str(tmp_path / 'w')
-  first = run(TINY_FLAGS + [f'--workdir={workdir}'], cwd=tmp_path)
-  assert first.returncode == 0, first.stderr
+def _tiny_cfg(**overrides):
+  """The validated config of TINY_FLAGS, for the in-process parts of the tests below."""
+  from lib import experiments  # pylint: disable=g-import-not-at-top
+  from tests.conftest import TINY, default_config  # pylint: disable=g-import-not-at-top
+  config = default_config()
+  config.update({**TINY, **overrides})
+  return experiments.validate(config)
+
+
+@pytest.fixture(scope='module')
+def tiny_run(tmp_path_factory):
+  """The main job at a tiny size, run once by run.py with a compilation cache of its own and
+  --verbose (which logs every compile): (result, workdir, cache flag). Tests read its workdir
+  and never write to it; one that needs to change it works on a copy."""
+  tmp = tmp_path_factory.mktemp('tiny')
+  cache = f'--compilation_cache_dir={tmp / "cache"}'
+  result = run(TINY_FLAGS + [cache, '--verbose', f'--workdir={tmp / "w"}'], cwd=tmp)
+  assert result.returncode == 0, result.stderr
+  return result, tmp / 'w', cache
+
+
+def test_main_job_end_to_end_cache_resume_plot_only_and_config_guard(tiny_run, tmp_path):
+  """run.py at a tiny size: its summary, progress bar, records, config, environment and plots; a
+  second run into a new workdir with the same --compilation_cache_dir compiles nothing (every
+  program a persistent-cache hit) and writes the same bytes; --plot_only redraws the plots; and,
+  in-process on a copy (the same code run.py calls), a rerun of a finished workdir computes
+  nothing, a workdir of another config is refused, and --overwrite replaces it."""
+  from lib import experiments  # pylint: disable=g-import-not-at-top
+  from lib.runtime.errors import UserError  # pylint: disable=g-import-not-at-top
+  first, done, cache = tiny_run
   assert 'Decay rate per step fitted at the longest seq_len (theory: ln chi1)' in first.stdout
   assert 'tanh' in first.stdout and 'gru' in first.stdout
   assert '100%' in first.stderr  # the progress bar ran to the end
-  records = _records(workdir)
+  records = _records(done)
   assert len(records) == 2 * 2 * 2 * 2
   assert {'cell', 'seq_len', 'seed', 'sigma_w2', 'sigma_b2', 'sigma_v2', 'hidden_size', 'dtype',
           'status', 'log_grad_sq', 'log_grad_sq_input', 'decay_rate'} <= set(records[0])
   assert len(records[0]['log_grad_sq']) == records[0]['seq_len']
-  config = json.load(open(os.path.join(workdir, 'config.json')))
+  config = json.load(open(os.path.join(done, 'config.json')))
   assert config['cells'] == ['tanh', 'gru'] and config['seq_lens'] == [3, 5]
-  (env,) = json.load(open(os.path.join(workdir, 'environment.json')))['runs']
+  (env,) = json.load(open(os.path.join(done, 'environment.json')))['runs']
   assert env['jax'] and env['flax'] and env['devices']
   if cli.cpu_device_count(None):  # no XLA_FLAGS / JAX_NUM_CPU_DEVICES here: one per core
     assert len(env['devices']) == cli.cores()
-  plots = sorted(os.listdir(os.path.join(workdir, 'plots')))
+  plots = sorted(os.listdir(os.path.join(done, 'plots')))
   assert plots == ['decay_rate.png', 'grad_vs_length.png', 'profile.png']
 
-  again = run(TINY_FLAGS + [f'--workdir={workdir}'], cwd=tmp_path)  # nothing left to do
-  assert again.returncode == 0 and _records(workdir) == records
+  compiles = first.stderr.count('Finished XLA compilation')
+  assert compiles >= 2  # one program per cell (one length bucket) at least
+  second = run(TINY_FLAGS + [cache, '--verbose', f'--workdir={tmp_path / "b"}'], cwd=tmp_path)
+  assert second.returncode == 0, second.stderr
+  hits = second.stderr.count('Persistent compilation cache hit')
+  assert hits >= 2 and second.stderr.count('Finished XLA compilation') == hits
+  assert (tmp_path / 'b' / 'results.jsonl').read_bytes() == (done / 'results.jsonl').read_bytes()
 
+  workdir = tmp_path / 'w'
+  shutil.copytree(done, workdir)
   for name in plots:
-    os.unlink(os.path.join(workdir, 'plots', name))
+    os.unlink(workdir / 'plots' / name)
   redraw = run([f'--workdir={workdir}', '--plot_only'], cwd=tmp_path)
   assert redraw.returncode == 0, redraw.stderr
-  assert sorted(os.listdir(os.path.join(workdir, 'plots'))) == plots
+  assert sorted(os.listdir(workdir / 'plots')) == plots
 
-  other = [f for f in TINY_FLAGS if 'seq_lens' not in f] + ['--config.seq_lens=4',
-                                                            f'--workdir={workdir}']
-  refused = run(other, cwd=tmp_path)
-  assert refused.returncode != 0
-  assert refused.stderr.strip().startswith('error: workdir') and 'seq_lens' in refused.stderr
+  cfg = _tiny_cfg()
+  experiments.run(cfg, str(workdir))  # nothing left to do
   assert _records(workdir) == records
-  replaced = run(other + ['--overwrite'], cwd=tmp_path)
-  assert replaced.returncode == 0 and {r['seq_len'] for r in _records(workdir)} == {4}
+  other = _tiny_cfg(seq_lens=(4,))
+  with pytest.raises(UserError, match=r'^workdir .*seq_lens'):
+    experiments.run(other, str(workdir))
+  assert _records(workdir) == records
+  experiments.run(other, str(workdir), overwrite=True)
+  assert {r['seq_len'] for r in _records(workdir)} == {4}
 
 
 def test_default_workdir_is_runs_experiment_timestamp(tmp_path):
@@ -161,18 +208,27 @@ def test_default_workdir_is_runs_experiment_timestamp(tmp_path):
   assert name.startswith('gradient_decay-') and len(_records(tmp_path / 'runs' / name)) == 4
 
 
+KILL_FLAGS = [f for f in TINY_FLAGS if 'cells' not in f and 'seq_lens' not in f] + [
+    '--config.cells=tanh', '--config.seq_lens=2,3,4,5,6']
+
+
+@pytest.fixture(scope='module')
+def uninterrupted_sweep(tmp_path_factory):
+  """results.jsonl of the kill tests' sweep run once without interruption."""
+  tmp = tmp_path_factory.mktemp('whole')
+  result = run(KILL_FLAGS + [f'--workdir={tmp / "w"}'], cwd=tmp)
+  assert result.returncode == 0, result.stderr
+  return (tmp / 'w' / 'results.jsonl').read_bytes()
+
+
 @pytest.mark.parametrize('sig', [signal.SIGKILL, signal.SIGINT, signal.SIGTERM])
-def test_killed_mid_sweep_then_rerun_equals_uninterrupted(tmp_path, sig):
+def test_killed_mid_sweep_then_rerun_equals_uninterrupted(tmp_path, sig, uninterrupted_sweep):
   """kill -9, Ctrl-C (one line, exit 130) or SIGTERM (the group in flight is written, one line,
   exit 143) mid-sweep: the rerun ends byte-identical."""
-  flags = [f for f in TINY_FLAGS if 'cells' not in f and 'seq_lens' not in f]
-  flags += ['--config.cells=tanh', '--config.seq_lens=2,3,4,5,6']
-  whole, killed = str(tmp_path / 'whole'), str(tmp_path / 'killed')
-  uninterrupted = subprocess.Popen([sys.executable, RUN, *flags, f'--workdir={whole}'],
-                                   cwd=tmp_path, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)
-  victim = subprocess.Popen([sys.executable, RUN, *flags, f'--workdir={killed}'], cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  killed = str(tmp_path / 'killed')
+  victim = subprocess.Popen([sys.executable, RUN, *KILL_FLAGS, f'--workdir={killed}'],
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
   results = os.path.join(killed, 'results.jsonl')
   deadline = time.time() + 120
   while time.time() < deadline and victim.poll() is None:
@@ -187,63 +243,45 @@ def test_killed_mid_sweep_then_rerun_equals_uninterrupted(tmp_path, sig):
   if sig == signal.SIGTERM:
     assert victim.returncode == 143 and 'Traceback' not in stderr
     assert stderr.splitlines()[-1].startswith('preempted (SIGTERM): every finished point')
-  assert uninterrupted.wait(timeout=300) == 0
   partial = len(_records(killed))
   assert 0 < partial < 4 * 5, 'the kill should land mid-sweep'
   if sig == signal.SIGTERM:
     assert partial % 4 == 0  # whole groups (2 scales x 2 seeds): the one in flight was finished
-  resumed = run(flags + [f'--workdir={killed}'], cwd=tmp_path)
+  resumed = run(KILL_FLAGS + [f'--workdir={killed}'], cwd=tmp_path)
   assert resumed.returncode == 0, resumed.stderr
-  assert open(os.path.join(killed, 'results.jsonl'), 'rb').read() == \
-      open(os.path.join(whole, 'results.jsonl'), 'rb').read()
+  assert open(os.path.join(killed, 'results.jsonl'), 'rb').read() == uninterrupted_sweep
 
 
-def test_a_rerun_loads_every_program_from_the_compilation_cache(tmp_path):
-  """--verbose logs each compile; a second run with the same --compilation_cache_dir compiles
-  nothing (every program is a persistent-cache hit) and writes the same results. No buckets:
-  one program per (cell, length)."""
-  cache = f'--compilation_cache_dir={tmp_path / "cache"}'
-  flags = TINY_FLAGS + ['--config.length_buckets=()']
-  first = run(flags + [cache, '--verbose', f'--workdir={tmp_path / "a"}'], cwd=tmp_path)
-  assert first.returncode == 0, first.stderr
-  assert first.stderr.count('Finished XLA compilation') >= 4  # one per (cell, length) at least
-  second = run(flags + [cache, '--verbose', f'--workdir={tmp_path / "b"}'], cwd=tmp_path)
-  assert second.returncode == 0, second.stderr
-  hits = second.stderr.count('Persistent compilation cache hit')
-  assert hits >= 4 and second.stderr.count('Finished XLA compilation') == hits
-  assert (tmp_path / 'a' / 'results.jsonl').read_bytes() == \
-      (tmp_path / 'b' / 'results.jsonl').read_bytes()
-
-
-def test_shards_merged_equal_one_run(tmp_path):
+def test_shards_merged_equal_one_run(tiny_run, tmp_path):
   """--shard_index/--num_shards split the groups between runs (an array job); --merge joins their
-  workdirs into results byte-identical to one run's, and refuses a workdir of another config."""
-  whole = run(TINY_FLAGS + [f'--workdir={tmp_path / "whole"}'], cwd=tmp_path)
+  workdirs into results byte-identical to one run's; in-process (what --merge and run.py call):
+  a merge of one shard says how many points are missing, a workdir of another config is
+  refused, and a shard's workdir refuses to resume as another shard."""
+  from lib import experiments  # pylint: disable=g-import-not-at-top
+  from lib.runtime.errors import UserError  # pylint: disable=g-import-not-at-top
+  _, whole, _ = tiny_run
   shards = [run(TINY_FLAGS + [f'--shard_index={i}', '--num_shards=2',
                               f'--workdir={tmp_path / f"shard{i}"}'], cwd=tmp_path)
             for i in range(2)]
-  assert whole.returncode == 0 and all(r.returncode == 0 for r in shards)
+  assert all(r.returncode == 0 for r in shards), [r.stderr for r in shards]
   sizes = [len(_records(tmp_path / f'shard{i}')) for i in range(2)]
-  assert sum(sizes) == len(_records(tmp_path / 'whole')) and min(sizes) > 0
-  partial = run([f'--merge={tmp_path / "shard0"}', f'--workdir={tmp_path / "merged"}'],
-                cwd=tmp_path)
-  assert partial.returncode == 0 and f'{sizes[1]} missing' in partial.stdout
+  assert sum(sizes) == len(_records(whole)) and min(sizes) > 0
+  partial = experiments.merge([str(tmp_path / 'shard0')], str(tmp_path / 'partial'))
+  assert f'{sizes[1]} missing' in partial
   everything = f'{tmp_path / "shard0"},{tmp_path / "shard1"}'
   merged = run([f'--merge={everything}', f'--workdir={tmp_path / "merged"}'], cwd=tmp_path)
   assert merged.returncode == 0, merged.stderr
   assert (tmp_path / 'merged' / 'results.jsonl').read_bytes() == \
-      (tmp_path / 'whole' / 'results.jsonl').read_bytes()
+      (whole / 'results.jsonl').read_bytes()
   shutil.copytree(tmp_path / 'shard0', tmp_path / 'other')  # the same, but for one key
   config = json.loads((tmp_path / 'other' / 'config.json').read_text())
   (tmp_path / 'other' / 'config.json').write_text(json.dumps({**config, 'batch_size': 3}))
-  refused = run([f'--merge={tmp_path / "shard0"},{tmp_path / "other"}',
-                 f'--workdir={tmp_path / "bad"}'], cwd=tmp_path)
-  assert refused.returncode == 2 and 'differs in: batch_size' in refused.stderr
+  with pytest.raises(UserError, match='differs in: batch_size'):
+    experiments.merge([str(tmp_path / 'shard0'), str(tmp_path / 'other')],
+                      str(tmp_path / 'bad'))
   assert not os.path.exists(tmp_path / 'bad')
-  resumed_as_other_shard = run(TINY_FLAGS + ['--shard_index=1', '--num_shards=2',
-                                             f'--workdir={tmp_path / "shard0"}'], cwd=tmp_path)
-  assert resumed_as_other_shard.returncode == 2
-  assert 'differs in: shard' in resumed_as_other_shard.stderr
+  with pytest.raises(UserError, match='differs in: shard'):
+    experiments.run(_tiny_cfg(), str(tmp_path / 'shard0'), shard=(1, 2))
 
 
 @pytest.fixture
@@ -270,17 +308,17 @@ def _error_lines(result) -> list:
   return [line for line in result.stderr.splitlines() if line.startswith('error:')]
 
 
-def test_a_full_disk_mid_sweep_is_one_line_and_the_rerun_resumes(tmp_path, small_disk):
+def test_a_full_disk_mid_sweep_is_one_line_and_the_rerun_resumes(tmp_path, small_disk,
+                                                                 tiny_run):
   """A tmpfs with the pages config.json and environment.json take (as a run that never failed
   wrote them) and one page for results.jsonl, whose 16 records need more. The run stops with
   exit status 3 and one line naming the disk, the file and the workdir, and leaves whole records
   only; with room, the same command finishes byte-identical to the run that never failed."""
-  whole = run(TINY_FLAGS + [f'--workdir={tmp_path / "whole"}'], cwd=tmp_path)
-  assert whole.returncode == 0, whole.stderr
+  _, whole, _ = tiny_run
   page = os.sysconf('SC_PAGE_SIZE')
 
   def pages(name):
-    return -(-(tmp_path / 'whole' / name).stat().st_size // page)
+    return -(-(whole / name).stat().st_size // page)
   assert pages('results.jsonl') > 1
   workdir = small_disk(str((pages('config.json') + pages('environment.json') + 1) * page)) / 'w'
   full = run(TINY_FLAGS + [f'--workdir={workdir}'], cwd=tmp_path)
@@ -294,8 +332,7 @@ def test_a_full_disk_mid_sweep_is_one_line_and_the_rerun_resumes(tmp_path, small
   assert all(json.loads(line) for line in data.splitlines())
   small_disk('1m')
   assert run(TINY_FLAGS + [f'--workdir={workdir}'], cwd=tmp_path).returncode == 0
-  assert (workdir / 'results.jsonl').read_bytes() == \
-      (tmp_path / 'whole' / 'results.jsonl').read_bytes()
+  assert (workdir / 'results.jsonl').read_bytes() == (whole / 'results.jsonl').read_bytes()
 
 
 def test_a_full_disk_at_a_checkpoint_keeps_the_last_one_and_the_rerun_resumes_from_it(

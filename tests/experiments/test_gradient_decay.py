@@ -31,27 +31,32 @@ def test_sweep_records_equal_single_point_float64_direct(tiny_config, tmp_path):
   records = _run(cfg, tmp_path / 'w').records()
   assert len(records) == 2 * 2 * 2 * 2
   with jax.enable_x64(True):
-    for r in records[::5]:  # each (cell, seq_len) group, each scale and seed
-      cfg64 = {**cfg, 'dtype': 'float64'}
-      # The same draws as the float32 program, cast to float64.
-      key = jax.random.key(r['seed'])
-      cell32 = cells.make_cell(r['cell'], cfg['hidden_size'], jnp.float32)
+
+    @functools.partial(jax.jit, static_argnums=(0, 1))
+    def direct64(name, seq_len, seed, sigma_w2, sigma_b2):
+      """The same draws as the float32 program, cast to float64, then plain autodiff (one
+      program per cell and length: eager, its many small ops compiled one by one)."""
+      key = jax.random.key(seed)
+      cell32 = cells.make_cell(name, cfg['hidden_size'], jnp.float32)
       params = cells.init_params(
-          r['cell'], cell32, jax.random.fold_in(key, 0), cfg['input_size'],
-          sigma_w2=jnp.float32(r['sigma_w2']), sigma_v2=cfg['sigma_v2'],
-          sigma_b2=jnp.float32(r['sigma_b2']), recurrent_init=cfg['recurrent_init'],
+          name, cell32, jax.random.fold_in(key, 0), cfg['input_size'], sigma_w2=sigma_w2,
+          sigma_v2=cfg['sigma_v2'], sigma_b2=sigma_b2, recurrent_init=cfg['recurrent_init'],
           gate_bias=cfg['gate_bias'])
       readout, xs = cells.standard_normals(
           jax.random.fold_in(key, 1),
-          [(cfg['hidden_size'],), (r['seq_len'], cfg['batch_size'], cfg['input_size'])],
+          [(cfg['hidden_size'],), (seq_len, cfg['batch_size'], cfg['input_size'])],
           jnp.float32)
-      to64 = lambda a: jnp.asarray(np.asarray(a, np.float64))
-      cell = cells.make_cell(r['cell'], cfg64['hidden_size'], jnp.float64)
-      direct, _ = gradients.direct_grad_profile(
+      to64 = lambda a: a.astype(jnp.float64)
+      cell = cells.make_cell(name, cfg['hidden_size'], jnp.float64)
+      return gradients.direct_grad_profile(
           cells.step_of(cell, jax.tree.map(to64, params)),
-          functools.partial(cells.output, r['cell']),
+          functools.partial(cells.output, name),
           cells.zero_carry(cell, cfg['batch_size'], cfg['input_size']), to64(xs),
-          to64(readout) / np.sqrt(cfg['hidden_size']))
+          to64(readout) / np.sqrt(cfg['hidden_size']))[0]
+
+    for r in records[::5]:  # each (cell, seq_len) group, each scale and seed
+      direct = direct64(r['cell'], r['seq_len'], r['seed'], np.float32(r['sigma_w2']),
+                        np.float32(r['sigma_b2']))
       np.testing.assert_allclose(r['log_grad_sq'], np.asarray(direct), rtol=1e-5, atol=1e-4)
       assert r['status'] == 'ok'
       assert r['decay_rate'] == pytest.approx(

@@ -28,35 +28,42 @@ def _network(name, seq_len, *, sigma_w2=1.0, hidden=8, width=3, batch=4, seed=0,
   return cells.step_of(cell, params), functools.partial(cells.output, name), carry0, xs, readout
 
 
-def _per_example_log_mean_sq(tree):
-  leaves = [np.asarray(leaf).reshape(leaf.shape[0], -1) for leaf in jax.tree.leaves(tree)]
-  return np.log(np.mean(sum(np.sum(leaf**2, axis=1) for leaf in leaves)))
+def _log_mean_sq(tree):
+  """ln mean_b ||leaf_b||^2 summed over the leaves of a batched tree (in jnp: inside a jit)."""
+  return jnp.log(jnp.mean(sum(jnp.sum(leaf.reshape(leaf.shape[0], -1) ** 2, axis=1)
+                              for leaf in jax.tree.leaves(tree))))
 
 
 @pytest.mark.parametrize('name', cells.CELL_NAMES)
 def test_profile_equals_separate_grads_per_step(name):
-  """Each ln mean_b ||dl_b/ds_t||^2 equals a jax.grad of the loss taken from s_t onward."""
+  """Each ln mean_b ||dl_b/ds_t||^2 equals a jax.grad of the loss taken from s_t onward (all in
+  one jitted program: eager, each small op would compile on its own)."""
   with jax.enable_x64(True):
-    step, out, carry0, xs, readout = _network(name, seq_len=6)
-    log_h, log_x, _, finite = gradients.log_grad_profile(step, out, carry0, xs, readout)
-    states = cells.forward_states(step, carry0, xs)
+    step, out, carry0, xs, readout = _network(name, seq_len=4)
 
-    def loss_from(t, state, x_t=None):
-      """sum_b l_b as a function of s_t (or of x_t, then s_t is recomputed from s_{t-1})."""
-      if x_t is not None:
-        state = step(state, x_t)
-      for x in xs[t + 1:]:
-        state = step(state, x)
-      return jnp.sum(out(state) @ readout)
+    def both():
+      profile = gradients.log_grad_profile(step, out, carry0, xs, readout)
+      states = cells.forward_states(step, carry0, xs)
 
-    for t in range(xs.shape[0]):
-      s_t = jax.tree.map(lambda s: s[t], states)
-      s_prev = carry0 if t == 0 else jax.tree.map(lambda s: s[t - 1], states)
-      expect_h = _per_example_log_mean_sq(jax.grad(lambda s: loss_from(t, s))(s_t))
-      expect_x = _per_example_log_mean_sq(
-          jax.grad(lambda x: loss_from(t, s_prev, x))(xs[t]))
-      np.testing.assert_allclose(log_h[t], expect_h, rtol=1e-10, atol=1e-10)
-      np.testing.assert_allclose(log_x[t], expect_x, rtol=1e-10, atol=1e-10)
+      def loss_from(t, state, x_t=None):
+        """sum_b l_b as a function of s_t (or of x_t, then s_t is recomputed from s_{t-1})."""
+        if x_t is not None:
+          state = step(state, x_t)
+        for x in xs[t + 1:]:
+          state = step(state, x)
+        return jnp.sum(out(state) @ readout)
+
+      expect_h, expect_x = [], []
+      for t in range(xs.shape[0]):
+        s_t = jax.tree.map(lambda s: s[t], states)
+        s_prev = carry0 if t == 0 else jax.tree.map(lambda s: s[t - 1], states)
+        expect_h.append(_log_mean_sq(jax.grad(lambda s: loss_from(t, s))(s_t)))
+        expect_x.append(_log_mean_sq(jax.grad(lambda x: loss_from(t, s_prev, x))(xs[t])))
+      return profile, jnp.stack(expect_h), jnp.stack(expect_x)
+
+    (log_h, log_x, _, finite), expect_h, expect_x = jax.jit(both)()
+    np.testing.assert_allclose(log_h, expect_h, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(log_x, expect_x, rtol=1e-10, atol=1e-10)
     assert bool(finite)
 
 
@@ -71,8 +78,8 @@ def test_hand_worked_three_step_linear_recurrence():
   params = {'params': {'h': {'kernel': jnp.array([[w]])},
                        'i': {'kernel': jnp.array([[v]]), 'bias': jnp.array([0.1])}}}
   xs = jnp.array([[[1.0], [-2.0]], [[0.5], [0.0]], [[3.0], [1.0]]])  # (T=3, B=2, D=1)
-  log_h, log_x, log_initial, _ = gradients.log_grad_profile(
-      cells.step_of(cell, params), lambda c: c, jnp.zeros((2, 1)), xs, jnp.array([r]))
+  log_h, log_x, log_initial, _ = jax.jit(lambda: gradients.log_grad_profile(
+      cells.step_of(cell, params), lambda c: c, jnp.zeros((2, 1)), xs, jnp.array([r])))()
   expect_h = np.log([r**2 * w**4, r**2 * w**2, r**2])
   np.testing.assert_allclose(log_h, expect_h, rtol=1e-6)
   np.testing.assert_allclose(log_x, expect_h + np.log(v**2), rtol=1e-6)
@@ -85,17 +92,17 @@ def test_log_domain_equals_float64_direct(name):
   float32 log path agrees with it to float32 precision."""
   with jax.enable_x64(True):
     net64 = _network(name, seq_len=40, sigma_w2=1.5)
-    direct_h, direct_x = gradients.direct_grad_profile(*net64)
-    log_h, log_x, _, _ = gradients.log_grad_profile(*net64)
+    direct_h, direct_x = jax.jit(lambda: gradients.direct_grad_profile(*net64))()
+    log_h, log_x, _, _ = jax.jit(lambda: gradients.log_grad_profile(*net64))()
     np.testing.assert_allclose(log_h, direct_h, rtol=1e-12, atol=1e-11)
     np.testing.assert_allclose(log_x, direct_x, rtol=1e-12, atol=1e-11)
   with jax.enable_x64(True):
     params = _network(name, seq_len=40, sigma_w2=1.5, params_only=True)
   params, carry0, xs, readout = jax.tree.map(
       lambda a: np.asarray(a, np.float32), (params, *net64[2:]))
-  log_h32 = gradients.log_grad_profile(
+  log_h32 = jax.jit(lambda: gradients.log_grad_profile(
       cells.step_of(cells.make_cell(name, 8, jnp.float32), params), net64[1], carry0, xs,
-      readout).log_grad_sq
+      readout).log_grad_sq)()
   np.testing.assert_allclose(log_h32, direct_h, atol=2e-3 * (1 + np.abs(direct_h).max()))
 
 
@@ -157,18 +164,19 @@ def test_pascanu_bound_for_contracting_tanh():
     params = {'params': {**params['params'], 'h': {'kernel': kernel}}}
     cell = cells.make_cell('tanh', hidden, jnp.float64)
     step = cells.step_of(cell, params)
-    log_h = gradients.log_grad_profile(step, out, carry0, xs, readout).log_grad_sq
+    log_h = jax.jit(lambda: gradients.log_grad_profile(step, out, carry0, xs, readout))()
+    log_h = log_h.log_grad_sq
     bound = 2 * np.arange(seq_len)[::-1] * np.log(s) + np.log(np.sum(np.asarray(readout)**2))
     assert np.all(np.asarray(log_h) <= bound + 1e-9)
     assert np.asarray(log_h)[0] < bound[0] - 1.0  # tanh' < 1 makes it strictly smaller
 
-    states = cells.forward_states(step, carry0, xs)
     k = 5
     def h_last_from_h_k(h):  # one example's h_k -> h_{T-1}
       for x in xs[k + 1:, :1]:
         h = step(h, x)
       return h[0]
-    jac = jax.jacobian(h_last_from_h_k)(states[k, :1])[:, 0, :]
+    jac = jax.jit(lambda: jax.jacobian(h_last_from_h_k)(
+        cells.forward_states(step, carry0, xs)[k, :1])[:, 0, :])()
     assert np.linalg.norm(np.asarray(jac), 2) <= s ** (seq_len - 1 - k)
 
 

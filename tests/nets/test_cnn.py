@@ -19,8 +19,9 @@ from tests.conftest import ROOT
 
 def _params(init, depth=3, width=8, kernel_size=3, spatial_dims=1, sigma_w2=1.0, sigma_b2=0.0,
             dtype=jnp.float64):
-  return cnn.init_params(jax.random.key(0), depth, width, kernel_size, spatial_dims,
-                         sigma_w2=sigma_w2, sigma_b2=sigma_b2, init=init, dtype=dtype)
+  return jax.jit(lambda key: cnn.init_params(  # one program: eager, each op compiles alone
+      key, depth, width, kernel_size, spatial_dims, sigma_w2=sigma_w2, sigma_b2=sigma_b2,
+      init=init, dtype=dtype))(jax.random.key(0))
 
 
 @pytest.mark.parametrize('spatial', [(16,), (6, 6)])
@@ -31,7 +32,7 @@ def test_linear_delta_orthogonal_conv_preserves_norm_exactly(spatial):
                      sigma_w2=2.0)
     layer = cnn.make_layer(8, 3, len(spatial), jnp.float64)
     x = jax.random.normal(jax.random.key(1), (3,) + spatial + (8,), jnp.float64)
-    y = layer.apply({'params': jax.tree.map(lambda p: p[0], params)}, x)
+    y = jax.jit(lambda: layer.apply({'params': jax.tree.map(lambda p: p[0], params)}, x))()
     np.testing.assert_allclose(jnp.linalg.norm(y.reshape(3, -1), axis=1),
                                np.sqrt(2.0) * jnp.linalg.norm(x.reshape(3, -1), axis=1),
                                rtol=1e-12)
@@ -58,24 +59,28 @@ def test_cnn_profile_equals_jax_grad_at_every_layer():
     step = cnn.layer_step(layer, 'tanh')
     x = jax.random.normal(jax.random.key(1), (3,) + spatial + (width,), jnp.float64)
     readout = jax.random.normal(jax.random.key(2), spatial + (width,), jnp.float64)
-    profile = gradients.log_grad_profile(step, lambda h: h, x, params, readout,
-                                         input_grads=False)
+    def both():  # one jitted program (eager, each small op would compile on its own)
+      profile = gradients.log_grad_profile(step, lambda h: h, x, params, readout,
+                                           input_grads=False)
+
+      def loss_from(l, h):  # h = h_l, the output of layer l (h_0 = x)
+        for i in range(l, depth):
+          h = step(h, jax.tree.map(lambda p: p[i], params))
+        return jnp.sum(h * readout)
+
+      hs = [x]
+      for i in range(depth):
+        hs.append(step(hs[-1], jax.tree.map(lambda p: p[i], params)))
+      expect = jnp.stack([jnp.log(jnp.mean(jnp.sum(jax.grad(loss_from, 1)(l, hs[l]) ** 2,
+                                                   axis=(1, 2)))) for l in range(depth + 1)])
+      direct = gradients.direct_grad_profile(step, lambda h: h, x, params, readout,
+                                             input_grads=False)
+      return profile, expect, direct
+
+    profile, expect, (direct, none) = jax.jit(both)()
     assert profile.log_grad_sq_input is None
-
-    def loss_from(l, h):  # h = h_l, the output of layer l (h_0 = x)
-      for i in range(l, depth):
-        h = step(h, jax.tree.map(lambda p: p[i], params))
-      return jnp.sum(h * readout)
-
-    hs = [x]
-    for i in range(depth):
-      hs.append(step(hs[-1], jax.tree.map(lambda p: p[i], params)))
-    expect = [np.log(np.mean(np.sum(np.asarray(jax.grad(loss_from, 1)(l, hs[l])) ** 2,
-                                    axis=(1, 2)))) for l in range(depth + 1)]
     np.testing.assert_allclose(profile.log_grad_sq, expect[1:], rtol=1e-12)
     np.testing.assert_allclose(profile.log_grad_sq_initial, expect[0], rtol=1e-12)
-    direct, none = gradients.direct_grad_profile(step, lambda h: h, x, params, readout,
-                                                 input_grads=False)
     np.testing.assert_allclose(direct, expect[1:], rtol=1e-12)
     assert none is None
 
