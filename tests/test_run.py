@@ -1,7 +1,6 @@
 """run.py end to end, in subprocesses: the main job at a tiny size, resume after kill -9, and
 every bad input as a one-line error with nothing written."""
 
-import concurrent.futures
 import json
 import os
 import pathlib
