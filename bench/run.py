@@ -24,6 +24,30 @@ main_job_seconds, main_job_compiles: wall time and XLA compiles of `python run.p
   process with an empty compilation cache (a cold start), and again warm (the cache it filled);
   main_job_seconds_unbucketed, main_job_compiles_unbucketed: cold with one program per length
   (--config.length_buckets=()), and main_job_vs_unbucketed, the ratio of the two cold times.
+
+The README's speed claims, each two things timed in turn in one run (a, then b, `repeats`
+rounds after a warm-up of each; the figure is the median over rounds of b's seconds over a's,
+with the min and max over rounds, and each side's seconds beside it), checked equal first:
+patch_conv_vs_xla_conv: the MNIST-1D CNN's training chunk (lib/runtime/train, 200 Adam steps of
+  one seed, batch 100; 50 with --quick) with flax.linen.Conv over the same with
+  lib/nets/models.PatchConv (convolution as one matmul of patches), the same parameters; the
+  logits and loss gradients of the two nets checked allclose first.
+lax_map_vs_vmap, lax_map_vs_vmap_<cell>: the main job's program of each cell at T = 512 (its
+  longest bucket; tanh at 64 with --quick), 6 points, with each device vmapping all its points at
+  once (lib/runtime/devices' points batch = the points per device) over the same with lax.map
+  one point at a time (points batch 1, the default); the outputs checked allclose.
+  lax_map_vs_vmap is the tanh program's.
+devices_per_core: the sweep program of 32 tanh points (4 scales x 8 seeds) at T = 512 (128 with
+  --quick), hidden 256, batch 16, on one CPU device over the same on one device per core, each
+  side in a fresh process (the device count is fixed per process) that times it after a warm-up
+  (median of 3 calls; 2 with --quick); the processes alternate, `repeats` rounds (2 with --quick),
+  and the profiles are checked equal.
+dry_run_estimate_decay_min, _max, dry_run_estimate_training_min, _max: over the main job's
+  programs (decay; with --quick its lengths up to 64) and long-range memory's training chunks
+  (50 steps, every model at T = 100; the tanh RNN at T = 50 with --quick), the least and largest
+  of a program's dry-run estimate of seconds per call (lib/runtime/dry_run, calibrated in this
+  process) over its measured seconds per call; each round calibrates and then times every
+  program once, a program's ratio is its median over rounds (dry_run_estimate_<program>).
 """
 
 import argparse
@@ -264,11 +288,17 @@ def cnn_setup(steps: int):
   experiments/image_classification.py: the chunk program of lib/runtime/train, state on device."""
   import experiments.image_classification as experiment  # pylint: disable=g-import-not-at-top
   from lib.experiments import image_classification  # pylint: disable=g-import-not-at-top
-  from lib.runtime import devices  # pylint: disable=g-import-not-at-top
-  from lib.runtime import train  # pylint: disable=g-import-not-at-top
   cfg = image_classification.validate(experiment.get_config())
   datasets = image_classification.prepare(cfg)
   model, task, opt = image_classification._setup(cfg, datasets, ('cnn', False))  # pylint: disable=protected-access
+  return datasets, cfg, chunk_runner(model, task, opt, steps)
+
+
+def chunk_runner(model, task, opt, steps: int):
+  """() -> None: `steps` training steps of one seed of `model`, the chunk program of
+  lib/runtime/train, its state kept on the device from call to call."""
+  from lib.runtime import devices  # pylint: disable=g-import-not-at-top
+  from lib.runtime import train  # pylint: disable=g-import-not-at-top
   seeds = devices.put(np.zeros(devices.padded_count(1), np.int32), True, 1)
   init = train.init_program(model.init, task, opt, 10**6, 1)
   chunk = train.chunk_program(task, opt, steps, 1)
@@ -277,7 +307,7 @@ def cnn_setup(steps: int):
   def run():
     state[0] = chunk((state[0], seeds), data)
     jax.block_until_ready(state[0])
-  return datasets, cfg, run
+  return run
 
 
 def cnn_figures(quick: bool, repeats: int) -> dict:
@@ -342,8 +372,324 @@ def main_job_figures(quick: bool, repeats: int) -> dict:
           'main_job_vs_unbucketed': statistics.median(cold) / statistics.median(plain)}
 
 
+# ---------------------------------------------------------------------------------------------
+# The README's speed claims: each a ratio of two things timed in turn in the same run.
+
+
+def interleaved(a, b, repeats: int) -> dict:
+  """a() and b() once each as a warm-up, then `repeats` rounds of a() then b(): each side's
+  median, min and max seconds, and b's time over a's per round (median, min, max). A ratio of
+  two calls made side by side shares their drift on a shared machine; the median of the
+  per-round ratios is the figure."""
+  a()
+  b()
+  times_a, times_b = [], []
+  for _ in range(repeats):
+    for fn, times in ((a, times_a), (b, times_b)):
+      start = time.perf_counter()
+      fn()
+      times.append(time.perf_counter() - start)
+  ratios = [tb / ta for ta, tb in zip(times_a, times_b)]
+  return {'a': statistics.median(times_a), 'a_min': min(times_a), 'a_max': max(times_a),
+          'b': statistics.median(times_b), 'b_min': min(times_b), 'b_max': max(times_b),
+          'ratio': statistics.median(ratios), 'ratio_min': min(ratios), 'ratio_max': max(ratios)}
+
+
+def _ratio_figures(name: str, t: dict, a_name: str, b_name: str) -> dict:
+  """`name` (b over a, median over rounds) with its min and max, and each side's seconds."""
+  return {name: t['ratio'], f'{name}_min': t['ratio_min'], f'{name}_max': t['ratio_max'],
+          f'{name}_{a_name}_seconds': t['a'], f'{name}_{a_name}_seconds_min': t['a_min'],
+          f'{name}_{a_name}_seconds_max': t['a_max'], f'{name}_{b_name}_seconds': t['b'],
+          f'{name}_{b_name}_seconds_min': t['b_min'], f'{name}_{b_name}_seconds_max': t['b_max']}
+
+
+# ---- PatchConv against flax.linen.Conv ---------------------------------------------------------
+
+
+def xla_conv_net(channels: int, num_outputs: int):
+  """lib/nets/models.ConvNet with flax.linen.Conv (XLA's convolution) in place of PatchConv: the
+  same layers, names and parameter shapes, so one set of parameters serves both."""
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+
+  from lib.nets import models  # pylint: disable=g-import-not-at-top
+
+  class XlaConvNet(nn.Module):
+    @nn.compact
+    def __call__(self, x):  # (B, *spatial, C)
+      dims = x.ndim - 2
+      for i, kernel in enumerate((5, 3, 3)):
+        x = nn.relu(nn.Conv(channels, (kernel,) * dims, strides=2, padding=[(1, 1)] * dims,
+                            kernel_init=models.KERNEL_INIT, bias_init=models.BIAS_INIT,
+                            name=f'Conv_{i}')(x))
+      return nn.Dense(num_outputs, kernel_init=models.KERNEL_INIT, bias_init=models.BIAS_INIT,
+                      name='Dense_0')(x.reshape(x.shape[0], -1))
+  return XlaConvNet()
+
+
+def conv_models(cfg: dict, datasets):
+  """(PatchConv model, the same with flax.linen.Conv, (task, optimizer) for each) of the
+  MNIST-1D CNN of experiments/image_classification.py."""
+  from lib.experiments import image_classification  # pylint: disable=g-import-not-at-top
+  from lib.nets import models  # pylint: disable=g-import-not-at-top
+  from lib.runtime import train  # pylint: disable=g-import-not-at-top
+  patch, task, opt = image_classification._setup(cfg, datasets, ('cnn', False))  # pylint: disable=protected-access
+  (x, y), test_set = datasets
+  module = xla_conv_net(cfg['cnn_channels'], int(max(y.max(), test_set[1].max())) + 1)
+  xla = models.Model(lambda key: module.init(key, jnp.zeros((1,) + x.shape[1:])), module.apply,
+                     patch.input_profile)
+  xla_task = image_classification.make_task(cfg, xla, (x, y), test_set)
+  return patch, xla, (task, opt), (xla_task, train.optimizer(
+      cfg['optimizer'], cfg['learning_rate'], cfg['clip_norm']))
+
+
+def check_same_conv(patch_apply, xla_apply, params, x, y, gradients: bool = True) -> float:
+  """The two CNNs' logits (and, with `gradients`, their loss gradients) at the same parameters
+  on a batch: allclose, or AssertionError. Returns the largest |difference| of the logits."""
+  def loss(apply, params):
+    logits = apply(params, x)
+    return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], axis=-1))
+  ours, theirs = jax.jit(patch_apply)(params, x), jax.jit(xla_apply)(params, x)
+  np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5, err_msg='CNN logits')
+  if gradients:
+    grads = [jax.jit(jax.grad(functools.partial(loss, apply)))(params)
+             for apply in (patch_apply, xla_apply)]
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5,
+                                                         err_msg='CNN gradients'), *grads)
+  return float(np.max(np.abs(np.asarray(ours) - np.asarray(theirs))))
+
+
+def patch_conv_figures(quick: bool, repeats: int) -> dict:
+  """patch_conv_vs_xla_conv: `steps` Adam steps of the MNIST-1D CNN (batch 100, one seed, the
+  chunk program of lib/runtime/train) with flax.linen.Conv over the same with PatchConv."""
+  import experiments.image_classification as experiment  # pylint: disable=g-import-not-at-top
+  from lib.experiments import image_classification  # pylint: disable=g-import-not-at-top
+  steps = 50 if quick else 200
+  cfg = image_classification.validate(experiment.get_config())
+  datasets = image_classification.prepare(cfg)
+  patch, xla, (task, opt), (xla_task, xla_opt) = conv_models(cfg, datasets)
+  (x, y), _ = datasets
+  params = jax.jit(patch.init)(jax.random.key(0))
+  # flax.linen.Conv draws the same initial parameters (same names, shapes and keys)
+  jax.tree.map(np.testing.assert_array_equal, params, jax.jit(xla.init)(jax.random.key(0)))
+  worst = check_same_conv(patch.apply, xla.apply, params, jnp.asarray(x[:cfg['batch_size']]),
+                          jnp.asarray(y[:cfg['batch_size']]))
+  t = interleaved(chunk_runner(patch, task, opt, steps),
+                  chunk_runner(xla, xla_task, xla_opt, steps), repeats)
+  return {**_ratio_figures('patch_conv_vs_xla_conv', t, 'patch_conv', 'xla_conv'),
+          'patch_conv_vs_xla_conv_steps': steps,
+          'patch_conv_images_per_second': steps * cfg['batch_size'] / t['a'],
+          'xla_conv_images_per_second': steps * cfg['batch_size'] / t['b'],
+          'patch_conv_vs_xla_conv_max_abs_diff_logits': worst}
+
+
+# ---- lax.map against vmap within a device --------------------------------------------------------
+
+
+def main_job_config(**overrides) -> dict:
+  """experiments/gradient_decay.py (the main job) with `overrides`, validated."""
+  import experiments.gradient_decay as experiment  # pylint: disable=g-import-not-at-top
+  config = experiment.get_config()
+  config.update(overrides)
+  return gradient_decay.validate(config)
+
+
+def lax_map_figures(quick: bool, repeats: int) -> dict:
+  """lax_map_vs_vmap_<cell>: the main job's program of a cell at its longest bucket (every scale
+  and seed: 6 points) with each device vmapping all of its points at once
+  (lib/runtime/devices' points batch = the points per device) over the same program with
+  lax.map one point at a time (points batch 1, the default). lax_map_vs_vmap: the tanh one."""
+  from lib.runtime import devices  # pylint: disable=g-import-not-at-top
+  cfg = main_job_config(**({'cells': ('tanh',), 'seq_lens': (16, 32, 64)} if quick else {}))
+  length = cfg['length_buckets'][-1]
+  count = len(sweep.scales(cfg)) * cfg['num_seeds']
+  before = devices.points_batch()
+  per_device = -(-count // len(devices.used_devices(count)))
+  figures = {'lax_map_vs_vmap_points': count, 'lax_map_vs_vmap_points_batch': per_device,
+             'lax_map_vs_vmap_seq_len': length}
+  try:
+    for cell in cfg['cells']:
+      programs = {}
+      for batch in (1, per_device):  # a program reads the points batch as it is built and traced
+        devices.set_points_batch(batch)
+        programs[batch] = gradient_decay.program(cfg, cell, length)
+      def call(batch, programs=programs):
+        devices.set_points_batch(batch)
+        return sweep.run_points(programs[batch], cfg, np.asarray(length, np.int32))
+      one, batched = call(1), call(per_device)
+      for a, b in zip(one, batched):  # the profiles and the forward-finite flags
+        np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64),
+                                   rtol=1e-5, atol=1e-5, err_msg=f'{cell} vmap')
+      figures[f'lax_map_vs_vmap_{cell}_max_abs_diff'] = float(
+          max(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)))
+              for a, b in zip(one, batched)))
+      t = interleaved(lambda: call(1), lambda: call(per_device), repeats)
+      figures.update(_ratio_figures(f'lax_map_vs_vmap_{cell}', t, 'lax_map', 'vmap'))
+  finally:
+    devices.set_points_batch(before)
+  figures['lax_map_vs_vmap'] = figures['lax_map_vs_vmap_tanh']
+  figures['lax_map_vs_vmap_min'] = figures['lax_map_vs_vmap_tanh_min']
+  figures['lax_map_vs_vmap_max'] = figures['lax_map_vs_vmap_tanh_max']
+  return figures
+
+
+# ---- one CPU device against one device per core --------------------------------------------------
+
+
+def devices_config(quick: bool) -> dict:
+  """32 tanh points (4 scales x 8 seeds) at T = 512 (128 with --quick), the main job's sizes
+  (hidden 256, batch 16, inputs 32): one program."""
+  seq_len = 128 if quick else 512
+  return main_job_config(cells=('tanh',), seq_lens=(seq_len,), sigma_w2=(1.0, 2.0, 3.0, 4.0),
+                         num_seeds=8, length_buckets=())
+
+
+def time_sweep_program(quick: bool, repeats: int, out: str) -> dict:
+  """In this process (its device count set by --cpu_devices): the `devices_config` program
+  after a warm-up, `repeats` calls; its profiles saved to `out` (.npy), its seconds returned."""
+  cfg = devices_config(quick)
+  seq_len = cfg['seq_lens'][0]
+  program = gradient_decay.program(cfg, 'tanh', seq_len)
+  call = lambda: sweep.run_points(program, cfg, np.asarray(seq_len, np.int32))
+  np.save(out, np.concatenate([np.ravel(np.asarray(a, np.float64)) for a in call()]))
+  t = timed(call, repeats)
+  return {**t, 'devices': jax.device_count(), 'used_devices': len(program.devices),
+          'points': len(sweep.scales(cfg)) * cfg['num_seeds'], 'seq_len': seq_len}
+
+
+def _sweep_program_process(devices_count: int, quick: bool, repeats: int, out: str) -> dict:
+  """`time_sweep_program` in a fresh process split into `devices_count` CPU devices."""
+  env = {k: v for k, v in os.environ.items() if k != 'JAX_NUM_CPU_DEVICES'}
+  env['XLA_FLAGS'] = ' '.join(f for f in env.get('XLA_FLAGS', '').split()
+                              if 'xla_force_host_platform_device_count' not in f)
+  result = subprocess.run(
+      [sys.executable, os.path.abspath(__file__), f'--cpu_devices={devices_count}',
+       f'--repeats={repeats}', '--time_sweep_program', out] + (['--quick'] if quick else []),
+      env=env, capture_output=True, text=True, check=False)
+  if result.returncode:
+    raise RuntimeError(f'time_sweep_program on {devices_count} device(s) failed:\n'
+                       f'{result.stderr[-3000:]}')
+  return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def devices_figures(quick: bool, repeats: int) -> dict:
+  """devices_per_core: the `devices_config` program on one CPU device over the same on one
+  device per core (lib/runtime/cli.cores()), each in a fresh process that times it after a
+  warm-up (median of `repeats` calls); the two processes run in turn, `repeats` rounds (2 with
+  --quick), and the figure is the median over rounds of the one-device seconds over the
+  per-core seconds. The profiles are checked equal (the sweeps are bit-identical at any device
+  count)."""
+  per_core = cli.cores()
+  rounds, inner = (2, 2) if quick else (repeats, 3)
+  one, many = [], []
+  with tempfile.TemporaryDirectory() as tmp:
+    for r in range(rounds):
+      one.append(_sweep_program_process(1, quick, inner, f'{tmp}/one{r}.npy'))
+      many.append(_sweep_program_process(per_core, quick, inner, f'{tmp}/many{r}.npy'))
+    a, b = np.load(f'{tmp}/one0.npy'), np.load(f'{tmp}/many0.npy')
+  np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5, err_msg='one device against per core')
+  ratios = [o['median'] / m['median'] for o, m in zip(one, many)]
+  seconds_one, seconds_many = [o['median'] for o in one], [m['median'] for m in many]
+  return {'devices_per_core': statistics.median(ratios), 'devices_per_core_min': min(ratios),
+          'devices_per_core_max': max(ratios), 'devices_per_core_devices': per_core,
+          'devices_per_core_used_devices': many[0]['used_devices'],
+          'devices_per_core_points': many[0]['points'],
+          'devices_per_core_seq_len': many[0]['seq_len'],
+          'devices_per_core_one_device_seconds': statistics.median(seconds_one),
+          'devices_per_core_one_device_seconds_min': min(seconds_one),
+          'devices_per_core_one_device_seconds_max': max(seconds_one),
+          'devices_per_core_per_core_seconds': statistics.median(seconds_many),
+          'devices_per_core_per_core_seconds_min': min(seconds_many),
+          'devices_per_core_per_core_seconds_max': max(seconds_many),
+          'devices_per_core_bit_identical': bool(np.array_equal(a, b))}
+
+
+# ---- the dry run's estimates against measured times ----------------------------------------------
+
+
+def _slug(name: str) -> str:
+  return name.replace(' T=', '_T').replace(' clip=', '_clip').replace(' ', '_').replace('.', 'p')
+
+
+def estimate_cases(quick: bool) -> list:
+  """[(kind, name, dry_run.Program, call() -> None)]: the main job's programs (with --quick its
+  lengths up to 64: one bucket) and the training chunk of long-range memory's `TRAINING_CHUNKS`
+  groups, each with its real arguments, as the run calls it."""
+  import experiments.long_range_memory as memory_experiment  # pylint: disable=g-import-not-at-top
+  from lib.experiments import long_range_memory  # pylint: disable=g-import-not-at-top
+  from lib.runtime import devices  # pylint: disable=g-import-not-at-top
+  cases = []
+  cfg = main_job_config(**({'seq_lens': (16, 32, 64)} if quick else {}))
+  for program in gradient_decay.programs(cfg):
+    length = np.asarray(int(program.name.split('T=')[1]), np.int32)
+    cases.append(('decay', program.name, program,
+                  functools.partial(sweep.run_points, program.fn, cfg, length)))
+  memory_cfg = long_range_memory.validate(memory_experiment.get_config())
+  seeds = np.asarray(sweep.seeds(memory_cfg), np.int32)
+  count = len(seeds)
+  for group in TRAINING_CHUNKS[quick]:
+    init, chunk, _ = long_range_memory.programs(memory_cfg, [(group, ())])
+    _, task, _ = long_range_memory._setup(memory_cfg, group)  # pylint: disable=protected-access
+    padded = devices.put(devices.pad(seeds, count), True, count)
+    state = [init.fn(padded)]
+    data = devices.put(task.data, False, count)
+    def call(chunk=chunk, state=state, padded=padded, data=data):
+      state[0] = chunk.fn((state[0], padded), data)
+      jax.block_until_ready(state[0])
+    cases.append(('training', chunk.name, chunk, call))
+  return cases
+
+
+# long_range_memory's (cell, clip_norm, T) whose chunk of log_every (50) steps is estimated: its
+# default's middle length, every model (with --quick the tanh RNN at the shortest).
+TRAINING_CHUNKS = {False: [(cell, 1.0, 100) for cell in ('tanh', 'relu', 'lstm', 'gru',
+                                                          'attention')],
+                   True: [('tanh', 1.0, 50)]}
+
+
+def dry_run_figures(quick: bool, repeats: int) -> dict:
+  """dry_run_estimate_<kind>_min, _max: over the programs of a kind (decay: the main job's,
+  training: long-range memory's chunks), the dry run's estimated seconds per call
+  (lib/runtime/dry_run: the program's counted flops and operations times the costs fitted to its
+  reference programs) over the measured seconds per call, in the same process. Each round
+  calibrates (as the dry run does) and then times one call of every program (after a warm-up
+  call each); a program's ratio is its median over the rounds."""
+  from lib.runtime import dry_run  # pylint: disable=g-import-not-at-top
+  cases = estimate_cases(quick)
+  costs = [dry_run.cost(program.fn.trace(*program.args), program.args)
+           for _, _, program, _ in cases]
+  for *_, call in cases:
+    call()  # compiles, and warms up
+  ratios = [[] for _ in cases]
+  estimates = [[] for _ in cases]
+  measured = [[] for _ in cases]
+  for _ in range(repeats):
+    per_flop, per_op = dry_run.calibrate('float32')
+    for i, (*_, call) in enumerate(cases):
+      start = time.perf_counter()
+      call()
+      measured[i].append(time.perf_counter() - start)
+      estimates[i].append(float(costs[i] @ np.asarray([per_flop, per_op])))
+      ratios[i].append(estimates[i][-1] / measured[i][-1])
+  figures = {}
+  for (kind, name, _, _), ratio, estimate, seconds in zip(cases, ratios, estimates, measured):
+    slug = _slug(name)
+    figures[f'dry_run_estimate_{slug}'] = statistics.median(ratio)
+    figures[f'dry_run_estimate_{slug}_min'] = min(ratio)
+    figures[f'dry_run_estimate_{slug}_max'] = max(ratio)
+    figures[f'dry_run_estimate_{slug}_estimated_seconds'] = statistics.median(estimate)
+    figures[f'dry_run_estimate_{slug}_measured_seconds'] = statistics.median(seconds)
+  for kind in ('decay', 'training'):
+    medians = [statistics.median(r) for (k, *_), r in zip(cases, ratios) if k == kind]
+    figures[f'dry_run_estimate_{kind}_min'] = min(medians)
+    figures[f'dry_run_estimate_{kind}_max'] = max(medians)
+    figures[f'dry_run_estimate_{kind}_programs'] = len(medians)
+  return figures
+
+
 BENCHMARKS = {'sweep': sweep_figures, 'gflops': gflops_figures, 'cnn': cnn_figures,
-              'main_job': main_job_figures}
+              'main_job': main_job_figures, 'patch_conv_vs_xla_conv': patch_conv_figures,
+              'lax_map_vs_vmap': lax_map_figures, 'devices_per_core': devices_figures,
+              'dry_run_estimate': dry_run_figures}
 
 
 def main():
@@ -355,19 +701,26 @@ def main():
                       help='devices to split a CPU host into, as run.py (default: one per core)')
   parser.add_argument('--only', default=','.join(BENCHMARKS),
                       help=f'comma-separated subset of {",".join(BENCHMARKS)}')
+  parser.add_argument('--time_sweep_program', metavar='NPY', help=argparse.SUPPRESS)  # internal:
+  # devices_per_core's side in a fresh process: times the program, prints JSON, saves the profiles
   args = parser.parse_args()
+  if args.time_sweep_program:
+    cli.set_cpu_devices(args.cpu_devices)
+    print(json.dumps(time_sweep_program(args.quick, args.repeats, args.time_sweep_program)))
+    return
   unknown = [n for n in args.only.split(',') if n not in BENCHMARKS]
   if unknown:
     parser.error(f'unknown benchmark {unknown[0]!r}; valid: {", ".join(BENCHMARKS)}')
   repeats = 2 if args.quick else args.repeats
   cli.set_cpu_devices(args.cpu_devices)  # as run.py does, before JAX starts its backends
   figures = {'jax_version': jax.__version__, 'backend': jax.default_backend(),
-             'devices': jax.device_count()}
+             'devices': jax.device_count(),
+             'load_average_at_start': os.getloadavg()[0]}  # this machine shared with others
   for name in args.only.split(','):
     figures.update(BENCHMARKS[name](args.quick, repeats))
   for name, value in figures.items():
     text = f'{value:.4g}' if isinstance(value, float) else str(value)
-    print(f'{name:<40} {text:>12}')
+    print(f'{name:<48} {text:>12}')
   if args.json:
     with open(args.json, 'w') as f:
       json.dump(figures, f, indent=2)
