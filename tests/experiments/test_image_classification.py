@@ -28,6 +28,8 @@ def config(**overrides):
 
 
 def test_permutation_is_one_fixed_shuffle_of_positions():
+  """One permutation of the 6 positions (not the identity), applied alike to every example and
+  channel, the same for the same seed; on images, a shuffle of the 4 x 4 pixels."""
   x = np.arange(2 * 6 * 3, dtype=np.float32).reshape(2, 6, 3)
   y = image_classification.permute_positions(x, seed=0)
   order = (y[0, :, 0] / 3).astype(int)  # the position each output position came from
@@ -40,6 +42,12 @@ def test_permutation_is_one_fixed_shuffle_of_positions():
 
 
 def test_a_short_run_on_mnist1d_ranks_the_cnn_above_logistic_regression(tmp_path):
+  """300 steps of the published recipe (Adam 1e-2, batch 100), seed 0, on the local MNIST-1D
+  (built here: 4000 train, 1000 test signals): the CNN's test accuracy beats logistic
+  regression's by more than 20 points (measured: 83% against 31%), and logistic regression is
+  already near its published 32% (within 15% to 45%: at 300 steps it has not converged, and
+  1000 test examples give a standard error of 1.5 points). The run's summary has the published
+  column, and its accuracy plot is drawn."""
   cfg = experiments.validate(config(
       models=('cnn', 'logistic'), permuted=(False,), num_steps=300, log_every=100,
       checkpoint_every=0, num_seeds=1, data_dir=str(tmp_path / 'tfds')))
@@ -52,8 +60,10 @@ def test_a_short_run_on_mnist1d_ranks_the_cnn_above_logistic_regression(tmp_path
 
 
 def test_image_datasets_train_under_mock_data(tmp_path):
-  """MNIST-shaped images through tfds.data_source (TFDS's mock): 2-D convolutions, pixel
-  sequences for the recurrent cells, and the permuted variant."""
+  """MNIST-shaped images through tfds.data_source (TFDS's mock, 16 random examples per split):
+  2-D convolutions, pixel sequences (784 steps) for the recurrent cells, and the permuted
+  variant, each trained 4 steps: a record per (model, permuted) in grid order, status ok, an
+  accuracy in [0, 1]. The whole run (memory check, summary, plots) on an image dataset."""
   cfg = experiments.validate(config(
       dataset='mnist', models=('cnn', 'gru'), num_steps=4, log_every=2, checkpoint_every=0,
       batch_size=8, num_seeds=1, hidden_size=2))
@@ -66,6 +76,9 @@ def test_image_datasets_train_under_mock_data(tmp_path):
 
 
 def test_a_missing_dataset_fails_fast_with_nothing_written(tmp_path):
+  """run.py on a dataset that is not there: exit 2 and one line that says how to get it, at
+  once (under 60 s: a process start on a busy machine, never a download attempt or TFDS's retry
+  loop), with no workdir made."""
   start = time.perf_counter()
   result = subprocess.run(
       [sys.executable, os.path.join(ROOT, 'run.py'), f'--config={CONFIG}',

@@ -1,5 +1,13 @@
 """Trained models: parameter counts of the published MNIST-1D models, causality of attention,
-the IRNN's init, and the log-domain input profile against plain autodiff in float64."""
+the IRNN's init, and the log-domain input profile against plain autodiff in float64.
+
+The file is compile-bound, so each test compiles as little as it can: jitted programs (run
+eagerly, every operation of an init or a PatchConv compiles as a program of its own), shapes by
+jax.eval_shape (nothing compiled), and test inputs from numpy's seeded generator rather than
+jax.random (on XLA:CPU each jax.random draw in a program costs seconds to compile, more than the
+model). Where a test checks a property that holds for any parameters (causality, which inputs an
+output reads, a gradient against autodiff), the parameters are generic numpy draws in the shapes
+of the model's init; where the init itself is checked, the model's init runs."""
 
 import math
 
@@ -22,6 +30,15 @@ def _count(params) -> int:
   return sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(params))
 
 
+def _generic(shapes, seed: int):
+  """Parameters in the shapes of a pytree (of jax.ShapeDtypeStructs): i.i.d. normal, variance
+  1 / fan_in for kernels (the leading axis) and 1 for vectors, from numpy's generator `seed`."""
+  rng = np.random.default_rng(seed)
+  return jax.tree.map(lambda s: (rng.standard_normal(s.shape)
+                                 / np.sqrt(s.shape[0] if len(s.shape) > 1 else 1)).astype(s.dtype),
+                      shapes)
+
+
 @pytest.mark.parametrize('name, expect', [
     # Greydanus & Kobak's models for 40-sample signals, counted by hand from their layer shapes:
     ('logistic', 40 * 10 + 10),
@@ -30,55 +47,74 @@ def _count(params) -> int:
     ('cnn', (5 * 25 + 25) + 2 * (3 * 25 * 25 + 25) + (5 * 25 * 10 + 10)),
 ])
 def test_classifier_sizes_match_the_published_models(name, expect):
+  """The exact parameter count, and logits (3, 10) for a batch of 3 signals (40, 1). Counts and
+  shapes are fixed when the functions are traced, so jax.eval_shape gives the very ones that
+  running init and apply gives, without compiling either."""
   model = models.classifier(name, CLASSIFIER_CFG, (40, 1), 10)
-  params = model.init(jax.random.key(0))
+  params = jax.eval_shape(model.init, jax.random.key(0))
   assert _count(params) == expect
-  assert model.apply(params, jnp.ones((3, 40, 1))).shape == (3, 10)
+  x = jax.ShapeDtypeStruct((3, 40, 1), jnp.float32)
+  assert jax.eval_shape(model.apply, params, x).shape == (3, 10)
 
 
 def test_recurrent_classifier_reads_both_directions():
   """Bidirectional GRU (hidden 6) read out at one position and direction only: the backward
   cell's output at the last position has read x_39 alone, the forward cell's at the first
-  position x_0 alone, and the forward cell's at the last position every x_t."""
+  position x_0 alone, and the forward cell's at the last position every x_t. Exact: a position
+  the output has not read contributes a Jacobian entry of exactly 0.
+
+  One Jacobian for all three: the readout kernel's column j sums the 6 units of the j-th
+  (position, direction) probed, so output j reads that one alone; at generic parameters (which
+  inputs an output reads does not depend on their values) in the shapes of the model's init."""
   model = models.classifier('gru', CLASSIFIER_CFG, (40, 1), 10)
-  params = model.init(jax.random.key(0))
-  x = jax.random.normal(jax.random.key(1), (1, 40, 1))
+  shapes = jax.eval_shape(model.init, jax.random.key(0))
+  x = np.random.default_rng(1).standard_normal((1, 40, 1)).astype(np.float32)
+  probes = [(39, 1), (0, 0), (39, 0)]  # (position t, direction d: 0 forwards, 1 backwards)
   # readout features, flattened from (T, 2 directions, 6 units): index 12 t + 6 d + n
-  def dependence(t, d):
-    kernel = np.zeros((40 * 12, 10), np.float32)
-    kernel[12 * t + 6 * d:12 * t + 6 * d + 6] = 1.0
-    p = {**params, 'readout': {'params': {**params['readout']['params'], 'kernel': kernel}}}
-    jac = jax.jit(jax.jacobian(lambda x: model.apply(p, x)))(x)  # (1, 10, 1, 40, 1)
-    return np.flatnonzero(np.abs(np.asarray(jac)).sum(axis=(0, 1, 2, 4)))
-  assert dependence(39, 1).tolist() == [39]
-  assert dependence(0, 0).tolist() == [0]
-  assert dependence(39, 0).tolist() == list(range(40))
+  kernel = np.zeros((40 * 12, 10), np.float32)
+  for j, (t, d) in enumerate(probes):
+    kernel[12 * t + 6 * d:12 * t + 6 * d + 6, j] = 1.0
+  params = _generic(shapes, 0)
+  params = {**params, 'readout': {'params': {**params['readout']['params'], 'kernel': kernel}}}
+  jac = jax.jit(jax.jacobian(lambda x: model.apply(params, x)))(x)  # (1, 10, 1, 40, 1)
+  reads = np.abs(np.asarray(jac)).sum(axis=(0, 2, 4))  # (output j, position s)
+  assert np.flatnonzero(reads[0]).tolist() == [39]
+  assert np.flatnonzero(reads[1]).tolist() == [0]
+  assert np.flatnonzero(reads[2]).tolist() == list(range(40))
   # 2 directions x (input kernels 1x6 with biases + recurrent 6x6, x3 gates, + 'hn' bias 6)
   cell = 3 * (1 * 6 + 6) + 3 * 6 * 6 + 6
-  assert _count(params) == 2 * cell + (2 * 6 * 40 * 10 + 10)
+  assert _count(shapes) == 2 * cell + (2 * 6 * 40 * 10 + 10)
 
 
 def test_images_use_two_dimensional_convolutions():
+  """An image (28, 28, 1) gets a 5 x 5 first kernel (1 -> 25 channels) and logits (2, 10):
+  shapes, fixed at tracing (jax.eval_shape); PatchConv's 2-D values are checked against XLA's
+  convolution below."""
   model = models.classifier('cnn', CLASSIFIER_CFG, (28, 28, 1), 10)
-  params = model.init(jax.random.key(0))
+  params = jax.eval_shape(model.init, jax.random.key(0))
   assert params['params']['Conv_0']['kernel'].shape == (5, 5, 1, 25)
-  assert model.apply(params, jnp.ones((2, 28, 28, 1))).shape == (2, 10)
+  x = jax.ShapeDtypeStruct((2, 28, 28, 1), jnp.float32)
+  assert jax.eval_shape(model.apply, params, x).shape == (2, 10)
 
 
 def test_relu_is_the_irnn():
-  """Identity recurrent kernel and zero biases whatever sigma_w2, sigma_b2 say (Le et al. 2015)."""
+  """Identity recurrent kernel and zero biases whatever sigma_w2, sigma_b2 say (Le et al. 2015):
+  exact (the identity is written, not drawn)."""
   cfg = {**SEQUENCE_CFG, 'sigma_w2': 3.0, 'sigma_b2': 0.5}
-  params = models.sequence_model('relu', cfg, 2, 1, every_step=False).init(jax.random.key(0))
+  model = models.sequence_model('relu', cfg, 2, 1, every_step=False)
+  params = jax.jit(model.init)(jax.random.key(0))
   cell = params['cell']['params']
   np.testing.assert_array_equal(cell['h']['kernel'], np.eye(8))
   np.testing.assert_array_equal(cell['i']['bias'], np.zeros(8))
 
 
 def test_attention_is_causal():
-  """y_t depends on x_0..x_t only: d y_t / d x_s = 0 for s > t, and not for s <= t."""
+  """y_t depends on x_0..x_t only: d y_t / d x_s = 0 for s > t (exactly: the mask gives the
+  future a softmax weight of exactly 0), and not for s <= t, over 6 steps (width 8, 2 heads), at
+  generic parameters in the shapes of the model's init (causality must hold for any)."""
   model = models.sequence_model('attention', SEQUENCE_CFG, 3, 2, every_step=True)
-  params = model.init(jax.random.key(0))
-  x = jax.random.normal(jax.random.key(1), (1, 6, 3))
+  params = _generic(jax.eval_shape(model.init, jax.random.key(0)), 0)
+  x = np.random.default_rng(1).standard_normal((1, 6, 3)).astype(np.float32)
   jac = np.asarray(jax.jit(jax.jacobian(lambda x: model.apply(params, x)))(x))[0, :, :, 0]
   influence = np.abs(jac).sum(axis=(1, 3))  # (t, s)
   assert np.all(influence[np.triu_indices(6, 1)] == 0)
@@ -93,16 +129,24 @@ def test_attention_checks_its_width():
 
 @pytest.mark.parametrize('cell', ['tanh', 'lstm', 'gru'])
 def test_input_profile_matches_plain_autodiff_in_float64(cell):
-  """The log-domain reverse scan against one jax.grad of <u, y_last> with respect to the inputs."""
+  """The log-domain reverse scan against one jax.grad of <u, y_last> with respect to the inputs
+  (hidden 8, 7 steps, batch 4), within rtol 1e-10: two exact float64 computations of one number
+  that differ only in rounding (~1e-15), where a wrong step or Jacobian is off by far more.
+  At generic parameters in the shapes of the model's init (the two must agree at any); profile
+  and gradient in one program."""
   with jax.enable_x64(True):
     init = {k: SEQUENCE_CFG[k] for k in ('sigma_w2', 'sigma_v2', 'sigma_b2', 'recurrent_init',
                                           'gate_bias')}
     model = models.recurrent(cell, 8, 3, 2, every_step=True, dtype=jnp.float64, **init)
-    params = model.init(jax.random.key(0))
-    x = jax.random.normal(jax.random.key(1), (4, 7, 3), jnp.float64)
-    u = jnp.asarray([0.6, -0.8])
-    got = model.input_profile(params, x, u)
-    g = jax.grad(lambda x: jnp.sum(model.apply(params, x)[:, -1] * u))(x)
+    params = _generic(jax.eval_shape(model.init, jax.random.key(0)), 0)
+    x = np.random.default_rng(1).standard_normal((4, 7, 3))
+    u = np.asarray([0.6, -0.8])
+
+    @jax.jit
+    def profile_and_grad(params, x, u):
+      g = jax.grad(lambda x: jnp.sum(model.apply(params, x)[:, -1] * u))(x)
+      return model.input_profile(params, x, u), g
+    got, g = profile_and_grad(params, x, u)
     expect = np.log(np.mean(np.sum(np.asarray(g) ** 2, axis=-1), axis=0))
   np.testing.assert_allclose(got, expect, rtol=1e-10)
 
@@ -116,26 +160,34 @@ def test_unknown_model_names_the_choices():
 def test_patch_conv_equals_xla_convolution_and_its_gradient(shape, kernel):
   """PatchConv (im2col and one matmul) against flax's nn.Conv (XLA's convolution) with the same
   parameters, in float64: outputs and gradients with respect to the input and every parameter,
-  for 1-D and 2-D inputs, odd and even sizes; and the same initial parameters."""
+  for 1-D and 2-D inputs, odd and even sizes, within rtol = atol = 1e-12 (the two sum the same
+  products in different orders: float64 rounding, ~1e-15; a window off by one position is off
+  by O(1)); and the same initial parameters, exactly (one program draws both). The input, the
+  perturbation and the probe come from numpy's generator."""
   with jax.enable_x64(True):
-    x = jax.random.normal(jax.random.key(0), shape, jnp.float64)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape)
     dims = len(shape) - 2
     ours = models.PatchConv(4, kernel, stride=2, pad=1)
     xla = models.nn.Conv(4, (kernel,) * dims, strides=2, padding=[(1, 1)] * dims,
                          kernel_init=models.KERNEL_INIT, bias_init=models.BIAS_INIT,
                          param_dtype=jnp.float64)
-    params = ours.init(jax.random.key(1), x)
-    reference_params = xla.init(jax.random.key(1), x)
+    params, reference_params = jax.jit(
+        lambda key, x: (ours.init(key, x), xla.init(key, x)))(jax.random.key(1), x)
     for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(reference_params), strict=True):
       np.testing.assert_array_equal(a, b)
     params = jax.tree.map(  # a nonzero bias, so that it is checked too
-        lambda a: a + jax.random.normal(jax.random.key(2), a.shape, a.dtype), params)
-    probe = jax.random.normal(jax.random.key(3), xla.apply(params, x).shape, jnp.float64)
+        lambda a: a + rng.standard_normal(a.shape), params)
+    probe = rng.standard_normal(jax.eval_shape(xla.apply, params, x).shape)
 
     def loss(module, params, x):
       return jnp.sum(module.apply(params, x) * probe)
-    np.testing.assert_allclose(ours.apply(params, x), xla.apply(params, x), rtol=1e-12,
-                               atol=1e-12)
-    for a, b in zip(jax.tree.leaves(jax.grad(loss, (1, 2))(ours, params, x)),
-                    jax.tree.leaves(jax.grad(loss, (1, 2))(xla, params, x)), strict=True):
+
+    @jax.jit
+    def outputs_and_gradients(params, x):
+      return [(module.apply(params, x), jax.grad(loss, (1, 2))(module, params, x))
+              for module in (ours, xla)]
+    (out, grads), (reference_out, reference_grads) = outputs_and_gradients(params, x)
+    np.testing.assert_allclose(out, reference_out, rtol=1e-12, atol=1e-12)
+    for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(reference_grads), strict=True):
       np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
