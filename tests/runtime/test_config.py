@@ -14,6 +14,7 @@ def _validate(**overrides):
 
 
 def test_default_config_is_valid():
+  """The default config validates, with cells (tanh, lstm, gru) and lengths from 16."""
   cfg = _validate()
   assert cfg['cells'] == ('tanh', 'lstm', 'gru') and cfg['seq_lens'][0] == 16
 
@@ -24,10 +25,13 @@ def test_default_config_is_valid():
     (('lstm', 'tanh', 'lstm'), ('lstm', 'tanh')),
 ])
 def test_cells_lists(value, expect):
+  """The cells as the command line or a config gives them: split on commas, deduplicated in
+  order."""
   assert _validate(cells=value)['cells'] == expect
 
 
 def test_numbers_from_the_command_line():
+  """Lengths and variances given as text or numbers become tuples of ints and floats."""
   cfg = _validate(seq_lens=('16,64',), sigma_w2=(1,), sigma_b2=0)
   assert cfg['seq_lens'] == (16, 64) and cfg['sigma_w2'] == (1.0,)
   assert isinstance(cfg['sigma_w2'][0], float) and cfg['sigma_b2'] == (0.0,)
@@ -58,10 +62,12 @@ def test_numbers_from_the_command_line():
     (dict(sigma_w2=(1e40,)), 'config.sigma_w2: 1e+40 is beyond the range of float32'),
 ])
 def test_bad_values_name_the_problem(overrides, message):
+  """Each bad value is a UserError whose message names the key, the value and what is valid."""
   with pytest.raises(UserError, match=re.escape(message)):
     _validate(**overrides)
 
 
 def test_unknown_key_lists_valid_keys():
+  """An unknown key is a UserError that lists the valid keys."""
   with pytest.raises(UserError, match="unknown config key 'no_such'; valid keys: batch_size, "):
     _validate(no_such=1)

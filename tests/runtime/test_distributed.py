@@ -1,27 +1,60 @@
 """Two processes on localhost (CPU, gloo collectives) through jax.distributed: each computes its
 devices' share of every program, process 0 alone writes, and the results are byte-identical to a
-single-process run; training checkpointed by one process resumes in two."""
+single-process run; training checkpointed by one process resumes in two.
+
+The two-process runs are run.py end to end; the single-process runs they are compared with run
+in this (pytest's, one CPU device) process, their plots not drawn (the results are compared)."""
 
 import json
 import os
+import re
+import runpy
 import shutil
-import signal
 import socket
 import subprocess
 import sys
-import time
+
+import pytest
 
 from tests.conftest import ROOT
-from tests.experiments.test_long_range_memory import _checkpointed
+from tests.conftest import TINY
 from tests.experiments.test_long_range_memory import _latest_checkpoint
 from tests.experiments.test_long_range_memory import CONFIG as MEMORY_CONFIG
 from tests.test_run import TINY_FLAGS
 
 RUN = os.path.join(ROOT, 'run.py')
-TRAIN_FLAGS = [f'--config={MEMORY_CONFIG}', '--config.cells=gru', '--config.seq_lens=4',
-               '--config.hidden_size=4', '--config.batch_size=4', '--config.test_size=8',
-               '--config.num_seeds=3', '--config.num_steps=600', '--config.log_every=10',
-               '--config.checkpoint_every=100']
+# a GRU at the smallest sizes (they compile in 3/5 the time of T=4, 4 units, batches of 4 and 8):
+# 3 seeds, 200 steps in chunks of 20, a checkpoint every 20. The 160 steps after the resume on 4
+# devices are what lets a difference between 1 and 4 devices grow into the records: with vmap in
+# place of lax.map on a device (lib/runtime/devices), 30 steps (10 after the resume) wrote the
+# same records at these sizes, 200 differ in every seed.
+TRAIN = {'cells': ('gru',), 'seq_lens': (2,), 'hidden_size': 2, 'batch_size': 2, 'test_size': 2,
+         'num_seeds': 3, 'num_steps': 200, 'log_every': 20, 'checkpoint_every': 20}
+TRAIN_FLAGS = [f'--config={MEMORY_CONFIG}'] + [
+    f'--config.{key}={",".join(map(str, value)) if isinstance(value, tuple) else value}'
+    for key, value in TRAIN.items()]
+# one process of run.py that sends itself SIGTERM as its first checkpoint is saved (step 20), so
+# that it stops at a known step (the chunk after: 40) rather than wherever a signal from outside
+# lands; argv: run.py's flags
+PREEMPTED_AFTER_FIRST_CHECKPOINT = f'''
+import os, runpy, signal, sys
+from lib.runtime import train
+save = train.Checkpoints.save
+def save_then_sigterm(self, step, state):
+  save(self, step, state)
+  if not getattr(save_then_sigterm, 'sent', False):
+    save_then_sigterm.sent = True
+    os.kill(os.getpid(), signal.SIGTERM)
+train.Checkpoints.save = save_then_sigterm
+sys.argv = [{RUN!r}] + sys.argv[1:]
+runpy.run_path({RUN!r}, run_name='__main__')
+'''
+
+
+def _memory_config():
+  config = runpy.run_path(MEMORY_CONFIG)['get_config']()
+  config.update(TRAIN)
+  return config
 
 
 def _free_port() -> int:
@@ -34,56 +67,97 @@ def _env(devices: int) -> dict:
   return {**os.environ, 'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices}'}
 
 
-def _one_process(workdir, flags, devices: int = 1, wait: bool = True):
-  process = subprocess.Popen([sys.executable, RUN, *flags, f'--workdir={workdir}'], cwd=ROOT,
-                             env=_env(devices), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                             text=True)
-  if wait:
-    _, err = process.communicate(timeout=300)
-    assert process.returncode == 0, err
-  return process
+@pytest.fixture
+def one_process(monkeypatch):
+  """experiments.run in this process (one device), without drawing plots."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from lib import experiments  # pylint: disable=g-import-not-at-top
+  from lib.experiments import gradient_decay  # pylint: disable=g-import-not-at-top
+  from lib.experiments import long_range_memory  # pylint: disable=g-import-not-at-top
+  assert jax.process_count() == 1 and jax.device_count() == 1
+  for module in (gradient_decay, long_range_memory):
+    monkeypatch.setattr(module, 'plot', lambda records, plots_dir: [])
+  return experiments.run
+
+
+class _Processes:
+  """Subprocesses started at once, their output in files (so no pipe fills up); `finish()`
+  waits for them, checks their exit status and returns their (stdout, stderr)."""
+
+  def __init__(self, logs, commands, devices: int):
+    self._processes, self._files = [], []
+    for i, command in enumerate(commands):
+      self._files.append(tuple(open(os.path.join(logs, f'{name}{i}'), 'w+')
+                               for name in ('out', 'err')))
+      self._processes.append(subprocess.Popen(
+          command, cwd=ROOT, env=_env(devices), stdout=self._files[i][0],
+          stderr=self._files[i][1], text=True))
+
+  def kill(self) -> None:
+    for p in self._processes:  # a process whose partner died waits in a collective
+      p.kill()
+
+  def finish(self, status: int = 0) -> list:
+    try:
+      for p in self._processes:
+        p.wait(timeout=300)
+    finally:
+      self.kill()
+    outputs = [tuple(stream.seek(0) or stream.read() for stream in f) for f in self._files]
+    for stream in (stream for f in self._files for stream in f):
+      stream.close()
+    for p, (_, err) in zip(self._processes, outputs):
+      assert p.returncode == status, err
+    return outputs
+
+
+def _start_two_processes(workdir, flags, devices: int = 1) -> _Processes:
+  """Process 0 and 1 of a 2-process run of run.py on `workdir`, started."""
+  port = _free_port()
+  return _Processes(os.path.dirname(workdir), [
+      [sys.executable, RUN, *flags, f'--workdir={workdir}', '--num_processes=2',
+       f'--coordinator_address=localhost:{port}', f'--process_id={i}'] for i in range(2)], devices)
 
 
 def _two_processes(workdir, flags, devices: int = 1, status: int = 0) -> list:
-  """Runs process 0 and 1 of a 2-process run (their output in files, so no pipe fills up);
-  checks their exit status; returns their (stdout, stderr)."""
-  port, logs = _free_port(), os.path.dirname(workdir)
-  processes, files = [], []
-  for i in range(2):
-    files.append(tuple(open(os.path.join(logs, f'{name}{i}'), 'w+') for name in ('out', 'err')))
-    processes.append(subprocess.Popen(
-        [sys.executable, RUN, *flags, f'--workdir={workdir}', '--num_processes=2',
-         f'--coordinator_address=localhost:{port}', f'--process_id={i}'], cwd=ROOT,
-        env=_env(devices), stdout=files[i][0], stderr=files[i][1], text=True))
-  try:
-    for p in processes:
-      p.wait(timeout=300)
-  finally:
-    for p in processes:  # a process whose partner died waits in a collective: do not leave it
-      p.kill()
-  outputs = []
-  for f in files:
-    outputs.append(tuple(stream.seek(0) or stream.read() for stream in f))
-    for stream in f:
-      stream.close()
-  for p, (_, err) in zip(processes, outputs):
-    assert p.returncode == status, err
-  return outputs
+  """Runs process 0 and 1 of a 2-process run; checks their exit status; returns their
+  (stdout, stderr)."""
+  return _start_two_processes(workdir, flags, devices).finish(status)
 
 
-def test_two_processes_resume_and_write_what_one_process_writes(tmp_path):
+@pytest.fixture(scope='module')
+def victim(tmp_path_factory):
+  """The preempted one-process training run (PREEMPTED_AFTER_FIRST_CHECKPOINT), started by the
+  first test that asks (the first in the file, so that it trains while the tests before the one
+  that uses it run): its workdir is 'stopped' in its folder."""
+  folder = tmp_path_factory.mktemp('victim')
+  (folder / 'log').mkdir()
+  process = _Processes(folder / 'log', [[
+      sys.executable, '-c', PREEMPTED_AFTER_FIRST_CHECKPOINT, *TRAIN_FLAGS,
+      f'--workdir={folder / "stopped"}']], 1)
+  yield folder, process
+  process.kill()
+
+
+def test_two_processes_resume_and_write_what_one_process_writes(tmp_path, one_process, victim):
   """3 points per group on 2 devices (padded to 4); the workdir already holds the first of 2
   groups (process 0 reads it, the other learns it by broadcast): the two processes compute the
   other 3 points, and the results are byte-identical to one process's run."""
+  del victim  # started here, for the last test: it trains while this one runs
+  from lib.experiments import gradient_decay  # pylint: disable=g-import-not-at-top
+  from tests.conftest import default_config  # pylint: disable=g-import-not-at-top
   flags = [f for f in TINY_FLAGS if not f.startswith(('--config.sigma_w2', '--config.num_seeds',
                                                       '--config.cells'))] + [
       '--config.sigma_w2=0.5,1,4', '--config.num_seeds=1', '--config.cells=gru']
+  config = default_config()
+  config.update({**TINY, 'sigma_w2': (0.5, 1.0, 4.0), 'num_seeds': 1, 'cells': ('gru',)})
   one, two = tmp_path / 'one', tmp_path / 'two'
-  _one_process(one, flags)
+  one_process(gradient_decay.validate(config), str(one))
   shutil.copytree(one, two)
   lines = (one / 'results.jsonl').read_bytes().splitlines(keepends=True)
+  assert len(lines) == 6  # 2 groups (lengths) of 3 points
   (two / 'results.jsonl').write_bytes(b''.join(lines[:3]))
-  outputs = _two_processes(two, flags)
+  outputs = _two_processes(two, flags)  # refuses the workdir if its config were not the flags'
   assert (two / 'results.jsonl').read_bytes() == (one / 'results.jsonl').read_bytes()
   assert 'results:' in outputs[0][0]
   assert outputs[1][0].splitlines()[-1] == ('computed 3 points with process 0, which writes '
@@ -102,22 +176,29 @@ def test_when_process_0_fails_both_stop_with_one_line(tmp_path):
                                             'process stops with it')
 
 
-def test_training_preempted_in_one_process_resumes_in_two(tmp_path):
-  """One process, SIGTERM after the first checkpoint; then two processes of 2 devices each (3
-  seeds padded to 4) continue from process 0's checkpoint: results byte-identical to an
-  uninterrupted one-process run."""
-  whole, stopped = tmp_path / 'whole', tmp_path / 'stopped'
-  reference = _one_process(whole, TRAIN_FLAGS, wait=False)
-  victim = _one_process(stopped, TRAIN_FLAGS, wait=False)
-  deadline = time.time() + 200
-  while not _checkpointed(stopped) and victim.poll() is None and time.time() < deadline:
-    time.sleep(0.02)
-  assert victim.poll() is None, 'the run ended before it could be stopped'
-  victim.send_signal(signal.SIGTERM)
-  _, err = victim.communicate(timeout=120)
-  assert victim.returncode == 143, err
+def test_training_preempted_in_one_process_resumes_in_two(tmp_path, one_process, victim):
+  """One process, SIGTERM after its first checkpoint (step 20): it saves the next chunk's state
+  (step 40) and exits with 143, in one line; then two processes of 2 devices each (3 seeds padded
+  to 4) continue from process 0's checkpoint at step 40: results byte-identical to an
+  uninterrupted one-process run (run here, while the two processes run, its programs loaded from
+  the compilation cache where the preempted run left them)."""
+  from lib import experiments  # pylint: disable=g-import-not-at-top
+  folder, process = victim
+  stopped, whole = folder / 'stopped', tmp_path / 'whole'
+  ((_, err),) = process.finish(status=143)
+  assert err.splitlines()[-1].startswith('preempted (SIGTERM)') and 'Traceback' not in err
+  assert not (stopped / 'results.jsonl').exists()
   start = _latest_checkpoint(stopped)
-  outputs = _two_processes(stopped, TRAIN_FLAGS, devices=2)
-  assert 100 <= start < 600 and f'{start}/600' in outputs[0][1]  # resumed at the checkpoint
-  assert reference.wait(timeout=300) == 0
+  assert start == 40  # the chunk after the signal; the checkpoint at 20 is gone (the latest kept)
+  two = _start_two_processes(stopped, TRAIN_FLAGS, devices=2)
+  try:
+    one_process(experiments.validate(_memory_config()), str(whole))
+  finally:
+    outputs = two.finish()
+  # process 0's progress bar starts at the checkpoint (a run from step 0 passes 40/200 too)
+  bar = [line for line in re.split('[\r\n]', outputs[0][1]) if '/200 [' in line]
+  assert bar and f'| {start}/200 [' in bar[0], bar
+  assert json.loads((stopped / 'config.json').read_text()) == json.loads(
+      (whole / 'config.json').read_text())
   assert (stopped / 'results.jsonl').read_bytes() == (whole / 'results.jsonl').read_bytes()
+  assert not (stopped / 'checkpoints').exists()  # removed once the records are safe

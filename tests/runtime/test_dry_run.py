@@ -34,6 +34,9 @@ def test_cost_of_a_convolution():
 
 
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
+  """run.py --dry_run on 3 CPU devices: the points and groups, the programs (one per cell at the
+  bucket T=8) over up to 3 devices, a row per program with a positive estimate of seconds per
+  call; no workdir, no runs/ folder, nothing in the working directory."""
   workdir = tmp_path / 'w'
   result = subprocess.run(
       [sys.executable, os.path.join(ROOT, 'run.py'), *TINY_FLAGS, '--dry_run',

@@ -3,6 +3,7 @@ the first point, and one-line errors for memory or disk that runs out mid-run.""
 
 import errno
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -68,6 +69,8 @@ class _Device:
 
 
 def test_accelerator_memory_is_the_least_free_of_its_devices():
+  """Two GPUs with 7 and 4 GiB free: 4 GiB, from memory_stats; a device without statistics
+  gives no figure, and says which device."""
   devices_ = [_Device({'bytes_limit': 10 * GIB, 'bytes_in_use': 3 * GIB}),
               _Device({'bytes_limit': 10 * GIB, 'bytes_in_use': 6 * GIB}, id_=1)]
   assert limits.available(devices_) == (4 * GIB, 'gpu memory_stats')
@@ -107,10 +110,34 @@ def test_cpu_devices_share_the_host_memory_and_each_holds_a_peak(monkeypatch):
 
 
 def _tiny(hidden_size=8, **overrides):
+  """A tiny tanh sweep, 2 scales x 2 seeds a group. Lengths up to 5 share one program (the
+  bucket T=5), so the tests below compile it once and load it from the session's compilation
+  cache after."""
   from tests.conftest import TINY, default_config  # pylint: disable=g-import-not-at-top
   config = default_config()
   config.update({**TINY, 'hidden_size': hidden_size, 'cells': ('tanh',), **overrides})
   return gradient_decay.validate(config)
+
+
+THREE_GROUPS = {'seq_lens': (3, 4, 5)}  # one program (T=5), 3 groups of 4 points
+
+
+@pytest.fixture(autouse=True)
+def _no_plots(monkeypatch):
+  """The runs here draw no plots: what these tests check is the records and the errors (plots
+  are drawn and checked end to end in tests/test_run.py)."""
+  monkeypatch.setattr(gradient_decay, 'plot', lambda records, plots_dir: [])
+
+
+@pytest.fixture(scope='module')
+def whole(tmp_path_factory):
+  """A workdir of the THREE_GROUPS sweep, run whole, never failed: what the failed runs below
+  are compared with, byte for byte (tests copy it, never change it)."""
+  workdir = tmp_path_factory.mktemp('whole') / 'w'
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(gradient_decay, 'plot', lambda records, plots_dir: [])
+    experiments.run(_tiny(**THREE_GROUPS), str(workdir))
+  return workdir
 
 
 def test_a_program_that_cannot_fit_stops_the_run_before_anything_is_written(tmp_path,
@@ -137,31 +164,33 @@ def test_a_program_that_cannot_fit_stops_the_run_before_anything_is_written(tmp_
 
 
 def test_without_an_estimate_the_run_goes_on_and_says_so(tmp_path, monkeypatch, caplog):
+  """Where the host says nothing of its memory the check logs that it checked nothing, and the
+  run computes every point."""
   monkeypatch.setattr(limits, 'host_available', lambda: (None, 'no meminfo here'))
   caplog.set_level('INFO')
-  experiments.run(_tiny(seq_lens=(3,)), str(tmp_path / 'w'))
-  assert 'memory check of tanh T=3: no estimate (no meminfo here); not checked' in caplog.text
+  experiments.run(_tiny(seq_lens=(3, 5)), str(tmp_path / 'w'))
+  assert 'memory check of tanh T=5: no estimate (no meminfo here); not checked' in caplog.text
+  assert len(ResultStore(str(tmp_path / 'w')).records()) == 2 * 2 * 2  # lengths x scales x seeds
 
 
 def programs_loaded(run) -> int:
   """How many executables `run()` got from XLA: compiled, or loaded from the persistent
-  compilation cache (which the test session shares). A program compiled twice counts twice."""
+  compilation cache (which the test session shares). A program compiled twice counts twice.
+
+  JAX times every request for an executable, whether XLA compiles it or the persistent cache
+  holds it, as one backend_compile_duration event (it wraps `compile_or_get_cached`): those are
+  counted. (A cache hit also sends a cache_hits event; counting that too counted a program that
+  another test had compiled before twice.)"""
   loaded = []
 
   def on_compile(event, *_, **__):
     if event == '/jax/core/compile/backend_compile_duration':
       loaded.append(event)
-
-  def on_event(event, **_):
-    if event == '/jax/compilation_cache/cache_hits':
-      loaded.append(event)
   jax.monitoring.register_event_duration_secs_listener(on_compile)
-  jax.monitoring.register_event_listener(on_event)
   try:
     run()
   finally:
     jax.monitoring.unregister_event_duration_listener(on_compile)
-    jax.monitoring.unregister_event_listener(on_event)
   return len(loaded)
 
 
@@ -173,11 +202,11 @@ def test_the_run_loads_what_the_check_compiled(tmp_path, dtype):
   assert programs_loaded(lambda: experiments.run(cfg, str(tmp_path / 'w'))) == 1
 
 
-def test_a_failed_check_leaves_every_workdir_as_it_was(tmp_path, monkeypatch):
-  """With too little memory: no runs/ folder for the default workdir; a partial workdir, resumed
-  or with --overwrite, keeps every byte."""
-  cfg = _tiny(9, seq_lens=(3, 5))
-  experiments.run(cfg, str(tmp_path / 'w'))
+def test_a_failed_check_leaves_every_workdir_as_it_was(tmp_path, monkeypatch, whole):
+  """With too little memory: no runs/ folder for the default workdir; a partial workdir (the
+  first of 3 groups), resumed or with --overwrite, keeps every byte."""
+  cfg = _tiny(**THREE_GROUPS)
+  shutil.copytree(whole, tmp_path / 'w')
   results = tmp_path / 'w' / 'results.jsonl'
   results.write_bytes(b''.join(results.read_bytes().splitlines(keepends=True)[:4]))  # a group
   before = {name: (tmp_path / 'w' / name).read_bytes() for name in sorted(os.listdir(
@@ -192,11 +221,10 @@ def test_a_failed_check_leaves_every_workdir_as_it_was(tmp_path, monkeypatch):
   assert {name: (tmp_path / 'w' / name).read_bytes() for name in before} == before
 
 
-def test_a_full_disk_mid_run_is_one_line_and_the_rerun_resumes(tmp_path, monkeypatch):
+def test_a_full_disk_mid_run_is_one_line_and_the_rerun_resumes(tmp_path, monkeypatch, whole):
   """The disk fills in the third group's second record: a ResourceError, the records before it
   whole; with room, the same run ends byte-identical to one that never failed."""
-  cfg = _tiny(seq_lens=(3, 4, 5))
-  experiments.run(cfg, str(tmp_path / 'whole'))
+  cfg = _tiny(**THREE_GROUPS)
   real_append, calls = ResultStore.append, []
 
   def third_group_fills_the_disk(self, records):
@@ -211,10 +239,11 @@ def test_a_full_disk_mid_run_is_one_line_and_the_rerun_resumes(tmp_path, monkeyp
     experiments.run(cfg, str(tmp_path / 'w'))
   assert str(error.value).startswith(f'no space left on the disk writing {tmp_path}/w/results.jsonl'
                                      f' (workdir {tmp_path / "w"}); ')
+  records = ResultStore(str(tmp_path / 'w')).records()
+  assert len(calls) == 3 and len(records) == 2 * 4 + 1  # two groups and the third's first
   monkeypatch.setattr(ResultStore, 'append', real_append)
   experiments.run(cfg, str(tmp_path / 'w'))
-  assert (tmp_path / 'w' / 'results.jsonl').read_bytes() == \
-      (tmp_path / 'whole' / 'results.jsonl').read_bytes()
+  assert (tmp_path / 'w' / 'results.jsonl').read_bytes() == (whole / 'results.jsonl').read_bytes()
 
 
 def test_points_programs_that_read_different_arguments_do_not_share():
@@ -229,6 +258,8 @@ def test_points_programs_that_read_different_arguments_do_not_share():
 
 
 def test_a_program_with_a_host_callback_is_not_shared():
+  """Two programs equal but for the Python function of their host callback each run their own
+  (the lowered text does not hold the callback), inside shared()."""
   x = jnp.zeros(3)
   seen = []
   build = lambda tag: compiled.Program(  # noqa: E731
@@ -281,6 +312,10 @@ def test_a_write_error_takes_back_its_part_written_line_at_once(tmp_path, monkey
                                          (errno.EROFS, 'the file system is read-only'),
                                          (errno.EACCES, 'permission denied')])
 def test_resource_errors_name_the_resource_the_file_and_the_workdir(code, words):
+  """An OSError (also as the cause of a library's error, or in tensorstore's text) of a full
+  disk, a quota, a read-only file system or a denied permission becomes a ResourceError (exit
+  status 3) naming it, the file and the workdir; an error raised while handling one `from
+  None`, a missing file and a bare RESOURCE_EXHAUSTED are not; a MemoryError is memory."""
   wrapped = RuntimeError('a library wraps it')
   wrapped.__cause__ = OSError(code, 'os text', '/w/results.jsonl')
   error = errors.resource_error(wrapped, '/w')
@@ -302,11 +337,10 @@ def test_resource_errors_name_the_resource_the_file_and_the_workdir(code, words)
   assert str(errors.resource_error(MemoryError(), '/w')).startswith('out of memory mid-run')
 
 
-def test_out_of_memory_mid_run_is_one_line_and_the_rerun_resumes(tmp_path, monkeypatch):
+def test_out_of_memory_mid_run_is_one_line_and_the_rerun_resumes(tmp_path, monkeypatch, whole):
   """XLA's RESOURCE_EXHAUSTED in the third group: a ResourceError in one line, the first two
   groups saved; the same run again ends byte-identical to one that never failed."""
-  cfg = _tiny(seq_lens=(3, 4, 5))
-  experiments.run(cfg, str(tmp_path / 'whole'))
+  cfg = _tiny(**THREE_GROUPS)
   real = gradient_decay.compute_group
   calls = []
 
@@ -327,5 +361,4 @@ def test_out_of_memory_mid_run_is_one_line_and_the_rerun_resumes(tmp_path, monke
   assert len(ResultStore(str(tmp_path / 'w')).records()) == 2 * per_group
   monkeypatch.setattr(gradient_decay, 'compute_group', real)
   experiments.run(cfg, str(tmp_path / 'w'))
-  assert (tmp_path / 'w' / 'results.jsonl').read_bytes() == \
-      (tmp_path / 'whole' / 'results.jsonl').read_bytes()
+  assert (tmp_path / 'w' / 'results.jsonl').read_bytes() == (whole / 'results.jsonl').read_bytes()

@@ -15,6 +15,8 @@ CONFIG = {'experiment': 'gradient_decay', 'seq_lens': (3, 5), 'sigma_b2': 0.0}
 
 
 def test_records_round_trip_with_non_finite_values_as_null(tmp_path):
+  """Records read back as written, NaN and infinities as null; the config is stored (tuples as
+  lists); each create, a resume too, appends its environment (jax, devices, time)."""
   store = ResultStore.create(str(tmp_path / 'w'), CONFIG)
   store.append([{'a': 1, 'v': [1.5, math.nan, -math.inf]}, {'a': 2, 'v': []}])
   assert store.records() == [{'a': 1, 'v': [1.5, None, None]}, {'a': 2, 'v': []}]
@@ -26,6 +28,8 @@ def test_records_round_trip_with_non_finite_values_as_null(tmp_path):
 
 
 def test_a_line_cut_by_a_kill_is_dropped_on_reopen(tmp_path):
+  """A last line cut mid-write is not read as a record, and reopening the store truncates it,
+  so the next record starts a line of its own."""
   workdir = str(tmp_path / 'w')
   store = ResultStore.create(workdir, CONFIG)
   store.append([{'a': 1}])
@@ -39,6 +43,8 @@ def test_a_line_cut_by_a_kill_is_dropped_on_reopen(tmp_path):
 
 
 def test_a_different_config_is_refused_unless_overwrite(tmp_path):
+  """A workdir of another config is refused, naming the keys that differ, and left untouched;
+  with overwrite its records are deleted and the new config stored."""
   workdir = str(tmp_path / 'w')
   ResultStore.create(workdir, CONFIG).append([{'a': 1}])
   other = {**CONFIG, 'seq_lens': (3,)}
@@ -51,6 +57,7 @@ def test_a_different_config_is_refused_unless_overwrite(tmp_path):
 
 
 def test_unwritable_workdir_is_a_user_error_and_writes_nothing(tmp_path):
+  """A workdir under a file, or a file as the workdir: a UserError each, and nothing written."""
   blocker = tmp_path / 'file'
   blocker.write_text('x')
   with pytest.raises(UserError, match='cannot write to workdir'):
@@ -61,6 +68,8 @@ def test_unwritable_workdir_is_a_user_error_and_writes_nothing(tmp_path):
 
 
 def test_corrupt_or_foreign_lines_are_reported(tmp_path):
+  """A line that is not JSON, and records without a required field or not objects, are
+  UserErrors that name the line."""
   store = ResultStore.create(str(tmp_path / 'w'), CONFIG, required=('a',))
   with open(store.results_path, 'w') as f:
     f.write('{"a": 1}\nnot json\n{"a": 2}\n')
@@ -75,6 +84,7 @@ def test_corrupt_or_foreign_lines_are_reported(tmp_path):
 
 
 def test_a_workdir_in_use_by_another_run_is_refused(tmp_path):
+  """A workdir locked by another run is refused, and nothing but the lock file is there."""
   workdir = tmp_path / 'w'
   workdir.mkdir()
   with open(workdir / '.lock', 'a') as other_run:
@@ -87,6 +97,8 @@ def test_a_workdir_in_use_by_another_run_is_refused(tmp_path):
 @pytest.mark.parametrize('name, make', [('plots', 'file'), ('environment.json', 'folder'),
                                         ('results.jsonl', 'folder')])
 def test_owned_paths_of_the_wrong_kind_are_refused_before_writing(tmp_path, name, make):
+  """plots as a file, environment.json or results.jsonl as a folder: refused even with
+  overwrite, before anything is written."""
   workdir = tmp_path / 'w'
   workdir.mkdir()
   if make == 'file':
