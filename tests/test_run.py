@@ -4,6 +4,8 @@ every bad input as a one-line error with nothing written."""
 import json
 import os
 import pathlib
+import re
+import runpy
 import shutil
 import signal
 import subprocess
@@ -148,8 +150,9 @@ def tiny_run(tmp_path_factory):
 
 def test_main_job_end_to_end_cache_resume_plot_only_and_config_guard(tiny_run, tmp_path):
   """run.py at a tiny size: its summary, progress bar, records, config, environment and plots; a
-  second run into a new workdir with the same --compilation_cache_dir compiles nothing (every
-  program a persistent-cache hit) and writes the same bytes; --plot_only redraws the plots; and,
+  second run with the same --compilation_cache_dir and no --workdir writes into
+  runs/gradient_decay-<timestamp> of the working directory, compiles nothing (every program a
+  persistent-cache hit) and writes the same bytes; --plot_only redraws the plots; and,
   in-process on a copy (the same code run.py calls), a rerun of a finished workdir computes
   nothing, a workdir of another config is refused, and --overwrite replaces it."""
   from lib import experiments  # pylint: disable=g-import-not-at-top
@@ -174,11 +177,14 @@ def test_main_job_end_to_end_cache_resume_plot_only_and_config_guard(tiny_run, t
 
   compiles = first.stderr.count('Finished XLA compilation')
   assert compiles >= 2  # one program per cell (one length bucket) at least
-  second = run(TINY_FLAGS + [cache, '--verbose', f'--workdir={tmp_path / "b"}'], cwd=tmp_path)
+  second = run(TINY_FLAGS + [cache, '--verbose'], cwd=tmp_path)  # no --workdir: the default
   assert second.returncode == 0, second.stderr
   hits = second.stderr.count('Persistent compilation cache hit')
   assert hits >= 2 and second.stderr.count('Finished XLA compilation') == hits
-  assert (tmp_path / 'b' / 'results.jsonl').read_bytes() == (done / 'results.jsonl').read_bytes()
+  (name,) = os.listdir(tmp_path / 'runs')  # runs/<experiment>-<timestamp> in the working dir
+  assert re.fullmatch(r'gradient_decay-\d{8}-\d{6}', name), name
+  assert (tmp_path / 'runs' / name / 'results.jsonl').read_bytes() == \
+      (done / 'results.jsonl').read_bytes()
 
   workdir = tmp_path / 'w'
   shutil.copytree(done, workdir)
@@ -199,31 +205,37 @@ def test_main_job_end_to_end_cache_resume_plot_only_and_config_guard(tiny_run, t
   assert {r['seq_len'] for r in _records(workdir)} == {4}
 
 
-def test_default_workdir_is_runs_experiment_timestamp(tmp_path):
-  flags = [f for f in TINY_FLAGS if 'cells' not in f and 'seq_lens' not in f]
-  result = run(flags + ['--config.cells=tanh', '--config.seq_lens=2'], cwd=tmp_path)
-  assert result.returncode == 0, result.stderr
-  (name,) = os.listdir(tmp_path / 'runs')
-  assert name.startswith('gradient_decay-') and len(_records(tmp_path / 'runs' / name)) == 4
-
-
 KILL_FLAGS = [f for f in TINY_FLAGS if 'cells' not in f and 'seq_lens' not in f] + [
     '--config.cells=tanh', '--config.seq_lens=2,3,4,5,6']
 
 
+KILL_CFG = dict(cells=('tanh',), seq_lens=(2, 3, 4, 5, 6))  # KILL_FLAGS, for _tiny_cfg
+
+
+def _run_in_process(cfg: dict, workdir, **kw):
+  """experiments.run, what run.py calls, in this process and without the plots (what the tests
+  that use this compare is the records; the plots are checked end to end above)."""
+  from lib import experiments  # pylint: disable=g-import-not-at-top
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(experiments.get(cfg['experiment']), 'plot', lambda records, plots_dir: [])
+    return experiments.run(cfg, str(workdir), **kw)
+
+
 @pytest.fixture(scope='module')
 def uninterrupted_sweep(tmp_path_factory):
-  """results.jsonl of the kill tests' sweep run once without interruption."""
-  tmp = tmp_path_factory.mktemp('whole')
-  result = run(KILL_FLAGS + [f'--workdir={tmp / "w"}'], cwd=tmp)
-  assert result.returncode == 0, result.stderr
-  return (tmp / 'w' / 'results.jsonl').read_bytes()
+  """results.jsonl of the kill tests' sweep run once without interruption (in this process: run.py
+  and this call reach the same experiments.run; that one device or one per core computes the
+  same bits is tests/runtime/test_devices.py's)."""
+  workdir = tmp_path_factory.mktemp('whole') / 'w'
+  _run_in_process(_tiny_cfg(**KILL_CFG), workdir)
+  return (workdir / 'results.jsonl').read_bytes()
 
 
 @pytest.mark.parametrize('sig', [signal.SIGKILL, signal.SIGINT, signal.SIGTERM])
 def test_killed_mid_sweep_then_rerun_equals_uninterrupted(tmp_path, sig, uninterrupted_sweep):
   """kill -9, Ctrl-C (one line, exit 130) or SIGTERM (the group in flight is written, one line,
-  exit 143) mid-sweep: the rerun ends byte-identical."""
+  exit 143) of run.py mid-sweep: the rerun (in-process) ends byte-identical to a run never
+  stopped."""
   killed = str(tmp_path / 'killed')
   victim = subprocess.Popen([sys.executable, RUN, *KILL_FLAGS, f'--workdir={killed}'],
                             cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -246,23 +258,23 @@ def test_killed_mid_sweep_then_rerun_equals_uninterrupted(tmp_path, sig, uninter
   assert 0 < partial < 4 * 5, 'the kill should land mid-sweep'
   if sig == signal.SIGTERM:
     assert partial % 4 == 0  # whole groups (2 scales x 2 seeds): the one in flight was finished
-  resumed = run(KILL_FLAGS + [f'--workdir={killed}'], cwd=tmp_path)
-  assert resumed.returncode == 0, resumed.stderr
+  _run_in_process(_tiny_cfg(**KILL_CFG), killed)  # the rerun: what run.py would call
   assert open(os.path.join(killed, 'results.jsonl'), 'rb').read() == uninterrupted_sweep
 
 
 def test_shards_merged_equal_one_run(tiny_run, tmp_path):
-  """--shard_index/--num_shards split the groups between runs (an array job); --merge joins their
-  workdirs into results byte-identical to one run's; in-process (what --merge and run.py call):
+  """--shard_index/--num_shards split the groups between runs (an array job; shard 0 by run.py,
+  shard 1 in-process); --merge joins their workdirs into results byte-identical to one run's;
+  in-process (what --merge and run.py call):
   a merge of one shard says how many points are missing, a workdir of another config is
   refused, and a shard's workdir refuses to resume as another shard."""
   from lib import experiments  # pylint: disable=g-import-not-at-top
   from lib.runtime.errors import UserError  # pylint: disable=g-import-not-at-top
   _, whole, _ = tiny_run
-  shards = [run(TINY_FLAGS + [f'--shard_index={i}', '--num_shards=2',
-                              f'--workdir={tmp_path / f"shard{i}"}'], cwd=tmp_path)
-            for i in range(2)]
-  assert all(r.returncode == 0 for r in shards), [r.stderr for r in shards]
+  shard0 = run(TINY_FLAGS + ['--shard_index=0', '--num_shards=2',
+                             f'--workdir={tmp_path / "shard0"}'], cwd=tmp_path)
+  assert shard0.returncode == 0, shard0.stderr
+  _run_in_process(_tiny_cfg(), tmp_path / 'shard1', shard=(1, 2))  # what --shard_index=1 calls
   sizes = [len(_records(tmp_path / f'shard{i}')) for i in range(2)]
   assert sum(sizes) == len(_records(whole)) and min(sizes) > 0
   partial = experiments.merge([str(tmp_path / 'shard0')], str(tmp_path / 'partial'))
@@ -286,7 +298,8 @@ def test_shards_merged_equal_one_run(tiny_run, tmp_path):
 @pytest.fixture
 def small_disk():
   """mount(size) -> a tmpfs of `size` (remounted at a new size if called again), unmounted at the
-  end; the test is skipped where tmpfs cannot be mounted (not root). Its path has the same
+  end (and the workdir locks an in-process run holds there, for the life of the process, let go);
+  the test is skipped where tmpfs cannot be mounted (not root). Its path has the same
   length in every session (orbax writes paths into its files, and a longer one can take a page
   more)."""
   disk = pathlib.Path(tempfile.mkdtemp(prefix='gp-disk-', dir='/tmp'))
@@ -298,6 +311,9 @@ def small_disk():
       pytest.skip('cannot mount a tmpfs here')
     return disk
   yield mount
+  from lib.runtime import results  # pylint: disable=g-import-not-at-top
+  for path in [p for p in results._LOCKS if p.startswith(f'{disk}/')]:  # pylint: disable=protected-access
+    results._LOCKS.pop(path).close()  # pylint: disable=protected-access  (an in-process run's)
   if os.path.ismount(disk):
     subprocess.run(['umount', str(disk)], check=True)
   disk.rmdir()
@@ -312,7 +328,8 @@ def test_a_full_disk_mid_sweep_is_one_line_and_the_rerun_resumes(tmp_path, small
   """A tmpfs with the pages config.json and environment.json take (as a run that never failed
   wrote them) and one page for results.jsonl, whose 16 records need more. The run stops with
   exit status 3 and one line naming the disk, the file and the workdir, and leaves whole records
-  only; with room, the same command finishes byte-identical to the run that never failed."""
+  only; with room, the same run (in-process) finishes byte-identical to the run that never
+  failed."""
   _, whole, _ = tiny_run
   page = os.sysconf('SC_PAGE_SIZE')
 
@@ -330,31 +347,61 @@ def test_a_full_disk_mid_sweep_is_one_line_and_the_rerun_resumes(tmp_path, small
   assert data.endswith(b'\n') and 0 < data.count(b'\n') < 16
   assert all(json.loads(line) for line in data.splitlines())
   small_disk('1m')
-  assert run(TINY_FLAGS + [f'--workdir={workdir}'], cwd=tmp_path).returncode == 0
+  _run_in_process(_tiny_cfg(), workdir)  # the same run again (in-process), with room
   assert (workdir / 'results.jsonl').read_bytes() == (whole / 'results.jsonl').read_bytes()
 
 
+# run.py, with the disk made full (`spare` pages left) once the checkpoint at step `step_full` is
+# saved: argv = disk, step_full, spare, run.py's flags. Where a save fails is then the same in every
+# run, whatever orbax's files weigh.
+FULL_AFTER_A_CHECKPOINT = '''
+import os, runpy, subprocess, sys
+from lib.runtime import train
+disk, step_full, spare = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+real_save = train.Checkpoints.save
+def save(self, step, state):
+  real_save(self, step, state)
+  if step == step_full:
+    stat = os.statvfs(disk)
+    size = (stat.f_blocks - stat.f_bfree + spare) * stat.f_frsize
+    subprocess.run(['mount', '-o', f'remount,size={size}', 'tmpfs', disk], check=True)
+train.Checkpoints.save = save
+sys.argv = ['run.py', *sys.argv[4:]]
+runpy.run_path('run.py', run_name='__main__')
+'''
+
+
 def test_a_full_disk_at_a_checkpoint_keeps_the_last_one_and_the_rerun_resumes_from_it(
-    tmp_path, small_disk):
-  """Training with a checkpoint every 50 of 200 steps on 64 KiB of tmpfs: the checkpoint at step
-  50 fits, the one at 100 does not (orbax writes it beside the last before it drops that one).
-  One line, exit status 3, the step-50 checkpoint whole; with room, the rerun resumes from it
-  and finishes (that a resumed run ends byte-identical to one never stopped is
-  tests/runtime/test_train.py's)."""
-  flags = ['--config=experiments/long_range_memory.py', '--config.cells=tanh',
-           '--config.seq_lens=10', '--config.num_steps=200', '--config.log_every=50',
-           '--config.checkpoint_every=50', '--config.hidden_size=8']
-  workdir = small_disk('64k') / 'w'
-  full = run(flags + [f'--workdir={workdir}'], cwd=ROOT)
+    tmp_path, small_disk, caplog):
+  """Training with a checkpoint every 50 of 200 steps; once the one at step 50 is saved, the disk
+  fills up but for 2 pages, so the one at step 100 fails part-written (orbax writes it beside the
+  last before it drops that one). One line, exit status 3, the step-50 checkpoint whole; with
+  room, the rerun (in-process, on the one device run.py was given) resumes from it and finishes
+  (that a resumed run ends byte-identical to one never stopped is tests/runtime/test_train.py's)."""
+  overrides = dict(cells='tanh', seq_lens=10, num_steps=200, log_every=50, checkpoint_every=50,
+                   hidden_size=8)
+  flags = ['--config=experiments/long_range_memory.py', '--cpu_devices=1',
+           *[f'--config.{key}={value}' for key, value in overrides.items()]]
+  disk = small_disk('4m')
+  workdir = disk / 'w'
+  full = subprocess.run([sys.executable, '-c', FULL_AFTER_A_CHECKPOINT, str(disk), '50', '2',
+                         *flags, f'--workdir={workdir}'], cwd=ROOT, capture_output=True,
+                        text=True, timeout=300)
   assert full.returncode == 3, full.stderr
   (line,) = _error_lines(full)
   assert line.startswith('error: no space left on the disk') and f'(workdir {workdir})' in line
   assert 'Traceback' not in full.stderr
   kept = workdir / 'checkpoints' / 'tanh-clip1.0-T10' / '50'
-  assert (kept / 'commit_success.txt').exists()
+  assert (kept / 'commit_success.txt').exists(), (line, sorted(
+      str(path.relative_to(workdir)) for path in workdir.rglob('*')))
   assert not (workdir / 'results.jsonl').exists() or not (workdir / 'results.jsonl').read_bytes()
   small_disk('4m')
-  resumed = run(flags + [f'--workdir={workdir}', '--verbosity=0'], cwd=ROOT)  # logs the resume
-  assert resumed.returncode == 0, resumed.stderr
-  assert 'resumed from the checkpoint at step 50' in resumed.stderr
+  from lib import experiments  # pylint: disable=g-import-not-at-top
+  config = runpy.run_path(os.path.join(ROOT, 'experiments', 'long_range_memory.py'))[
+      'get_config']()
+  config.update({'cells': ('tanh',), 'seq_lens': (10,), **{
+      key: value for key, value in overrides.items() if key not in ('cells', 'seq_lens')}})
+  caplog.set_level('INFO')
+  _run_in_process(experiments.validate(config), workdir)
+  assert 'resumed from the checkpoint at step 50' in caplog.text
   assert [r['steps'] for r in _records(workdir)] == [200, 200]

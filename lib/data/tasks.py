@@ -54,7 +54,10 @@ def copy_memory(key, batch_size: int, seq_len: int):
   """x, y: (B, T + 20) integer tokens (0 blank, 1..8 symbols, 9 marker)."""
   if seq_len < 1:
     raise UserError(f'copy memory needs seq_len >= 1, got {seq_len}')
-  symbols = jax.random.randint(key, (batch_size, COPY_LENGTH), 1, COPY_SYMBOLS + 1)
+  # drawn flat and reshaped: the same values as a (batch_size, COPY_LENGTH) draw, and XLA:CPU
+  # compiles a flat draw in a fraction of the time (0.3-0.7 s against 1.5-2.2 s, measured)
+  symbols = jax.random.randint(key, (batch_size * COPY_LENGTH,), 1, COPY_SYMBOLS + 1).reshape(
+      batch_size, COPY_LENGTH)
   blanks = jnp.full((batch_size, seq_len - 1), COPY_BLANK, symbols.dtype)
   marker = jnp.full((batch_size, 1), COPY_MARKER, symbols.dtype)
   tail = jnp.full((batch_size, COPY_LENGTH), COPY_BLANK, symbols.dtype)
