@@ -1,7 +1,13 @@
 """The gradient-decay sweep: numbers equal a per-point computation, one compile per (cell, T),
-resume without loss or duplication, and overflow recorded as a status."""
+resume without loss or duplication, and overflow recorded as a status.
+
+Most tests share two runs of one config (module fixtures, each run once, read and never
+written): the sweep without length buckets (one program per (cell, T)) and the same sweep with
+every length in one bucket 8 times longer than the longest. Every program of the file is
+compiled once; the session's compilation cache serves the runs that build one again."""
 
 import functools
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -14,6 +20,20 @@ from lib.nets import cells
 from lib.runtime.errors import UserError
 from lib.runtime.results import ResultStore
 from tests.conftest import default_config
+from tests.conftest import TINY
+
+# The shared sweep: 2 cells x T = 3, 5 x 2 scales x 2 seeds. Hidden 64 and batch 16, so that XLA
+# vectorises the sums over them (a sum over all steps at once rounded differently in a longer
+# program: the bucket test's bug); the fit window k = 1..3 (the ends of the profile bend, so a
+# window ignored or shifted moves the rate: the float64 test's).
+SHARED = {**TINY, 'hidden_size': 64, 'batch_size': 16, 'fit_k_min': 1, 'fit_k_max': 3}
+BUCKET = 8 * max(TINY['seq_lens'])
+
+
+def _config(**overrides) -> dict:
+  config = default_config()
+  config.update({**SHARED, **overrides})
+  return gradient_decay.validate(config)
 
 
 def _run(cfg, workdir):
@@ -22,50 +42,8 @@ def _run(cfg, workdir):
   return store
 
 
-def test_sweep_records_equal_single_point_float64_direct(tiny_config, tmp_path):
-  """Each vmapped record equals its point recomputed alone by plain autodiff in float64, and its
-  rate the fit of that profile over the config's window (k = 1..3: the ends of the profile
-  bend, so a window ignored or shifted moves the rate)."""
-  tiny_config.update(fit_k_min=1, fit_k_max=3)
-  cfg = gradient_decay.validate(tiny_config)
-  records = _run(cfg, tmp_path / 'w').records()
-  assert len(records) == 2 * 2 * 2 * 2
-  with jax.enable_x64(True):
-
-    @functools.partial(jax.jit, static_argnums=(0, 1))
-    def direct64(name, seq_len, seed, sigma_w2, sigma_b2):
-      """The same draws as the float32 program, cast to float64, then plain autodiff (one
-      program per cell and length: eager, its many small ops compiled one by one)."""
-      key = jax.random.key(seed)
-      cell32 = cells.make_cell(name, cfg['hidden_size'], jnp.float32)
-      params = cells.init_params(
-          name, cell32, jax.random.fold_in(key, 0), cfg['input_size'], sigma_w2=sigma_w2,
-          sigma_v2=cfg['sigma_v2'], sigma_b2=sigma_b2, recurrent_init=cfg['recurrent_init'],
-          gate_bias=cfg['gate_bias'])
-      readout, xs = cells.standard_normals(
-          jax.random.fold_in(key, 1),
-          [(cfg['hidden_size'],), (seq_len, cfg['batch_size'], cfg['input_size'])],
-          jnp.float32)
-      to64 = lambda a: a.astype(jnp.float64)
-      cell = cells.make_cell(name, cfg['hidden_size'], jnp.float64)
-      return gradients.direct_grad_profile(
-          cells.step_of(cell, jax.tree.map(to64, params)),
-          functools.partial(cells.output, name),
-          cells.zero_carry(cell, cfg['batch_size'], cfg['input_size']), to64(xs),
-          to64(readout) / np.sqrt(cfg['hidden_size']))[0]
-
-    for r in records[::5]:  # each (cell, seq_len) group, each scale and seed
-      direct = direct64(r['cell'], r['seq_len'], r['seed'], np.float32(r['sigma_w2']),
-                        np.float32(r['sigma_b2']))
-      np.testing.assert_allclose(r['log_grad_sq'], np.asarray(direct), rtol=1e-5, atol=1e-4)
-      assert r['status'] == 'ok'
-      assert r['decay_rate'] == pytest.approx(
-          gradients.fit_decay_rate(np.asarray(direct), 1, 3), abs=1e-4)
-      if r['seq_len'] == 5:
-        assert abs(r['decay_rate'] - gradients.fit_decay_rate(np.asarray(direct))) > 1e-3
-
-
 def _count_compiles(run):
+  """(compiles, run()): a compile is counted whether XLA compiles or the cache serves it."""
   compiles = []
 
   def listener(event, *_, **__):
@@ -80,25 +58,89 @@ def _count_compiles(run):
   return len(compiles), result
 
 
-def test_one_compile_per_cell_and_length(tiny_config, tmp_path):
-  tiny_config.length_buckets = ()  # no buckets
-  cfg = gradient_decay.validate(tiny_config)
-  compiles, _ = _count_compiles(lambda: _run(cfg, tmp_path / 'w'))
-  assert compiles == len(cfg['cells']) * len(cfg['seq_lens'])
+@pytest.fixture(scope='module')
+def unbucketed(tmp_path_factory):
+  """The shared sweep without buckets, run by gradient_decay.run: (cfg, its compiles, store)."""
+  cfg = _config(length_buckets=())
+  return (cfg, *_count_compiles(lambda: _run(cfg, tmp_path_factory.mktemp('unbucketed'))))
 
 
-def test_length_buckets_compile_once_per_bucket_and_change_no_bit(tiny_config, tmp_path):
+@pytest.fixture(scope='module')
+def bucketed(tmp_path_factory):
+  """The shared sweep with every length in one bucket of BUCKET steps, run by
+  gradient_decay.run: (cfg, its compiles, store)."""
+  cfg = _config(length_buckets=(BUCKET,))
+  return (cfg, *_count_compiles(lambda: _run(cfg, tmp_path_factory.mktemp('bucketed'))))
+
+
+def test_sweep_records_equal_single_point_float64_direct(bucketed):
+  """Each vmapped record (of the bucketed sweep: every length padded to 40 steps) equals its
+  point recomputed alone by plain autodiff in float64, and its rate the fit of that profile over
+  the config's window (k = 1..3: the ends of the profile bend, so a window ignored or shifted
+  moves the rate)."""
+  cfg, _, store = bucketed
+  records = store.records()
+  assert len(records) == 2 * 2 * 2 * 2
+  # each (cell, seq_len) group, each scale and seed (the last a point whose window moves its rate
+  # by more than 1e-3: at hidden 64 some GRU profiles are nearly straight)
+  checked = records[3:13:3]
+  assert [(r['cell'], r['seq_len']) for r in checked] == [
+      ('tanh', 3), ('tanh', 5), ('gru', 3), ('gru', 5)]
+  assert len({(r['sigma_w2'], r['seed']) for r in checked}) == 4
+
+  def direct64(name, seq_len, seed, sigma_w2, sigma_b2):
+    """The same draws as the float32 program, cast to float64, then plain autodiff."""
+    key = jax.random.key(seed)
+    cell32 = cells.make_cell(name, cfg['hidden_size'], jnp.float32)
+    params = cells.init_params(
+        name, cell32, jax.random.fold_in(key, 0), cfg['input_size'], sigma_w2=sigma_w2,
+        sigma_v2=cfg['sigma_v2'], sigma_b2=sigma_b2, recurrent_init=cfg['recurrent_init'],
+        gate_bias=cfg['gate_bias'])
+    readout, xs = cells.standard_normals(
+        jax.random.fold_in(key, 1),
+        [(cfg['hidden_size'],), (seq_len, cfg['batch_size'], cfg['input_size'])], jnp.float32)
+    to64 = lambda a: a.astype(jnp.float64)
+    cell = cells.make_cell(name, cfg['hidden_size'], jnp.float64)
+    return gradients.direct_grad_profile(
+        cells.step_of(cell, jax.tree.map(to64, params)), functools.partial(cells.output, name),
+        cells.zero_carry(cell, cfg['batch_size'], cfg['input_size']), to64(xs),
+        to64(readout) / np.sqrt(cfg['hidden_size']))[0]
+
+  with jax.enable_x64(True):
+    # the four points as one program (one compile, not four), compiled unoptimised: XLA's
+    # optimisations are most of its compile and change no float64 result at these tolerances
+    args = (np.asarray([r['seed'] for r in checked], np.int32),
+            np.asarray([r['sigma_w2'] for r in checked], np.float32),
+            np.asarray([r['sigma_b2'] for r in checked], np.float32))
+    every = jax.jit(lambda seed, w, b: [direct64(r['cell'], r['seq_len'], seed[i], w[i], b[i])
+                                        for i, r in enumerate(checked)])
+    directs = every.lower(*args).compile(compiler_options={
+        'xla_backend_optimization_level': 0, 'xla_llvm_disable_expensive_passes': True})(*args)
+  for r, direct in zip(checked, directs):
+    direct = np.asarray(direct)
+    np.testing.assert_allclose(r['log_grad_sq'], direct, rtol=1e-5, atol=1e-4)
+    assert r['status'] == 'ok'
+    assert r['decay_rate'] == pytest.approx(gradients.fit_decay_rate(direct, 1, 3), abs=1e-4)
+    if r['seq_len'] == 5:
+      assert abs(r['decay_rate'] - gradients.fit_decay_rate(direct)) > 1e-3
+
+
+def test_one_compile_per_cell_and_length(unbucketed):
+  """Without buckets the sweep compiles one program per (cell, T), and no more: 4."""
+  cfg, compiles, _ = unbucketed
+  assert compiles == len(cfg['cells']) * len(cfg['seq_lens']) == 4
+
+
+def test_length_buckets_compile_once_per_bucket_and_change_no_bit(unbucketed, bucketed):
   """Every length in one bucket 8 times longer than the longest: one compile per cell, and
   records equal, bit for bit, to the unbucketed run's (one program per length). Hidden 64 and
   batch 16, so that XLA vectorises the sums over them (a sum over all steps at once rounded
   differently in a longer program)."""
-  tiny_config.update(hidden_size=64, batch_size=16)
-  cfg = gradient_decay.validate(tiny_config)
-  bucketed = {**cfg, 'length_buckets': (8 * max(cfg['seq_lens']),)}
-  assert len(gradient_decay.programs(bucketed)) == len(cfg['cells'])
-  compiles, store = _count_compiles(lambda: _run(bucketed, tmp_path / 'bucketed'))
+  cfg, compiles, store = bucketed
+  assert cfg['length_buckets'] == (BUCKET,) and BUCKET == 8 * max(cfg['seq_lens'])
+  assert len(gradient_decay.programs(cfg)) == len(cfg['cells'])
   assert compiles == len(cfg['cells'])
-  plain = _run(cfg, tmp_path / 'plain').records()
+  plain = unbucketed[2].records()
   assert store.records() == plain
   assert [len(r['log_grad_sq']) for r in plain] == [r['seq_len'] for r in plain]
 
@@ -139,10 +181,13 @@ def test_a_length_beyond_every_bucket_is_a_user_error(tiny_config):
     gradient_decay.validate(tiny_config)
 
 
-def test_resume_after_a_crash_mid_group_gives_identical_results(tiny_config, tmp_path,
+def test_resume_after_a_crash_mid_group_gives_identical_results(bucketed, tmp_path,
                                                                  monkeypatch):
-  cfg = gradient_decay.validate(tiny_config)
-  whole = open(_run(cfg, tmp_path / 'whole').results_path, 'rb').read()
+  """A kill in the third group, after half its records and a cut line: the rerun drops the cut
+  line, computes what is missing and ends byte-identical to the uninterrupted (bucketed) run; a
+  third run computes nothing."""
+  cfg, _, uninterrupted = bucketed
+  whole = open(uninterrupted.results_path, 'rb').read()
 
   workdir = tmp_path / 'crashed'
   store = ResultStore.create(str(workdir), cfg)
@@ -169,32 +214,37 @@ def test_resume_after_a_crash_mid_group_gives_identical_results(tiny_config, tmp
 
 
 def test_overflow_is_a_status_not_a_crash(tiny_config, tmp_path):
-  """relu with sigma_w2 = 1e4 grows ~70x per step and overflows float32 by T = 30; relu with
-  no input and no bias stays at h = 0, where relu' = 0, so its gradient is exactly zero."""
-  tiny_config.update(cells=('relu',), seq_lens=(30,), sigma_w2=(1.0, 1e4), num_seeds=1)
+  """relu without input at T = 30, in one program: with bias, sigma_w2 = 1e4 grows ~70x per step
+  and overflows float32 ('diverged', no rate) while sigma_w2 = 1 stays finite ('ok', a rate);
+  with no bias either, h stays at 0, where relu' = 0, so the gradient is exactly zero
+  ('vanished', every log but the last None). The plots are drawn from all four."""
+  tiny_config.update(cells=('relu',), seq_lens=(30,), sigma_w2=(1.0, 1e4), sigma_b2=(0.0, 0.5),
+                     sigma_v2=0.0, num_seeds=1)
   cfg = gradient_decay.validate(tiny_config)
-  records = {r['sigma_w2']: r for r in _run(cfg, tmp_path / 'w').records()}
-  assert records[1e4]['status'] == 'diverged' and records[1e4]['decay_rate'] is None
-  assert records[1.0]['status'] == 'ok' and records[1.0]['decay_rate'] is not None
-  tiny_config.update(sigma_v2=0.0, sigma_b2=(0.0,), sigma_w2=(1.0,))
-  cfg = gradient_decay.validate(tiny_config)
-  (record,) = _run(cfg, tmp_path / 'zero').records()
-  assert record['status'] == 'vanished' and record['log_grad_sq'][:-1] == [None] * 29
+  records = {(r['sigma_w2'], r['sigma_b2']): r for r in _run(cfg, tmp_path / 'w').records()}
+  assert records[1e4, 0.5]['status'] == 'diverged' and records[1e4, 0.5]['decay_rate'] is None
+  assert records[1.0, 0.5]['status'] == 'ok' and records[1.0, 0.5]['decay_rate'] is not None
+  for sigma_w2 in (1.0, 1e4):
+    record = records[sigma_w2, 0.0]
+    assert record['status'] == 'vanished' and record['log_grad_sq'][:-1] == [None] * 29
   paths = gradient_decay.plot(records.values(), str(tmp_path / 'plots'))
   assert len(paths) == 3
 
 
-def test_a_run_resumes_across_a_change_of_length_buckets(tiny_config, tmp_path):
+def test_a_run_resumes_across_a_change_of_length_buckets(unbucketed, bucketed, tmp_path,
+                                                           monkeypatch):
   """Buckets change no number, so they are not part of what a workdir must match: a sweep
-  started without buckets and resumed with them ends byte-identical to one run."""
+  started without buckets (the unbucketed run's workdir, cut to its first group and a point of
+  the next) and resumed with them by experiments.run ends byte-identical to one run; a change of
+  anything else (hidden_size) is refused. Plots are not drawn (not what is checked)."""
   from lib import experiments  # pylint: disable=g-import-not-at-top
-  cfg = gradient_decay.validate(tiny_config)
-  experiments.run(cfg, str(tmp_path / 'whole'))
-  whole = (tmp_path / 'whole' / 'results.jsonl').read_bytes()
-  experiments.run(cfg, str(tmp_path / 'resumed'))
-  (tmp_path / 'resumed' / 'results.jsonl').write_bytes(
+  monkeypatch.setattr(gradient_decay, 'plot', lambda records, plots_dir: [])
+  resumed = tmp_path / 'resumed'
+  shutil.copytree(unbucketed[2].workdir, resumed)
+  whole = (resumed / 'results.jsonl').read_bytes()
+  (resumed / 'results.jsonl').write_bytes(
       b''.join(whole.splitlines(keepends=True)[:5]))  # one group and a point of the next
-  experiments.run({**cfg, 'length_buckets': (8,)}, str(tmp_path / 'resumed'))
-  assert (tmp_path / 'resumed' / 'results.jsonl').read_bytes() == whole
+  experiments.run(bucketed[0], str(resumed))
+  assert (resumed / 'results.jsonl').read_bytes() == whole
   with pytest.raises(UserError, match='differs in: hidden_size'):
-    experiments.run({**cfg, 'hidden_size': 7}, str(tmp_path / 'resumed'))
+    experiments.run({**bucketed[0], 'hidden_size': 7}, str(resumed))

@@ -9,12 +9,15 @@ import subprocess
 import sys
 import time
 
+import jax
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
 from lib import experiments
 from lib.experiments import image_classification
+from lib.runtime import rng as rng_lib
+from lib.runtime import train
 from lib.runtime.errors import UserError
 from tests.conftest import ROOT
 
@@ -39,6 +42,43 @@ def test_permutation_is_one_fixed_shuffle_of_positions():
   images = np.arange(4 * 4, dtype=np.float32).reshape(1, 4, 4, 1)
   shuffled = image_classification.permute_positions(images, seed=1)
   assert shuffled.shape == images.shape and sorted(shuffled.ravel()) == sorted(images.ravel())
+
+
+class _Seen(Exception):
+  """Raised by a stand-in for train.train with the task it was handed."""
+
+
+def test_the_model_sees_the_dataset_unchanged_or_permuted_as_asked(monkeypatch):
+  """What training and the memory check are handed (train.train's and train.programs' task data,
+  the arrays every batch and evaluation read) for a dataset of 3 x 4 images of 2 channels: with
+  permuted off, the dataset's own inputs, unchanged; with it on, the train and the test inputs
+  both moved by the one fixed permutation of config.permutation_seed (the permutation of the
+  seed's 'permutation' stream, the same for every example and channel), the labels unchanged."""
+  rng = np.random.default_rng(0)
+  (x, y), (x_test, y_test) = datasets = tuple(
+      (rng.normal(size=(n, 3, 4, 2)).astype(np.float32), rng.permutation(n).astype(np.int32))
+      for n in (10, 5))
+  cfg = experiments.validate(config(models=('logistic',), permutation_seed=3))
+  # output position i reads input position order[i] (row-major over the 3 x 4 positions)
+  order = np.asarray(jax.random.permutation(rng_lib.stream_key(3, 'permutation'), 12))
+  assert order.tolist() != list(range(12))
+  permuted = lambda a: a.reshape(len(a), 12, 2)[:, order].reshape(a.shape)
+
+  def stand_in(init, task, *args, **kwargs):
+    raise _Seen(task)
+  monkeypatch.setattr(train, 'train', stand_in)
+  programs_seen = []
+  monkeypatch.setattr(train, 'programs', lambda name, init, task, *a: programs_seen.append(task)
+                      or [])
+  for permute, expected in ((False, lambda a: a), (True, permuted)):
+    with pytest.raises(_Seen) as seen:
+      image_classification.compute_group(cfg, datasets, 'unused', ('logistic', permute))
+    image_classification.programs(cfg, [(('logistic', permute), [])], datasets)
+    for data in (seen.value.args[0].data, programs_seen.pop().data):
+      np.testing.assert_array_equal(data['x'], expected(x))
+      np.testing.assert_array_equal(data['x_test'], expected(x_test))
+      np.testing.assert_array_equal(data['y'], y)
+      np.testing.assert_array_equal(data['y_test'], y_test)
 
 
 def test_a_short_run_on_mnist1d_ranks_the_cnn_above_logistic_regression(tmp_path):

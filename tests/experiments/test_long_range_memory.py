@@ -22,9 +22,10 @@ from tests.conftest import ROOT
 
 CONFIG = os.path.join(ROOT, 'experiments', 'long_range_memory.py')
 # The tiny copy run: attention on copy T = 3, 2 seeds, 1200 steps in chunks of 10, a checkpoint
-# every 200. Its records and plots are checked, and it is the uninterrupted run that the kill
-# tests' resumed runs must match. The first checkpoint comes early and 1000 steps (seconds of
-# training) remain after it, so that a kill lands after a checkpoint and well before the end.
+# every 200. Its records and plots are checked, and it is the uninterrupted run that the stopped
+# and resumed run must match. The checkpoints come early and 800 steps (seconds of training)
+# remain after the second, so that each stop (SIGTERM after the first checkpoint, kill -9 after
+# the one at 400) lands after a checkpoint and well before the end.
 STEPS, CHECKPOINT_EVERY = 1200, 200
 TINY = dict(cells=('attention',), seq_lens=(3,), num_steps=STEPS, log_every=10,
             checkpoint_every=CHECKPOINT_EVERY, hidden_size=4, num_heads=2, batch_size=4,
@@ -116,49 +117,75 @@ def _run(workdir, *flags, **kw):
       cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
+def _checkpoint_steps(workdir) -> list:
+  """The steps of the whole checkpoints in workdir (orbax writes a step's folder under a
+  temporary name and renames it to the step once it is whole)."""
+  return [int(name) for _, dirs, _ in os.walk(os.path.join(workdir, 'checkpoints'))
+          for name in dirs if name.isdigit()]
+
+
 def _checkpointed(workdir) -> bool:
-  folder = os.path.join(workdir, 'checkpoints')
-  return os.path.isdir(folder) and any(
-      name.isdigit() for _, dirs, _ in os.walk(folder) for name in dirs)
+  return bool(_checkpoint_steps(workdir))
 
 
 def _latest_checkpoint(workdir) -> int:
-  return max(int(name) for _, dirs, _ in os.walk(os.path.join(workdir, 'checkpoints'))
-             for name in dirs if name.isdigit())
+  return max(_checkpoint_steps(workdir))
 
 
-@pytest.mark.parametrize('sig', [signal.SIGKILL, signal.SIGTERM])
-def test_training_killed_mid_way_resumes_to_the_same_results(tmp_path, sig, tiny_copy_run):
-  """kill -9 once a checkpoint exists (status -9, the latest regular checkpoint kept, at 200 or
-  a later multiple), or SIGTERM (preemption: a checkpoint at the next chunk of 10 steps, after
-  the one at 200; one line, exit 143), then run again: the resumed run continues from the
-  checkpoint (the first count of its progress bar is the checkpoint's step) and writes a
-  results.jsonl byte-identical to the uninterrupted tiny copy run's (same programs on one
-  device: bit-identical, so any difference is a resume that lost, repeated or skipped steps)."""
+def _wait_until(process, condition) -> None:
+  """Polls `condition` every 20 ms while `process` runs (4 minutes at most): it must still run."""
+  deadline = time.time() + 240
+  while not condition() and process.poll() is None and time.time() < deadline:
+    time.sleep(0.02)
+  assert process.poll() is None, 'the run ended before it could be stopped'
+
+
+def _first_count(err: str) -> int:
+  """The first count of the training group's progress bar: the step its run started from."""
+  return int(re.search(rf'attention T=3:[^\r\n]*?(\d+)/{STEPS}', err).group(1))
+
+
+def test_training_stopped_by_sigterm_then_killed_resumes_to_the_same_results(
+    tmp_path, tiny_copy_run, capsys, monkeypatch):
+  """One training run of TINY stopped twice, each time end to end in run.py:
+  SIGTERM once the first checkpoint exists (preemption: a checkpoint at the next chunk of 10
+  steps, after the one seen at 200 or later; one line, exit 143); run again, it continues from
+  that checkpoint (the first count of its progress bar is the checkpoint's step) and is killed
+  with kill -9 once it has saved a regular checkpoint of its own (status -9, that checkpoint
+  kept: a later multiple of 200); run again (in this process, without drawing the plots, which
+  are the tiny copy run's to check), it continues from that one (its progress bar again starts
+  there) and writes a results.jsonl byte-identical to the uninterrupted tiny copy run's (same
+  programs on one device: bit-identical, so any difference is a resume that lost, repeated or
+  skipped steps, after either stop). No results.jsonl before the end."""
   _, whole, _ = tiny_copy_run
   killed = tmp_path / 'killed'
   victim = _run(killed)
-  deadline = time.time() + 240
-  while not _checkpointed(killed) and victim.poll() is None and time.time() < deadline:
-    time.sleep(0.02)
-  assert victim.poll() is None, 'the run ended before it could be killed'
-  victim.send_signal(sig)
+  _wait_until(victim, lambda: _checkpointed(killed))
+  seen = _latest_checkpoint(killed)
+  victim.send_signal(signal.SIGTERM)
   _, err = victim.communicate(timeout=120)
+  assert victim.returncode == 143 and 'Traceback' not in err, err
+  assert err.splitlines()[-1].startswith('preempted (SIGTERM)')
+  assert not os.path.exists(killed / 'results.jsonl')
+  preempted = _latest_checkpoint(killed)
+  # saved at the chunk after the signal, which came after the checkpoint seen
+  assert CHECKPOINT_EVERY <= seen < preempted < STEPS and preempted % 10 == 0
+
+  victim = _run(killed)
+  _wait_until(victim, lambda: max(_checkpoint_steps(killed), default=0) > preempted)
+  victim.send_signal(signal.SIGKILL)
+  _, err = victim.communicate(timeout=120)
+  assert victim.returncode == -signal.SIGKILL
+  assert _first_count(err) == preempted, err
   assert not os.path.exists(killed / 'results.jsonl')
   start = _latest_checkpoint(killed)
-  if sig == signal.SIGTERM:
-    assert victim.returncode == 143 and 'Traceback' not in err
-    assert err.splitlines()[-1].startswith('preempted (SIGTERM)')
-    # saved at the chunk after the signal, which came after the first checkpoint
-    assert CHECKPOINT_EVERY < start < STEPS and start % 10 == 0
-  else:
-    assert victim.returncode == -signal.SIGKILL
-    assert CHECKPOINT_EVERY <= start < STEPS and start % CHECKPOINT_EVERY == 0
-  resumed = _run(killed)
-  _, err = resumed.communicate(timeout=300)
-  assert resumed.returncode == 0, err
-  # the resumed run's progress bar starts at the checkpoint: its first count is the start
-  assert re.search(rf'attention T=3:[^\r\n]*?(\d+)/{STEPS}', err).group(1) == str(start), err
+  assert preempted < start < STEPS and start % CHECKPOINT_EVERY == 0
+
+  monkeypatch.setattr(long_range_memory, 'plot', lambda records, plots_dir: [])
+  capsys.readouterr()
+  experiments.run(experiments.validate(config(**TINY, task='copy')), str(killed))
+  err = capsys.readouterr().err
+  assert _first_count(err) == start, err
   assert (killed / 'results.jsonl').read_bytes() == (whole / 'results.jsonl').read_bytes()
 
 

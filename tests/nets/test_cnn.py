@@ -28,11 +28,15 @@ def _params(init, depth=3, width=8, kernel_size=3, spatial_dims=1, sigma_w2=1.0,
 def test_linear_delta_orthogonal_conv_preserves_norm_exactly(spatial):
   """Circular padding and one orthogonal centre tap: ||conv(x)|| = sqrt(sigma_w2) ||x||."""
   with jax.enable_x64(True):
-    params = _params('delta_orthogonal', depth=2, width=8, spatial_dims=len(spatial),
-                     sigma_w2=2.0)
     layer = cnn.make_layer(8, 3, len(spatial), jnp.float64)
-    x = jax.random.normal(jax.random.key(1), (3,) + spatial + (8,), jnp.float64)
-    y = jax.jit(lambda: layer.apply({'params': jax.tree.map(lambda p: p[0], params)}, x))()
+
+    def both(key):  # init and layer in one program (two programs cost two compiles)
+      params = cnn.init_params(key, 2, 8, 3, len(spatial), sigma_w2=2.0, sigma_b2=0.0,
+                               init='delta_orthogonal', dtype=jnp.float64)
+      x = jax.random.normal(jax.random.key(1), (3,) + spatial + (8,), jnp.float64)
+      return params, x, layer.apply({'params': jax.tree.map(lambda p: p[0], params)}, x)
+
+    params, x, y = jax.jit(both)(jax.random.key(0))
     np.testing.assert_allclose(jnp.linalg.norm(y.reshape(3, -1), axis=1),
                                np.sqrt(2.0) * jnp.linalg.norm(x.reshape(3, -1), axis=1),
                                rtol=1e-12)
@@ -92,17 +96,53 @@ def _tiny(**overrides):
   return depth_decay.validate(config)
 
 
+_SLOPE = dict(depths=(64,), width=128, fit_k_min=5, fit_k_max=55)  # the README's slope setting
+
+
+@pytest.fixture(scope='module')
+def relu_sweep(tmp_path_factory):
+  """One depth_decay.run (the sweep as run.py runs it, into a ResultStore) of relu CNNs at the
+  slope tests' setting, both inits, depths 7 (the shortest the fit window k = 5..55 allows) and
+  64, sigma_w2 1 and 3, 4 seeds: (cfg, records, the backend compiles it took, its workdir). Its
+  depth-64 records are the relu slope tests'; the sweep test checks its records, compiles and
+  plots."""
+  cfg = _tiny(**{**_SLOPE, 'depths': (7, 64)}, activations=('relu',),
+              inits=('gaussian', 'delta_orthogonal'), sigma_w2=(1.0, 3.0), sigma_b2=(0.0,),
+              num_seeds=4)
+  compiles = []
+
+  def listener(event, *_, **__):
+    if event == '/jax/core/compile/backend_compile_duration':
+      compiles.append(event)
+
+  workdir = tmp_path_factory.mktemp('relu_sweep')
+  jax.monitoring.register_event_duration_secs_listener(listener)
+  try:
+    store = ResultStore.create(str(workdir / 'w'), cfg)
+    depth_decay.run(cfg, store)
+  finally:
+    jax.monitoring.unregister_event_duration_listener(listener)
+  return cfg, store.records(), len(compiles), workdir
+
+
 @pytest.mark.parametrize('activation, init, tolerance, num_seeds', [
     ('tanh', 'gaussian', 0.03, 8), ('tanh', 'delta_orthogonal', 0.03, 8),
     ('relu', 'gaussian', 0.05, 4), ('relu', 'delta_orthogonal', 0.05, 4)])
-def test_wide_cnn_slope_matches_theory(activation, init, tolerance, num_seeds):
+def test_wide_cnn_slope_matches_theory(activation, init, tolerance, num_seeds, request):
   """Width 128, depth 64, fit over k in [5, 55]: tanh within 3% of ln chi1 at sigma_w2 = 0.8 and
   2.5 (sigma_b2 = 0.05; measured at most 0.8% with 8 seeds), relu within 5% of ln(sigma_w2 / 2)
-  at 1 and 3 (measured 1.3-3.2% below it with 4 and 8 seeds: a finite-width effect)."""
+  at 1 and 3 (measured 1.3-3.2% below it with 4 and 8 seeds: a finite-width effect). The relu
+  records are the depth-64 ones of `relu_sweep` (the same points compute_group gives)."""
   sigma_w2, sigma_b2 = ((0.8, 2.5), 0.05) if activation == 'tanh' else ((1.0, 3.0), 0.0)
-  cfg = _tiny(activations=(activation,), inits=(init,), depths=(64,), sigma_w2=sigma_w2,
-              sigma_b2=(sigma_b2,), width=128, num_seeds=num_seeds, fit_k_min=5, fit_k_max=55)
-  records = depth_decay.compute_group(cfg, (activation, init, 64))
+  if activation == 'relu':
+    cfg, records, _, _ = request.getfixturevalue('relu_sweep')
+    assert cfg['num_seeds'] == num_seeds and cfg['sigma_w2'] == sigma_w2
+    records = [r for r in records if r['init'] == init and r['depth'] == 64]
+  else:
+    cfg = _tiny(**_SLOPE, activations=(activation,), inits=(init,), sigma_w2=sigma_w2,
+                sigma_b2=(sigma_b2,), num_seeds=num_seeds)
+    records = depth_decay.compute_group(cfg, (activation, init, 64))
+  assert len(records) == len(sigma_w2) * num_seeds
   for w in sigma_w2:
     predicted = theory.decay_rate(activation, w, sigma_b2)
     if activation == 'relu':
@@ -112,29 +152,20 @@ def test_wide_cnn_slope_matches_theory(activation, init, tolerance, num_seeds):
     assert {r['theory_decay_rate'] for r in records if r['sigma_w2'] == w} == {predicted}
 
 
-def test_depth_sweep_records_and_one_compile_per_init_and_depth(tmp_path):
-  cfg = _tiny(depths=(2, 5), sigma_w2=(1.0, 1e4), sigma_b2=(0.0,), width=4,
-              spatial_shape=(4,), batch_size=2, activations=('relu',))
-  compiles = []
-
-  def listener(event, *_, **__):
-    if event == '/jax/core/compile/backend_compile_duration':
-      compiles.append(event)
-
-  jax.monitoring.register_event_duration_secs_listener(listener)
-  try:
-    store = ResultStore.create(str(tmp_path / 'w'), cfg)
-    depth_decay.run(cfg, store)
-  finally:
-    jax.monitoring.unregister_event_duration_listener(listener)
-  assert len(compiles) == 2 * 2  # inits x depths
-  records = store.records()
-  assert len(records) == 2 * 2 * 2 * 2
+def test_depth_sweep_records_and_one_compile_per_init_and_depth(relu_sweep):
+  """`relu_sweep`: one backend compile per (init, depth), every scale and seed in it; a record
+  per point with a profile of one entry per layer and one at the input, the theory rate
+  ln(sigma_w2 / 2); the three plots and the summary of a panel per init."""
+  cfg, records, compiles, workdir = relu_sweep
+  assert compiles == 2 * 2  # inits x depths
+  assert len(records) == 2 * 2 * 2 * cfg['num_seeds']
+  assert {(r['init'], r['depth']) for r in records} == {
+      (i, d) for i in ('gaussian', 'delta_orthogonal') for d in (7, 64)}
   for r in records:
     assert len(r['log_grad_sq']) == r['depth'] and len(r['log_grad_sq_input']) == 1
     assert r['theory_decay_rate'] == pytest.approx(np.log(r['sigma_w2'] / 2))
   assert {r['status'] for r in records if r['sigma_w2'] == 1.0} == {'ok'}
-  paths = depth_decay.plot(records, str(tmp_path / 'plots'))
+  paths = depth_decay.plot(records, str(workdir / 'plots'))
   assert len(paths) == 3
   assert 'relu, delta_orthogonal' in depth_decay.summary(records)
 

@@ -10,9 +10,11 @@ import os
 import re
 import runpy
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -23,32 +25,15 @@ from tests.experiments.test_long_range_memory import CONFIG as MEMORY_CONFIG
 from tests.test_run import TINY_FLAGS
 
 RUN = os.path.join(ROOT, 'run.py')
-# a GRU at the smallest sizes (they compile in 3/5 the time of T=4, 4 units, batches of 4 and 8):
+# a tanh RNN at the smallest sizes (its training programs compile in 3/5 the time of a GRU's):
 # 3 seeds, 200 steps in chunks of 20, a checkpoint every 20. The 160 steps after the resume on 4
 # devices are what lets a difference between 1 and 4 devices grow into the records: with vmap in
-# place of lax.map on a device (lib/runtime/devices), 30 steps (10 after the resume) wrote the
-# same records at these sizes, 200 differ in every seed.
-TRAIN = {'cells': ('gru',), 'seq_lens': (2,), 'hidden_size': 2, 'batch_size': 2, 'test_size': 2,
+# place of lax.map on a device (lib/runtime/devices), the records differ (tried).
+TRAIN = {'cells': ('tanh',), 'seq_lens': (2,), 'hidden_size': 2, 'batch_size': 2, 'test_size': 2,
          'num_seeds': 3, 'num_steps': 200, 'log_every': 20, 'checkpoint_every': 20}
 TRAIN_FLAGS = [f'--config={MEMORY_CONFIG}'] + [
     f'--config.{key}={",".join(map(str, value)) if isinstance(value, tuple) else value}'
     for key, value in TRAIN.items()]
-# one process of run.py that sends itself SIGTERM as its first checkpoint is saved (step 20), so
-# that it stops at a known step (the chunk after: 40) rather than wherever a signal from outside
-# lands; argv: run.py's flags
-PREEMPTED_AFTER_FIRST_CHECKPOINT = f'''
-import os, runpy, signal, sys
-from lib.runtime import train
-save = train.Checkpoints.save
-def save_then_sigterm(self, step, state):
-  save(self, step, state)
-  if not getattr(save_then_sigterm, 'sent', False):
-    save_then_sigterm.sent = True
-    os.kill(os.getpid(), signal.SIGTERM)
-train.Checkpoints.save = save_then_sigterm
-sys.argv = [{RUN!r}] + sys.argv[1:]
-runpy.run_path({RUN!r}, run_name='__main__')
-'''
 
 
 def _memory_config():
@@ -125,25 +110,10 @@ def _two_processes(workdir, flags, devices: int = 1, status: int = 0) -> list:
   return _start_two_processes(workdir, flags, devices).finish(status)
 
 
-@pytest.fixture(scope='module')
-def victim(tmp_path_factory):
-  """The preempted one-process training run (PREEMPTED_AFTER_FIRST_CHECKPOINT), started by the
-  first test that asks (the first in the file, so that it trains while the tests before the one
-  that uses it run): its workdir is 'stopped' in its folder."""
-  folder = tmp_path_factory.mktemp('victim')
-  (folder / 'log').mkdir()
-  process = _Processes(folder / 'log', [[
-      sys.executable, '-c', PREEMPTED_AFTER_FIRST_CHECKPOINT, *TRAIN_FLAGS,
-      f'--workdir={folder / "stopped"}']], 1)
-  yield folder, process
-  process.kill()
-
-
-def test_two_processes_resume_and_write_what_one_process_writes(tmp_path, one_process, victim):
+def test_two_processes_resume_and_write_what_one_process_writes(tmp_path, one_process):
   """3 points per group on 2 devices (padded to 4); the workdir already holds the first of 2
   groups (process 0 reads it, the other learns it by broadcast): the two processes compute the
   other 3 points, and the results are byte-identical to one process's run."""
-  del victim  # started here, for the last test: it trains while this one runs
   from lib.experiments import gradient_decay  # pylint: disable=g-import-not-at-top
   from tests.conftest import default_config  # pylint: disable=g-import-not-at-top
   flags = [f for f in TINY_FLAGS if not f.startswith(('--config.sigma_w2', '--config.num_seeds',
@@ -176,20 +146,45 @@ def test_when_process_0_fails_both_stop_with_one_line(tmp_path):
                                             'process stops with it')
 
 
-def test_training_preempted_in_one_process_resumes_in_two(tmp_path, one_process, victim):
-  """One process, SIGTERM after its first checkpoint (step 20): it saves the next chunk's state
-  (step 40) and exits with 143, in one line; then two processes of 2 devices each (3 seeds padded
-  to 4) continue from process 0's checkpoint at step 40: results byte-identical to an
-  uninterrupted one-process run (run here, while the two processes run, its programs loaded from
-  the compilation cache where the preempted run left them)."""
+def test_training_preempted_in_one_process_resumes_in_two(tmp_path, one_process, monkeypatch):
+  """One process (this one), SIGTERM after its first checkpoint (step 20): it saves the next
+  chunk's state (step 40), the latest and only checkpoint kept, and stops (run.py's exit with
+  143 in one line on Preempted is test_long_range_memory's SIGTERM test, end to end); then two
+  processes of 2 devices each (3 seeds padded to 4) continue from that checkpoint: results
+  byte-identical to an uninterrupted one-process run (run here while the two processes run, its
+  programs the preempted run's, compiled in this process)."""
   from lib import experiments  # pylint: disable=g-import-not-at-top
-  folder, process = victim
-  stopped, whole = folder / 'stopped', tmp_path / 'whole'
-  ((_, err),) = process.finish(status=143)
-  assert err.splitlines()[-1].startswith('preempted (SIGTERM)') and 'Traceback' not in err
+  from lib.runtime import preemption  # pylint: disable=g-import-not-at-top
+  from lib.runtime import results  # pylint: disable=g-import-not-at-top
+  from lib.runtime import train  # pylint: disable=g-import-not-at-top
+  stopped, whole = tmp_path / 'stopped', tmp_path / 'whole'
+  save, saved = train.Checkpoints.save, []
+
+  def save_then_sigterm(self, step, state):
+    save(self, step, state)
+    saved.append(step)
+    if len(saved) == 1:
+      os.kill(os.getpid(), signal.SIGTERM)
+
+  monkeypatch.setattr(train.Checkpoints, 'save', save_then_sigterm)
+  monkeypatch.setattr(preemption, '_requested', threading.Event())  # this test's, unset after
+  previous = signal.getsignal(signal.SIGTERM)
+  preemption.install()  # as run.py does
+  try:
+    with pytest.raises(preemption.Preempted):
+      one_process(experiments.validate(_memory_config()), str(stopped))
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+  preemption._requested.clear()  # pylint: disable=protected-access  (the stop is done)
+  monkeypatch.setattr(train.Checkpoints, 'save', save)
+  # the workdir's lock released, as the preempted process's exit would
+  results._LOCKS.pop(os.path.realpath(stopped)).close()  # pylint: disable=protected-access
   assert not (stopped / 'results.jsonl').exists()
   start = _latest_checkpoint(stopped)
-  assert start == 40  # the chunk after the signal; the checkpoint at 20 is gone (the latest kept)
+  assert saved == [20, 40] and start == 40  # the chunk after the signal
+  kept = [name for _, dirs, _ in os.walk(stopped / 'checkpoints') for name in dirs
+          if name.isdigit()]
+  assert kept == ['40']  # the checkpoint at 20 is gone (the latest kept)
   two = _start_two_processes(stopped, TRAIN_FLAGS, devices=2)
   try:
     one_process(experiments.validate(_memory_config()), str(whole))
