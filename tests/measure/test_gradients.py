@@ -206,3 +206,19 @@ def test_fit_decay_rate_window_is_inclusive_at_both_ends_worked_by_hand():
   for k_max in (7, -1, 100):
     assert gradients.fit_decay_rate(profile, 1, k_max) == pytest.approx(13 / 14, rel=1e-12)
   assert gradients.fit_decay_rate(profile, 3, 3) is None  # one point: no slope
+
+
+@pytest.mark.parametrize('profile, forward_finite, status', [
+    ([0.0, -3.5, -7.0], True, 'ok'),
+    ([0.0, -3.5, -7.0], False, 'diverged'),  # the forward pass overflowed
+    ([0.0, np.inf, 2.0], True, 'diverged'),  # the gradient overflowed, the forward did not
+    ([0.0, np.nan, -7.0], True, 'diverged'),
+    ([0.0, -np.inf, -np.inf], True, 'vanished'),  # an exactly zero gradient from step 1 on
+    ([-np.inf, np.inf], True, 'diverged'),  # an overflow anywhere outranks a zero elsewhere
+    ([-np.inf, -7.0], False, 'diverged'),
+])
+def test_status_of_each_kind_of_profile(profile, forward_finite, status):
+  """The status a record gets, by hand: 'diverged' for a non-finite forward pass or a NaN or
+  +inf anywhere in the log profile (before 'vanished'), 'vanished' for -inf (a gradient that is
+  exactly zero), else 'ok'."""
+  assert gradients.status_of(np.array(profile, np.float32), forward_finite) == status
