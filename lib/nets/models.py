@@ -40,7 +40,21 @@ INIT_SPEC = {
     'recurrent_init': config_lib.choice(cells.RECURRENT_INITS, 'recurrent_init'),
     'gate_bias': config_lib.real(what='a number'),
 }
-KERNEL_INIT = nn.initializers.lecun_normal()
+
+
+def lecun_normal(key, shape, dtype=jnp.float32):
+  """nn.initializers.lecun_normal() to the bit (truncated normal, variance 1 / fan-in, fan-in
+  the product of every axis but the last), drawn as one flat array and reshaped: each element of
+  a draw comes from its index in the flattened shape, so the values are the same, and XLA:CPU
+  compiles a flat draw several times faster than a shaped one (a (3, 3, 8, 16) normal: 0.33 s
+  against 2.3 s; a model's initialisation 0.9-1.2 s against 2.0-2.4 s, measured)."""
+  variance = jnp.array(1.0 / math.prod(shape[:-1]), dtype)
+  stddev = jnp.sqrt(variance) / jnp.array(.87962566103423978, dtype)  # truncated to (-2, 2)
+  return (jax.random.truncated_normal(key, -2, 2, (math.prod(shape),), dtype) * stddev).reshape(
+      shape)
+
+
+KERNEL_INIT = lecun_normal
 BIAS_INIT = nn.initializers.zeros
 
 
