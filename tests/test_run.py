@@ -138,11 +138,12 @@ def _tiny_cfg(**overrides):
 
 @pytest.fixture(scope='module')
 def tiny_run(tmp_path_factory):
-  """The main job at a tiny size, run once by run.py with a compilation cache of its own and
-  --verbose (which logs every compile): (result, workdir, cache flag). Tests read its workdir
-  and never write to it; one that needs to change it works on a copy."""
+  """The main job at a tiny size, run once by run.py with --verbose (which logs every compile)
+  and the session's compilation cache passed as --compilation_cache_dir (so that the later runs
+  of TINY_FLAGS load its programs): (result, workdir, cache flag). Tests read its workdir and
+  never write to it; one that needs to change it works on a copy."""
   tmp = tmp_path_factory.mktemp('tiny')
-  cache = f'--compilation_cache_dir={tmp / "cache"}'
+  cache = f'--compilation_cache_dir={os.environ["JAX_COMPILATION_CACHE_DIR"]}'
   result = run(TINY_FLAGS + [cache, '--verbose', f'--workdir={tmp / "w"}'], cwd=tmp)
   assert result.returncode == 0, result.stderr
   return result, tmp / 'w', cache
@@ -231,15 +232,31 @@ def uninterrupted_sweep(tmp_path_factory):
   return (workdir / 'results.jsonl').read_bytes()
 
 
+# run.py with half a second's pause after each group's records are written: with its programs
+# in the compilation cache the kill tests' tiny sweep ran whole in less time than the signal took
+# to arrive; now it lands while run.py waits after the first group. argv = run.py's flags.
+SLOW_GROUPS = '''
+import runpy, sys, time
+from lib.runtime.results import ResultStore
+append = ResultStore.append
+def slow_append(self, records):
+  append(self, records)
+  time.sleep(0.5)
+ResultStore.append = slow_append
+sys.argv = ['run.py', *sys.argv[1:]]
+runpy.run_path('run.py', run_name='__main__')
+'''
+
+
 @pytest.mark.parametrize('sig', [signal.SIGKILL, signal.SIGINT, signal.SIGTERM])
 def test_killed_mid_sweep_then_rerun_equals_uninterrupted(tmp_path, sig, uninterrupted_sweep):
   """kill -9, Ctrl-C (one line, exit 130) or SIGTERM (the group in flight is written, one line,
   exit 143) of run.py mid-sweep: the rerun (in-process) ends byte-identical to a run never
   stopped."""
   killed = str(tmp_path / 'killed')
-  victim = subprocess.Popen([sys.executable, RUN, *KILL_FLAGS, f'--workdir={killed}'],
-                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
+  victim = subprocess.Popen([sys.executable, '-c', SLOW_GROUPS, *KILL_FLAGS,
+                             f'--workdir={killed}'], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
   results = os.path.join(killed, 'results.jsonl')
   deadline = time.time() + 120
   while time.time() < deadline and victim.poll() is None:
