@@ -5,7 +5,6 @@ import json
 import os
 import pathlib
 import re
-import runpy
 import shutil
 import signal
 import subprocess
@@ -235,17 +234,22 @@ def uninterrupted_sweep(tmp_path_factory):
 # run.py with half a second's pause after each group's records are written: with its programs
 # in the compilation cache the kill tests' tiny sweep ran whole in less time than the signal took
 # to arrive; now it lands while run.py waits after the first group. argv = run.py's flags.
-SLOW_GROUPS = '''
-import runpy, sys, time
+def run_py_patched(patch: str) -> str:
+  """A `python -c` script (run in the repository root): `patch`, code that changes lib in this
+  process, then run.py with the script's arguments as its flags."""
+  return patch + ("import runpy, sys\nsys.argv = ['run.py', *sys.argv[1:]]\n"
+                  "runpy.run_path('run.py', run_name='__main__')\n")
+
+
+SLOW_GROUPS = run_py_patched('''
+import time
 from lib.runtime.results import ResultStore
 append = ResultStore.append
 def slow_append(self, records):
   append(self, records)
   time.sleep(0.5)
 ResultStore.append = slow_append
-sys.argv = ['run.py', *sys.argv[1:]]
-runpy.run_path('run.py', run_name='__main__')
-'''
+''')
 
 
 @pytest.mark.parametrize('sig', [signal.SIGKILL, signal.SIGINT, signal.SIGTERM])
@@ -369,12 +373,13 @@ def test_a_full_disk_mid_sweep_is_one_line_and_the_rerun_resumes(tmp_path, small
 
 
 # run.py, with the disk made full (`spare` pages left) once the checkpoint at step `step_full` is
-# saved: argv = disk, step_full, spare, run.py's flags. Where a save fails is then the same in every
+# saved: argv = disk, step_full, spare, run.py's flags (the first three taken off). Where a save fails is then the same in every
 # run, whatever orbax's files weigh.
-FULL_AFTER_A_CHECKPOINT = '''
-import os, runpy, subprocess, sys
+FULL_AFTER_A_CHECKPOINT = run_py_patched('''
+import os, subprocess, sys
 from lib.runtime import train
 disk, step_full, spare = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+del sys.argv[1:4]
 real_save = train.Checkpoints.save
 def save(self, step, state):
   real_save(self, step, state)
@@ -383,9 +388,7 @@ def save(self, step, state):
     size = (stat.f_blocks - stat.f_bfree + spare) * stat.f_frsize
     subprocess.run(['mount', '-o', f'remount,size={size}', 'tmpfs', disk], check=True)
 train.Checkpoints.save = save
-sys.argv = ['run.py', *sys.argv[4:]]
-runpy.run_path('run.py', run_name='__main__')
-'''
+''')
 
 
 def test_a_full_disk_at_a_checkpoint_keeps_the_last_one_and_the_rerun_resumes_from_it(
@@ -414,11 +417,9 @@ def test_a_full_disk_at_a_checkpoint_keeps_the_last_one_and_the_rerun_resumes_fr
   assert not (workdir / 'results.jsonl').exists() or not (workdir / 'results.jsonl').read_bytes()
   small_disk('4m')
   from lib import experiments  # pylint: disable=g-import-not-at-top
-  config = runpy.run_path(os.path.join(ROOT, 'experiments', 'long_range_memory.py'))[
-      'get_config']()
-  config.update({'cells': ('tanh',), 'seq_lens': (10,), **{
-      key: value for key, value in overrides.items() if key not in ('cells', 'seq_lens')}})
+  from tests.experiments.test_long_range_memory import config  # pylint: disable=g-import-not-at-top
   caplog.set_level('INFO')
-  _run_in_process(experiments.validate(config), workdir)
+  _run_in_process(experiments.validate(config(**{**overrides, 'cells': ('tanh',),
+                                                  'seq_lens': (10,)})), workdir)
   assert 'resumed from the checkpoint at step 50' in caplog.text
   assert [r['steps'] for r in _records(workdir)] == [200, 200]
