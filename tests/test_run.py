@@ -152,9 +152,11 @@ def test_main_job_end_to_end_cache_resume_plot_only_and_config_guard(tiny_run, t
   """run.py at a tiny size: its summary, progress bar, records, config, environment and plots; a
   second run with the same --compilation_cache_dir and no --workdir writes into
   runs/gradient_decay-<timestamp> of the working directory, compiles nothing (every program a
-  persistent-cache hit) and writes the same bytes; --plot_only redraws the plots; and,
-  in-process on a copy (the same code run.py calls), a rerun of a finished workdir computes
-  nothing, a workdir of another config is refused, and --overwrite replaces it."""
+  persistent-cache hit) and writes the same bytes; and, in-process on a copy (the code run.py
+  calls; its flags reach it in the bad-input tests above), --plot_only redraws the plots, a
+  rerun of a finished workdir computes nothing, a workdir of another config is refused, and
+  --overwrite replaces it (seq_lens (5,): the programs of tiny_run's one bucket, loaded from the
+  cache)."""
   from lib import experiments  # pylint: disable=g-import-not-at-top
   from lib.runtime.errors import UserError  # pylint: disable=g-import-not-at-top
   first, done, cache = tiny_run
@@ -190,19 +192,18 @@ def test_main_job_end_to_end_cache_resume_plot_only_and_config_guard(tiny_run, t
   shutil.copytree(done, workdir)
   for name in plots:
     os.unlink(workdir / 'plots' / name)
-  redraw = run([f'--workdir={workdir}', '--plot_only'], cwd=tmp_path)
-  assert redraw.returncode == 0, redraw.stderr
+  assert 'decay_rate.png' in experiments.plot_only(str(workdir))  # what --plot_only prints
   assert sorted(os.listdir(workdir / 'plots')) == plots
 
   cfg = _tiny_cfg()
   experiments.run(cfg, str(workdir))  # nothing left to do
   assert _records(workdir) == records
-  other = _tiny_cfg(seq_lens=(4,))
+  other = _tiny_cfg(seq_lens=(5,))
   with pytest.raises(UserError, match=r'^workdir .*seq_lens'):
     experiments.run(other, str(workdir))
   assert _records(workdir) == records
   experiments.run(other, str(workdir), overwrite=True)
-  assert {r['seq_len'] for r in _records(workdir)} == {4}
+  assert {r['seq_len'] for r in _records(workdir)} == {5}
 
 
 KILL_FLAGS = [f for f in TINY_FLAGS if 'cells' not in f and 'seq_lens' not in f] + [
@@ -285,10 +286,10 @@ def test_killed_mid_sweep_then_rerun_equals_uninterrupted(tmp_path, sig, uninter
 
 def test_shards_merged_equal_one_run(tiny_run, tmp_path):
   """--shard_index/--num_shards split the groups between runs (an array job; shard 0 by run.py,
-  shard 1 in-process); --merge joins their workdirs into results byte-identical to one run's;
-  in-process (what --merge and run.py call):
-  a merge of one shard says how many points are missing, a workdir of another config is
-  refused, and a shard's workdir refuses to resume as another shard."""
+  shard 1 in-process); in-process, what --merge calls (its flag reaches it in the bad-input
+  tests above) joins their workdirs into results byte-identical to one run's, a merge of one
+  shard says how many points are missing, a workdir of another config is refused, and a shard's
+  workdir refuses to resume as another shard."""
   from lib import experiments  # pylint: disable=g-import-not-at-top
   from lib.runtime.errors import UserError  # pylint: disable=g-import-not-at-top
   _, whole, _ = tiny_run
@@ -300,9 +301,9 @@ def test_shards_merged_equal_one_run(tiny_run, tmp_path):
   assert sum(sizes) == len(_records(whole)) and min(sizes) > 0
   partial = experiments.merge([str(tmp_path / 'shard0')], str(tmp_path / 'partial'))
   assert f'{sizes[1]} missing' in partial
-  everything = f'{tmp_path / "shard0"},{tmp_path / "shard1"}'
-  merged = run([f'--merge={everything}', f'--workdir={tmp_path / "merged"}'], cwd=tmp_path)
-  assert merged.returncode == 0, merged.stderr
+  merged = experiments.merge([str(tmp_path / 'shard0'), str(tmp_path / 'shard1')],
+                             str(tmp_path / 'merged'))
+  assert 'missing' not in merged
   assert (tmp_path / 'merged' / 'results.jsonl').read_bytes() == \
       (whole / 'results.jsonl').read_bytes()
   shutil.copytree(tmp_path / 'shard0', tmp_path / 'other')  # the same, but for one key
@@ -393,25 +394,24 @@ train.Checkpoints.save = save
 
 def test_a_full_disk_at_a_checkpoint_keeps_the_last_one_and_the_rerun_resumes_from_it(
     tmp_path, small_disk, caplog):
-  """Training with a checkpoint every 50 of 200 steps; once the one at step 50 is saved, the disk
-  fills up but for 2 pages, so the one at step 100 fails part-written (orbax writes it beside the
-  last before it drops that one). One line, exit status 3, the step-50 checkpoint whole; with
-  room, the rerun (in-process, on the one device run.py was given) resumes from it and finishes
-  (that a resumed run ends byte-identical to one never stopped is tests/runtime/test_train.py's)."""
-  overrides = dict(cells='tanh', seq_lens=10, num_steps=200, log_every=50, checkpoint_every=50,
-                   hidden_size=8)
-  flags = ['--config=experiments/long_range_memory.py', '--cpu_devices=1',
-           *[f'--config.{key}={value}' for key, value in overrides.items()]]
+  """Training with a checkpoint every 20 of 200 steps (tests/runtime/test_distributed.py's tiny
+  tanh run: its one-device programs, which the session's compilation cache may already hold);
+  once the one at step 20 is saved, the disk fills up but for 2 pages, so the one at step 40
+  fails part-written (orbax writes it beside the last before it drops that one). One line, exit
+  status 3, the step-20 checkpoint whole; with room, the rerun (in-process, on the one device
+  run.py was given) resumes from it and finishes (that a resumed run ends byte-identical to one
+  never stopped is tests/runtime/test_train.py's)."""
+  from tests.runtime.test_distributed import TRAIN, TRAIN_FLAGS  # pylint: disable=g-import-not-at-top
   disk = small_disk('4m')
   workdir = disk / 'w'
-  full = subprocess.run([sys.executable, '-c', FULL_AFTER_A_CHECKPOINT, str(disk), '50', '2',
-                         *flags, f'--workdir={workdir}'], cwd=ROOT, capture_output=True,
-                        text=True, timeout=300)
+  full = subprocess.run([sys.executable, '-c', FULL_AFTER_A_CHECKPOINT, str(disk), '20', '2',
+                         *TRAIN_FLAGS, '--cpu_devices=1', f'--workdir={workdir}'], cwd=ROOT,
+                        capture_output=True, text=True, timeout=300)
   assert full.returncode == 3, full.stderr
   (line,) = _error_lines(full)
   assert line.startswith('error: no space left on the disk') and f'(workdir {workdir})' in line
   assert 'Traceback' not in full.stderr
-  kept = workdir / 'checkpoints' / 'tanh-clip1.0-T10' / '50'
+  kept = workdir / 'checkpoints' / 'tanh-clip1.0-T2' / '20'
   assert (kept / 'commit_success.txt').exists(), (line, sorted(
       str(path.relative_to(workdir)) for path in workdir.rglob('*')))
   assert not (workdir / 'results.jsonl').exists() or not (workdir / 'results.jsonl').read_bytes()
@@ -419,7 +419,6 @@ def test_a_full_disk_at_a_checkpoint_keeps_the_last_one_and_the_rerun_resumes_fr
   from lib import experiments  # pylint: disable=g-import-not-at-top
   from tests.experiments.test_long_range_memory import config  # pylint: disable=g-import-not-at-top
   caplog.set_level('INFO')
-  _run_in_process(experiments.validate(config(**{**overrides, 'cells': ('tanh',),
-                                                  'seq_lens': (10,)})), workdir)
-  assert 'resumed from the checkpoint at step 50' in caplog.text
-  assert [r['steps'] for r in _records(workdir)] == [200, 200]
+  _run_in_process(experiments.validate(config(**TRAIN)), workdir)
+  assert 'resumed from the checkpoint at step 20' in caplog.text
+  assert [r['steps'] for r in _records(workdir)] == [200] * TRAIN['num_seeds']

@@ -240,13 +240,17 @@ class Checkpoints:
     and tasks go on failing after it: that noise is dropped (`_quiet_orbax`), so that the one
     line of `lib.runtime.errors.resources` is what the user sees."""
     _quiet_orbax()
-    verbosity = logging.get_verbosity()
-    logging.set_verbosity(logging.FATAL)
+    # orbax logs through absl's logger: silenced for the save, then given back its own level
+    # (absl's set_verbosity(get_verbosity()) would pin an unset level to WARNING, hiding INFO
+    # from every later log capture in the process)
+    absl_logger = std_logging.getLogger('absl')
+    level = absl_logger.level
+    absl_logger.setLevel(std_logging.CRITICAL)
     try:
       self._manager.save(step, args=self._ocp.args.StandardSave(state))
       self._manager.wait_until_finished()
     finally:
-      logging.set_verbosity(verbosity)
+      absl_logger.setLevel(level)
 
   def close(self) -> None:
     self._manager.close()

@@ -7,6 +7,7 @@ chunks of 50, its targets replaceable at one step of each seed by a value passed
 data (`_poisonable`), so that a poisoned run and a clean one are the same program run on other
 data, and agree bit for bit wherever the poison does not reach."""
 
+import logging as std_logging
 import types
 
 import jax
@@ -131,7 +132,8 @@ def test_all_seeds_diverged_stops_early(shared):
 
 def test_killed_training_resumes_from_its_checkpoint(shared, tmp_path, monkeypatch):
   """Interrupted in its third chunk (after the checkpoint at step 100), then run again: the same
-  parameters, optimizer state, curves and metrics, bit for bit, as the uninterrupted run."""
+  parameters, optimizer state, curves and metrics, bit for bit, as the uninterrupted run. The
+  saves (which silence orbax's absl logging while they run) leave absl's logger at its level."""
   real = train.chunk_program
   def dies_in_third_chunk(*a, **k):
     chunk, calls = real(*a, **k), []
@@ -143,6 +145,7 @@ def test_killed_training_resumes_from_its_checkpoint(shared, tmp_path, monkeypat
     return wrapped
   monkeypatch.setattr(train, 'chunk_program', dies_in_third_chunk)
   directory = str(tmp_path / 'ckpt')
+  std_logging.getLogger('absl').setLevel(std_logging.NOTSET)  # absl's own default: unset
   task = _poison(shared.task)
   with pytest.raises(KeyboardInterrupt):
     shared.train(task, checkpoint_dir=directory, checkpoint_every=CHECKPOINT_EVERY)
@@ -160,6 +163,7 @@ def test_killed_training_resumes_from_its_checkpoint(shared, tmp_path, monkeypat
   resumed = shared.train(task, checkpoint_dir=directory, checkpoint_every=CHECKPOINT_EVERY)
   assert len(calls) == 4  # steps 100..299 only: the first 100 came from the checkpoint
   _assert_same(resumed, shared.clean)
+  assert std_logging.getLogger('absl').level == std_logging.NOTSET
 
 
 def test_bad_optimizer_and_step_counts():
