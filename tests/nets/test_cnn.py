@@ -14,6 +14,7 @@ from lib.measure import theory
 from lib.nets import cnn
 from lib.runtime.errors import UserError
 from lib.runtime.results import ResultStore
+from tests.conftest import normal
 from tests.conftest import ROOT
 
 
@@ -33,16 +34,16 @@ def test_linear_delta_orthogonal_conv_preserves_norm_exactly(spatial):
     def both(key):  # init and layer in one program (two programs cost two compiles)
       params = cnn.init_params(key, 2, 8, 3, len(spatial), sigma_w2=2.0, sigma_b2=0.0,
                                init='delta_orthogonal', dtype=jnp.float64)
-      x = jax.random.normal(jax.random.key(1), (3,) + spatial + (8,), jnp.float64)
+      x = normal(jax.random.key(1), (3,) + spatial + (8,), jnp.float64)
       return params, x, layer.apply({'params': jax.tree.map(lambda p: p[0], params)}, x)
 
-    params, x, y = jax.jit(both)(jax.random.key(0))
-    np.testing.assert_allclose(jnp.linalg.norm(y.reshape(3, -1), axis=1),
-                               np.sqrt(2.0) * jnp.linalg.norm(x.reshape(3, -1), axis=1),
-                               rtol=1e-12)
-    centre = params['kernel'][0][(1,) * len(spatial)]
-    np.testing.assert_allclose(centre.T @ centre, 2.0 * np.eye(8), atol=1e-12)
-    assert float(jnp.sum(params['kernel'][0] ** 2)) == pytest.approx(2.0 * 8)
+    # checked in numpy (eager jnp, each op would compile on its own)
+    params, x, y = jax.tree.map(np.asarray, jax.jit(both)(jax.random.key(0)))
+  np.testing.assert_allclose(np.linalg.norm(y.reshape(3, -1), axis=1),
+                             np.sqrt(2.0) * np.linalg.norm(x.reshape(3, -1), axis=1), rtol=1e-12)
+  centre = params['kernel'][0][(1,) * len(spatial)]
+  np.testing.assert_allclose(centre.T @ centre, 2.0 * np.eye(8), atol=1e-12)
+  assert float(np.sum(params['kernel'][0] ** 2)) == pytest.approx(2.0 * 8)
 
 
 def test_gaussian_kernel_variance_is_sigma_w2_over_fan_in():
@@ -61,8 +62,8 @@ def test_cnn_profile_equals_jax_grad_at_every_layer():
     params = _params('gaussian', depth=depth, width=width, sigma_w2=1.5, sigma_b2=0.1)
     layer = cnn.make_layer(width, 3, 1, jnp.float64)
     step = cnn.layer_step(layer, 'tanh')
-    x = jax.random.normal(jax.random.key(1), (3,) + spatial + (width,), jnp.float64)
-    readout = jax.random.normal(jax.random.key(2), spatial + (width,), jnp.float64)
+    x = normal(jax.random.key(1), (3,) + spatial + (width,), jnp.float64)
+    readout = normal(jax.random.key(2), spatial + (width,), jnp.float64)
     def both():  # one jitted program (eager, each small op would compile on its own)
       profile = gradients.log_grad_profile(step, lambda h: h, x, params, readout,
                                            input_grads=False)
