@@ -19,7 +19,9 @@ from lib.measure import theory
 from lib.nets import cells
 from lib.nets import cnn
 from lib.report import tables
+from lib.runtime import compiled
 from lib.runtime import config as config_lib
+from lib.runtime import devices
 from lib.runtime import sweep
 from lib.runtime.errors import UserError
 from lib.runtime.results import ResultStore
@@ -91,8 +93,12 @@ def measure_point(activation: str, init: str, depth: int, cfg: dict, sigma_w2, s
 
 
 def program(cfg: dict, activation: str, init: str, depth: int):
-  """The program of every (sigma_w2, sigma_b2, seed) of one (activation, init, depth)."""
-  return sweep.points_program(functools.partial(measure_point, activation, init, depth, cfg), cfg)
+  """The program of every (sigma_w2, sigma_b2, seed) of one (activation, init, depth): one object
+  for the memory check and the run (`lib.runtime.compiled.memo`)."""
+  return compiled.memo(
+      ('depth_decay', compiled.config_key(cfg), activation, init, depth, devices.points_batch()),
+      lambda: sweep.points_program(
+          functools.partial(measure_point, activation, init, depth, cfg), cfg))
 
 
 def programs(cfg: dict, groups) -> list:

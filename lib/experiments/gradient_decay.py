@@ -18,6 +18,7 @@ from lib.measure import gradients
 from lib.measure import theory
 from lib.nets import cells
 from lib.report import tables
+from lib.runtime import compiled
 from lib.runtime import config as config_lib
 from lib.runtime import devices
 from lib.runtime import sweep
@@ -88,9 +89,12 @@ def bucket(cfg: dict, seq_len: int) -> int:
 
 def program(cfg: dict, cell: str, length: int):
   """The compiled-once program of every sequence of a cell up to `length` (a bucket): the points
-  (sigma_w2, sigma_b2, seed) and the sequence length as its shared argument."""
-  return sweep.points_program(functools.partial(measure_point, cell, length, cfg), cfg,
-                              num_shared=1)
+  (sigma_w2, sigma_b2, seed) and the sequence length as its shared argument. One object for the
+  memory check and the run (`lib.runtime.compiled.memo`)."""
+  return compiled.memo(
+      ('gradient_decay', compiled.config_key(cfg), cell, length, devices.points_batch()),
+      lambda: sweep.points_program(functools.partial(measure_point, cell, length, cfg), cfg,
+                                   num_shared=1))
 
 
 def programs(cfg: dict, groups=None) -> list:

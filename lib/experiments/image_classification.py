@@ -18,6 +18,7 @@ from jax import lax
 from lib.data import datasets as datasets_lib
 from lib.nets import models
 from lib.report import tables
+from lib.runtime import compiled
 from lib.runtime import config as config_lib
 from lib.runtime import rng
 from lib.runtime import sweep
@@ -120,16 +121,20 @@ def grid(cfg: dict) -> list:
 
 
 def _setup(cfg: dict, datasets, group: tuple):
-  """(model, task, optimizer) of one (model, permuted)."""
-  name, permuted = group
-  train_set, test_set = datasets
-  if permuted:
-    train_set = (permute_positions(train_set[0], cfg['permutation_seed']), train_set[1])
-    test_set = (permute_positions(test_set[0], cfg['permutation_seed']), test_set[1])
-  num_classes = int(max(train_set[1].max(), test_set[1].max())) + 1
-  model = models.classifier(name, cfg, train_set[0].shape[1:], num_classes)
-  return (model, make_task(cfg, model, train_set, test_set),
-          train.optimizer(cfg['optimizer'], cfg['learning_rate'], cfg['clip_norm']))
+  """(model, task, optimizer) of one (model, permuted): the same objects for the memory check
+  and the run, so that they build each program once (`lib.runtime.compiled.memo`)."""
+  def build():
+    name, permuted = group
+    train_set, test_set = datasets
+    if permuted:
+      train_set = (permute_positions(train_set[0], cfg['permutation_seed']), train_set[1])
+      test_set = (permute_positions(test_set[0], cfg['permutation_seed']), test_set[1])
+    num_classes = int(max(train_set[1].max(), test_set[1].max())) + 1
+    model = models.classifier(name, cfg, train_set[0].shape[1:], num_classes)
+    return (model, make_task(cfg, model, train_set, test_set),
+            train.optimizer(cfg['optimizer'], cfg['learning_rate'], cfg['clip_norm']))
+  return compiled.memo(('image_classification', compiled.config_key(cfg), group, id(datasets)),
+                       build, datasets)
 
 
 def programs(cfg: dict, groups, datasets) -> list:

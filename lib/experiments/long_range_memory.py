@@ -19,6 +19,7 @@ import numpy as np
 from lib.data import tasks
 from lib.nets import models
 from lib.report import tables
+from lib.runtime import compiled
 from lib.runtime import config as config_lib
 from lib.runtime import devices
 from lib.runtime import rng
@@ -119,7 +120,10 @@ def input_profiles(cfg: dict, model: models.Model, seq_len: int):
     x, _ = test_set(cfg, seq_len, seed)
     u = jax.random.normal(rng.stream_key(seed, 'probe'), (num_outputs,)) / np.sqrt(num_outputs)
     return model.input_profile(params, x, u)
-  return devices.map_points(lambda point: profile(*point), cfg['num_seeds'])
+  return compiled.memo(
+      ('long_range_memory.profile', compiled.config_key(cfg), id(model), seq_len,
+       devices.points_batch()),
+      lambda: devices.map_points(lambda point: profile(*point), cfg['num_seeds']), model)
 
 
 def point_key(record: dict) -> tuple:
@@ -132,11 +136,14 @@ def grid(cfg: dict) -> list:
 
 
 def _setup(cfg: dict, group: tuple):
-  """(model, task, optimizer) of one (cell, clip_norm, seq_len)."""
-  cell, clip_norm, seq_len = group
-  model = make_model(cfg, cell)
-  return (model, make_task(cfg, model, seq_len),
-          train.optimizer(cfg['optimizer'], cfg['learning_rate'], clip_norm))
+  """(model, task, optimizer) of one (cell, clip_norm, seq_len): the same objects for the memory
+  check and the run, so that they build each program once (`lib.runtime.compiled.memo`)."""
+  def build():
+    cell, clip_norm, seq_len = group
+    model = make_model(cfg, cell)
+    return (model, make_task(cfg, model, seq_len),
+            train.optimizer(cfg['optimizer'], cfg['learning_rate'], clip_norm))
+  return compiled.memo(('long_range_memory', compiled.config_key(cfg), group), build)
 
 
 def programs(cfg: dict, groups) -> list:

@@ -11,29 +11,55 @@ devices, so the first compile of a program serves every equal one after it, and 
 compile is a lowering and a look-up. A module the text does not describe whole (host
 callbacks; constants passed beside it, under jax_use_simplified_jaxpr_constants) is never
 shared. Outside `shared()` a Program compiles once per argument signature, as jax.jit does.
+
+The tracing and lowering that a look-up still costs (a fraction of a second a program, most of
+what a rerun with a warm compilation cache spends on it) is saved where an experiment builds
+its programs through `memo`: inside `shared()` the memory check and the run then use one
+Program object, traced and lowered once.
 """
 
 import contextlib
 import hashlib
-from typing import Callable
+import json
+from typing import Any, Callable
 
 import jax
 import numpy as np
 
 _table = None  # sha256 of a lowered module -> jax.stages.Compiled, inside `shared()`
+_built = None  # memo key -> (objects kept alive, what was built), inside `shared()`
 
 
 @contextlib.contextmanager
 def shared():
-  """Programs built inside share one executable per distinct lowered module (the table lives
-  as long as the outermost `shared()`, so its executables are freed with it)."""
-  global _table
-  outer = _table
-  _table = {} if outer is None else outer
+  """Programs built inside share one executable per distinct lowered module, and `memo`
+  returns one object per key (the tables live as long as the outermost `shared()`, so their
+  executables are freed with it)."""
+  global _table, _built
+  outer = _table, _built
+  if _table is None:
+    _table, _built = {}, {}
   try:
     yield
   finally:
-    _table = outer
+    _table, _built = outer
+
+
+def memo(key: tuple, build: Callable[[], Any], *alive) -> Any:
+  """Inside `shared()`, what `build()` returned for an equal key earlier inside it; outside,
+  `build()`. The key holds everything the built object depends on (`config_key` for a config;
+  id() for an object, which is then passed in `alive`: kept as long as the entry, so that its id
+  names no other object meanwhile)."""
+  if _built is None:
+    return build()
+  if key not in _built:
+    _built[key] = (alive, build())
+  return _built[key][1]
+
+
+def config_key(cfg) -> str:
+  """A memo key for a config (or any JSON-like value): its JSON text, keys sorted."""
+  return json.dumps(cfg, sort_keys=True, default=repr)
 
 
 def _signature(args) -> tuple:

@@ -28,6 +28,7 @@ import optax
 import tqdm
 from jax import lax
 
+from lib.runtime import compiled
 from lib.runtime import config as config_lib
 from lib.runtime import devices
 from lib.runtime import preemption
@@ -144,15 +145,24 @@ def chunk_fn(task: Task, opt, log_every: int):
 
 def chunk_program(task: Task, opt, log_every: int, num_seeds: int):
   """f((states, seeds), data) -> states after `log_every` more steps of each of `num_seeds`
-  seeds: one program, the seeds spread over the devices (`lib.runtime.devices`)."""
-  chunk = chunk_fn(task, opt, log_every)
-  return devices.map_points(lambda point, data: chunk(point[0], point[1], data), num_seeds,
-                            num_shared=1)
+  seeds: one program, the seeds spread over the devices (`lib.runtime.devices`); one object for
+  equal arguments inside `lib.runtime.compiled.shared()` (`compiled.memo`)."""
+  def build():
+    chunk = chunk_fn(task, opt, log_every)
+    return devices.map_points(lambda point, data: chunk(point[0], point[1], data), num_seeds,
+                              num_shared=1)
+  return compiled.memo(('train.chunk', id(task), id(opt), log_every, num_seeds,
+                        devices.points_batch()), build, task, opt)
 
 
 def init_program(init_params: Callable, task: Task, opt, num_logs: int, num_seeds: int):
-  """f(seeds) -> the state of each seed before step 0 (`init_state`), over the devices."""
-  return devices.map_points(lambda s: init_state(init_params, task, opt, s, num_logs), num_seeds)
+  """f(seeds) -> the state of each seed before step 0 (`init_state`), over the devices (one
+  object for equal arguments inside `lib.runtime.compiled.shared()`)."""
+  return compiled.memo(
+      ('train.init', id(init_params), id(task), id(opt), num_logs, num_seeds,
+       devices.points_batch()),
+      lambda: devices.map_points(lambda s: init_state(init_params, task, opt, s, num_logs),
+                                 num_seeds), init_params, task, opt)
 
 
 def programs(name: str, init_params: Callable, task: Task, opt, num_seeds: int, num_steps: int,

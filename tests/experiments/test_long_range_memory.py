@@ -41,13 +41,16 @@ def config(**overrides):
 @pytest.fixture(scope='module')
 def tiny_copy_run(tmp_path_factory):
   """experiments.run of TINY in this process (one CPU device): (its output, its workdir, the
-  executables it got from XLA, compiled or loaded from the session's compilation cache)."""
+  executables it got from XLA, compiled or loaded from the session's compilation cache, and how
+  many training chunks it built)."""
   from tests.runtime.test_limits import programs_loaded  # pylint: disable=g-import-not-at-top
   workdir = tmp_path_factory.mktemp('tiny_copy_run') / 'w'
   cfg = experiments.validate(config(**TINY, task='copy'))
-  out = []
-  loaded = programs_loaded(lambda: out.append(experiments.run(cfg, str(workdir))))
-  return out[0], workdir, loaded
+  out, chunks, chunk_fn = [], [], train.chunk_fn
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(train, 'chunk_fn', lambda *a: chunks.append(1) or chunk_fn(*a))
+    loaded = programs_loaded(lambda: out.append(experiments.run(cfg, str(workdir))))
+  return out[0], workdir, loaded, len(chunks)
 
 
 def test_records_of_a_tiny_copy_run(tiny_copy_run):
@@ -56,11 +59,11 @@ def test_records_of_a_tiny_copy_run(tiny_copy_run):
   final test loss equal to the last point of its curve (the curve holds that float32 in its
   shortest decimal form: within rel 1e-5, it differs in the 8th digit at most), curves of
   1200 / 10 = 120 points and input profiles of T + 20 = 23 steps; the checkpoints removed once
-  the records are safe; the three plots drawn. And the memory check's compiles serve the
-  trainer: 3 executables (initialisation, chunk, input profile), though the trainer builds its
-  own programs."""
-  out, workdir, loaded = tiny_copy_run
-  assert loaded == 3
+  the records are safe; the three plots drawn. And the memory check's programs are the
+  trainer's: 3 executables (initialisation, chunk, input profile), and one chunk program built
+  (lib.runtime.compiled.memo), not one for the check and one for the trainer."""
+  out, workdir, loaded, chunks = tiny_copy_run
+  assert loaded == 3 and chunks == 1
   records = [json.loads(line) for line in open(workdir / 'results.jsonl')]
   assert [(r['cell'], r['seq_len'], r['seed']) for r in records] == [
       ('attention', 3, 0), ('attention', 3, 1)]
@@ -157,7 +160,7 @@ def test_training_stopped_by_sigterm_then_killed_resumes_to_the_same_results(
   there) and writes a results.jsonl byte-identical to the uninterrupted tiny copy run's (same
   programs on one device: bit-identical, so any difference is a resume that lost, repeated or
   skipped steps, after either stop). No results.jsonl before the end."""
-  _, whole, _ = tiny_copy_run
+  _, whole, _, _ = tiny_copy_run
   killed = tmp_path / 'killed'
   victim = _run(killed)
   _wait_until(victim, lambda: _checkpointed(killed))

@@ -195,11 +195,17 @@ def programs_loaded(run) -> int:
 
 
 @pytest.mark.parametrize('dtype', ['float32', 'float64'])
-def test_the_run_loads_what_the_check_compiled(tmp_path, dtype):
+def test_the_run_loads_what_the_check_compiled(tmp_path, dtype, monkeypatch):
   """One executable per program: the memory check compiles it, the sweep loads it (two lengths,
-  one bucket), in float64 as in float32 (the check runs in the run's dtype)."""
+  one bucket), in float64 as in float32 (the check runs in the run's dtype). And one trace: the
+  check and the run use one program object (lib.runtime.compiled.memo), so the point function is
+  traced once, not again for the run."""
+  traced, measure = [], gradient_decay.measure_point
+  monkeypatch.setattr(gradient_decay, 'measure_point', lambda *a: traced.append(a[:2]) or
+                      measure(*a))
   cfg = _tiny(seq_lens=(3, 5), dtype=dtype)
   assert programs_loaded(lambda: experiments.run(cfg, str(tmp_path / 'w'))) == 1
+  assert traced == [('tanh', 5)]
 
 
 def test_a_failed_check_leaves_every_workdir_as_it_was(tmp_path, monkeypatch, whole):
