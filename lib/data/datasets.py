@@ -7,13 +7,15 @@ when asked: with downloads off, a missing dataset fails at once with a message s
 it, never by TFDS's retry loop.
 """
 
-from absl import logging
+import logging
+
 import numpy as np
 import tensorflow_datasets as tfds
 
 from lib.runtime.errors import UserError
 
 IMAGE_DATASETS = ('mnist', 'fashion_mnist', 'cifar10')
+MNIST1D_SPLITS = ('train', 'test')
 DATASETS = ('mnist1d',) + IMAGE_DATASETS
 
 
@@ -40,8 +42,8 @@ class Mnist1d(tfds.core.GeneratorBasedBuilder):
     del dl_manager  # nothing to download
     import mnist1d.data  # pylint: disable=g-import-not-at-top  (only needed to build)
     data = mnist1d.data.make_dataset(mnist1d.data.get_dataset_args())
-    return {'train': self._generate_examples(data['x'], data['y']),
-            'test': self._generate_examples(data['x_test'], data['y_test'])}
+    return dict(zip(MNIST1D_SPLITS, (self._generate_examples(data['x'], data['y']),
+                                     self._generate_examples(data['x_test'], data['y_test']))))
 
   def _generate_examples(self, xs, ys):
     for i, (x, y) in enumerate(zip(xs, ys)):
@@ -53,17 +55,21 @@ def source(name: str, split: str, data_dir=None, download: bool = False):
   if name not in DATASETS:
     raise UserError(f'unknown dataset {name!r}; valid choices: {", ".join(DATASETS)}')
   if name == 'mnist1d':
+    if split not in MNIST1D_SPLITS:  # before building: a bad name writes nothing
+      raise UserError(f'dataset {name} has no split {split!r}; valid choices: '
+                      f'{", ".join(MNIST1D_SPLITS)}')
     builder = Mnist1d(data_dir=data_dir, file_format='array_record')
     if not builder.is_prepared():
       builder.download_and_prepare(
           download_config=tfds.download.DownloadConfig(try_download_gcs=False))
-    if split not in builder.info.splits:
-      raise UserError(f'dataset {name} has no split {split!r}; valid choices: '
-                      f'{", ".join(builder.info.splits)}')
     return builder.as_data_source(split=split)
-  verbosity = logging.get_verbosity()
-  if not download:  # a missing dataset gets our one-line error, not TFDS's warnings as well
-    logging.set_verbosity(logging.ERROR)
+  # TFDS logs through absl's logger; with downloads off a missing dataset gets our one-line
+  # error, not TFDS's warnings as well, and the logger gets its own level back after (absl's
+  # set_verbosity(get_verbosity()) would pin an unset level to WARNING)
+  absl_logger = logging.getLogger('absl')
+  level = absl_logger.level
+  if not download:
+    absl_logger.setLevel(logging.ERROR)
   try:
     return tfds.data_source(name, split=split, data_dir=data_dir, download=download,
                             builder_kwargs={'file_format': 'array_record'}, try_gcs=False)
@@ -76,7 +82,7 @@ def source(name: str, split: str, data_dir=None, download: bool = False):
         '--config.download=True to download and prepare it (preparing needs TensorFlow: '
         "pip install '.[images]'), or --config.data_dir where it is") from None
   finally:
-    logging.set_verbosity(verbosity)
+    absl_logger.setLevel(level)
 
 
 def arrays(data_source, keys: tuple) -> tuple:

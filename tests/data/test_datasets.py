@@ -1,6 +1,7 @@
 """Datasets: the local MNIST-1D builder against the published fingerprint; fast, clear failures."""
 
 import json
+import logging
 import os
 import time
 
@@ -40,19 +41,26 @@ def test_local_mnist1d_matches_the_published_dataset(mnist1d):
 
 
 def test_missing_dataset_with_downloads_off_fails_fast_and_clearly(tmp_path):
+  """At once (not TFDS's retry loop), one clear error, nothing written, and absl's logger (which
+  the look-up quiets) left at its level."""
+  logging.getLogger('absl').setLevel(logging.NOTSET)  # absl's own default: unset
   start = time.perf_counter()
   with pytest.raises(UserError, match=r"dataset mnist \(split 'train'\) is not in .*pass "
                                       r'--config.download=True'):
     datasets.source('mnist', 'train', str(tmp_path))
   assert time.perf_counter() - start < 10  # not TFDS's retry loop (about 200 s offline)
   assert os.listdir(tmp_path) == []
+  assert logging.getLogger('absl').level == logging.NOTSET
 
 
 def test_bad_names_are_user_errors(tmp_path):
+  """A bad dataset or split name, before anything is built or written."""
   with pytest.raises(UserError, match="unknown dataset 'imagenet'; valid choices: mnist1d, mnist"):
     datasets.source('imagenet', 'train', str(tmp_path))
-  with pytest.raises(UserError, match="dataset mnist1d has no split 'validation'; valid choices"):
+  with pytest.raises(UserError, match="dataset mnist1d has no split 'validation'; valid "
+                                      'choices: train, test$'):
     datasets.source('mnist1d', 'validation', str(tmp_path))
+  assert os.listdir(tmp_path) == []
 
 
 def test_image_dataset_through_data_source_under_mock_data():
