@@ -149,14 +149,12 @@ def tiny_run(tmp_path_factory):
 
 
 def test_main_job_end_to_end_cache_resume_plot_only_and_config_guard(tiny_run, tmp_path):
-  """run.py at a tiny size: its summary, progress bar, records, config, environment and plots; a
-  second run with the same --compilation_cache_dir and no --workdir writes into
-  runs/gradient_decay-<timestamp> of the working directory, compiles nothing (every program a
-  persistent-cache hit) and writes the same bytes; and, in-process on a copy (the code run.py
-  calls; its flags reach it in the bad-input tests above), --plot_only redraws the plots, a
-  rerun of a finished workdir computes nothing, a workdir of another config is refused, and
-  --overwrite replaces it (seq_lens (5,): the programs of tiny_run's one bucket, loaded from the
-  cache)."""
+  """run.py at a tiny size: its summary, progress bar, records, config, environment and plots (a
+  second run.py with its compilation cache and no --workdir is the shards test's shard 0); and,
+  in-process on a copy (the code run.py calls; its flags reach it in the bad-input tests above),
+  --plot_only redraws the plots, a rerun of a finished workdir computes nothing, a workdir of
+  another config is refused, and --overwrite replaces it (seq_lens (5,): the programs of
+  tiny_run's one bucket, loaded from the cache)."""
   from lib import experiments  # pylint: disable=g-import-not-at-top
   from lib.runtime.errors import UserError  # pylint: disable=g-import-not-at-top
   first, done, cache = tiny_run
@@ -179,14 +177,6 @@ def test_main_job_end_to_end_cache_resume_plot_only_and_config_guard(tiny_run, t
 
   compiles = first.stderr.count('Finished XLA compilation')
   assert compiles >= 2  # one program per cell (one length bucket) at least
-  second = run(TINY_FLAGS + [cache, '--verbose'], cwd=tmp_path)  # no --workdir: the default
-  assert second.returncode == 0, second.stderr
-  hits = second.stderr.count('Persistent compilation cache hit')
-  assert hits >= 2 and second.stderr.count('Finished XLA compilation') == hits
-  (name,) = os.listdir(tmp_path / 'runs')  # runs/<experiment>-<timestamp> in the working dir
-  assert re.fullmatch(r'gradient_decay-\d{8}-\d{6}', name), name
-  assert (tmp_path / 'runs' / name / 'results.jsonl').read_bytes() == \
-      (done / 'results.jsonl').read_bytes()
 
   workdir = tmp_path / 'w'
   shutil.copytree(done, workdir)
@@ -286,16 +276,24 @@ def test_killed_mid_sweep_then_rerun_equals_uninterrupted(tmp_path, sig, uninter
 
 def test_shards_merged_equal_one_run(tiny_run, tmp_path):
   """--shard_index/--num_shards split the groups between runs (an array job; shard 0 by run.py,
-  shard 1 in-process); in-process, what --merge calls (its flag reaches it in the bad-input
+  shard 1 in-process). Shard 0 is a second run.py with tiny_run's --compilation_cache_dir and
+  no --workdir: it writes into runs/gradient_decay-<timestamp> of its working directory and
+  compiles nothing (its programs, one bucket per cell, are tiny_run's: every one a
+  persistent-cache hit). In-process, what --merge calls (its flag reaches it in the bad-input
   tests above) joins their workdirs into results byte-identical to one run's, a merge of one
   shard says how many points are missing, a workdir of another config is refused, and a shard's
   workdir refuses to resume as another shard."""
   from lib import experiments  # pylint: disable=g-import-not-at-top
   from lib.runtime.errors import UserError  # pylint: disable=g-import-not-at-top
-  _, whole, _ = tiny_run
-  shard0 = run(TINY_FLAGS + ['--shard_index=0', '--num_shards=2',
-                             f'--workdir={tmp_path / "shard0"}'], cwd=tmp_path)
+  _, whole, cache = tiny_run
+  shard0 = run(TINY_FLAGS + [cache, '--verbose', '--shard_index=0', '--num_shards=2'],
+               cwd=tmp_path)  # no --workdir: the default
   assert shard0.returncode == 0, shard0.stderr
+  hits = shard0.stderr.count('Persistent compilation cache hit')
+  assert hits >= 2 and shard0.stderr.count('Finished XLA compilation') == hits
+  (name,) = os.listdir(tmp_path / 'runs')  # runs/<experiment>-<timestamp> in the working dir
+  assert re.fullmatch(r'gradient_decay-\d{8}-\d{6}', name), name
+  (tmp_path / 'runs' / name).rename(tmp_path / 'shard0')
   _run_in_process(_tiny_cfg(), tmp_path / 'shard1', shard=(1, 2))  # what --shard_index=1 calls
   sizes = [len(_records(tmp_path / f'shard{i}')) for i in range(2)]
   assert sum(sizes) == len(_records(whole)) and min(sizes) > 0
