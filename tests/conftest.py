@@ -26,15 +26,6 @@ os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
 DEFAULT_CONFIG = os.path.join(ROOT, 'experiments', 'gradient_decay.py')
 
 
-def normal(key, shape, dtype=None):
-  """jax.random.normal(key, shape, dtype), drawn flat and reshaped: the same values (each element
-  is drawn from its index in the flattened shape), and eagerly a fraction of the compile (XLA:CPU
-  compiles a shaped draw several times slower: 0.5-1.7 s against 0.1-0.3 s, measured)."""
-  import math  # pylint: disable=g-import-not-at-top
-  import jax  # pylint: disable=g-import-not-at-top  (after the environment above is set)
-  return jax.random.normal(key, (math.prod(shape),), dtype or jax.numpy.float32).reshape(shape)
-
-
 def default_config():
   """The ConfigDict of experiments/gradient_decay.py, unlocked for tests to shrink."""
   return runpy.run_path(DEFAULT_CONFIG)['get_config']()

@@ -7,11 +7,13 @@ when asked: with downloads off, a missing dataset fails at once with a message s
 it, never by TFDS's retry loop.
 """
 
+import contextlib
 import logging
 
 import numpy as np
 import tensorflow_datasets as tfds
 
+from lib.runtime import errors
 from lib.runtime.errors import UserError
 
 IMAGE_DATASETS = ('mnist', 'fashion_mnist', 'cifar10')
@@ -63,26 +65,19 @@ def source(name: str, split: str, data_dir=None, download: bool = False):
       builder.download_and_prepare(
           download_config=tfds.download.DownloadConfig(try_download_gcs=False))
     return builder.as_data_source(split=split)
-  # TFDS logs through absl's logger; with downloads off a missing dataset gets our one-line
-  # error, not TFDS's warnings as well, and the logger gets its own level back after (absl's
-  # set_verbosity(get_verbosity()) would pin an unset level to WARNING)
-  absl_logger = logging.getLogger('absl')
-  level = absl_logger.level
-  if not download:
-    absl_logger.setLevel(logging.ERROR)
-  try:
-    return tfds.data_source(name, split=split, data_dir=data_dir, download=download,
-                            builder_kwargs={'file_format': 'array_record'}, try_gcs=False)
-  except Exception as e:  # TFDS says "not supported" or "not found" in many ways
-    if download:
-      raise UserError(f'cannot download and prepare dataset {name} split {split!r}: '
-                      f'{str(e).splitlines()[0]}') from None
-    raise UserError(
-        f'dataset {name} (split {split!r}) is not in {data_dir or "the TFDS data dir"}; pass '
-        '--config.download=True to download and prepare it (preparing needs TensorFlow: '
-        "pip install '.[images]'), or --config.data_dir where it is") from None
-  finally:
-    absl_logger.setLevel(level)
+  # with downloads off, a missing dataset gets our one-line error, not TFDS's warnings as well
+  with contextlib.nullcontext() if download else errors.absl_quiet(logging.ERROR):
+    try:
+      return tfds.data_source(name, split=split, data_dir=data_dir, download=download,
+                              builder_kwargs={'file_format': 'array_record'}, try_gcs=False)
+    except Exception as e:  # TFDS says "not supported" or "not found" in many ways
+      if download:
+        raise UserError(f'cannot download and prepare dataset {name} split {split!r}: '
+                        f'{str(e).splitlines()[0]}') from None
+      raise UserError(
+          f'dataset {name} (split {split!r}) is not in {data_dir or "the TFDS data dir"}; pass '
+          '--config.download=True to download and prepare it (preparing needs TensorFlow: '
+          "pip install '.[images]'), or --config.data_dir where it is") from None
 
 
 def arrays(data_source, keys: tuple) -> tuple:

@@ -2,6 +2,7 @@
 
 import contextlib
 import errno
+import logging as std_logging
 import re
 
 from absl import logging
@@ -79,3 +80,18 @@ def resources(workdir: str):
       raise
     logging.info('%s, from:', error, exc_info=True)  # --verbose: where it ran out
     raise error from None
+
+
+@contextlib.contextmanager
+def absl_quiet(level: int = std_logging.CRITICAL):
+  """absl's logger (which TFDS and orbax log through) at `level` inside, so that a failure the
+  user sees as one line is not followed by their warnings; its own level given back after
+  (absl's set_verbosity(get_verbosity()) would pin an unset level to WARNING, hiding INFO from
+  every later log capture in the process)."""
+  logger = std_logging.getLogger('absl')
+  before = logger.level
+  logger.setLevel(level)
+  try:
+    yield
+  finally:
+    logger.setLevel(before)

@@ -31,6 +31,7 @@ from jax import lax
 from lib.runtime import compiled
 from lib.runtime import config as config_lib
 from lib.runtime import devices
+from lib.runtime import errors
 from lib.runtime import preemption
 from lib.runtime import rng
 from lib.runtime import sweep
@@ -250,17 +251,9 @@ class Checkpoints:
     and tasks go on failing after it: that noise is dropped (`_quiet_orbax`), so that the one
     line of `lib.runtime.errors.resources` is what the user sees."""
     _quiet_orbax()
-    # orbax logs through absl's logger: silenced for the save, then given back its own level
-    # (absl's set_verbosity(get_verbosity()) would pin an unset level to WARNING, hiding INFO
-    # from every later log capture in the process)
-    absl_logger = std_logging.getLogger('absl')
-    level = absl_logger.level
-    absl_logger.setLevel(std_logging.CRITICAL)
-    try:
+    with errors.absl_quiet():
       self._manager.save(step, args=self._ocp.args.StandardSave(state))
       self._manager.wait_until_finished()
-    finally:
-      absl_logger.setLevel(level)
 
   def close(self) -> None:
     self._manager.close()
