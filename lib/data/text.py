@@ -90,7 +90,7 @@ def word_vocabulary(train_text: str) -> list:
   counts = collections.Counter()
   for words in ptb_lines(train_text):
     counts.update(words + [EOS])
-  return sorted(counts, key=lambda w: -counts[w])  # sorted() is stable: first appearance breaks ties
+  return sorted(counts, key=lambda w: -counts[w])  # stable: first appearance breaks ties
 
 
 def char_text(text: str) -> str:
