@@ -18,6 +18,7 @@ EXPERIMENTS = {
     'depth_decay': 'lib.experiments.depth_decay',
     'long_range_memory': 'lib.experiments.long_range_memory',
     'image_classification': 'lib.experiments.image_classification',
+    'language_model': 'lib.experiments.language_model',
 }
 
 

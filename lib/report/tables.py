@@ -109,3 +109,29 @@ def classification_table(records: list, published: dict) -> str:
       bad += [f'{r["status"]}@seed={r["seed"]}' for r in rs if r['status'] != 'ok']
     lines.append(f'{name:<10}' + ''.join(cols) + '  ' + (', '.join(bad) or '-'))
   return '\n'.join(lines)
+
+
+def language_table(records: list) -> str:
+  """Per model and context length: test bpc (characters) or perplexity (words), mean +- std over
+  the 'ok' seeds, the validation figure, and one sample of generated text per model."""
+  level = records[0]['level']
+  metric = 'bpc' if level == 'char' else 'perplexity'
+  rows = collections.defaultdict(list)
+  for r in records:
+    rows[(r['model'], r['context_len'])].append(r)
+  lines = [f'Language models on {records[0]["dataset"]}: test {metric} (mean +- std over seeds), '
+           'lower is better:',
+           f'{"model":<12} {"context":>7} {"test " + metric:>22} {"valid " + metric:>22}  not ok']
+  for (model, length), rs in rows.items():
+    ok = [r for r in rs if r['status'] == 'ok']
+    bad = ', '.join(f'{r["status"]}@seed={r["seed"]}' for r in rs if r['status'] != 'ok')
+    lines.append(f'{model:<12} {length:>7} {_mean_std([r["test_" + metric] for r in ok]):>22} '
+                 f'{_mean_std([r["valid_" + metric] for r in ok]):>22}  {bad or "-"}')
+  samples = {}
+  for r in records:
+    if r['status'] == 'ok' and r.get('sample') and r['model'] not in samples:
+      samples[r['model']] = r
+  for model, r in samples.items():
+    lines.append(f'sample of {model} (context {r["context_len"]}, seed {r["seed"]}): '
+                 + repr(r['sample'][:160]))
+  return '\n'.join(lines)

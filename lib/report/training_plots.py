@@ -208,3 +208,65 @@ def classification(records: list, plots_dir: str, published: dict) -> list:
   ax.legend(fontsize=7, ncol=2)
   paths.append(plotting.save(fig, os.path.join(plots_dir, 'training_curves.png')))
   return paths
+
+
+def language_models(records: list, plots_dir: str) -> list:
+  """test_metric.png: test bpc (or perplexity) against context length, a line per model;
+  position_loss.png: the loss at each position of a window started from nothing, a panel per
+  context length, a line per model; training_curves.png: training and validation loss."""
+  os.makedirs(plots_dir, exist_ok=True)
+  level = records[0]['level']
+  metric = 'test_bpc' if level == 'char' else 'test_perplexity'
+  names = list(dict.fromkeys(r['model'] for r in records))
+  lengths = sorted({r['context_len'] for r in records})
+  colors = {name: f'C{i}' for i, name in enumerate(names)}
+  paths = []
+  fig, ax = plt.subplots(figsize=(5.5, 4), layout='constrained')
+  used = set()
+  for name in names:
+    xs, ys = [], []
+    for length in lengths:
+      rows = [r for r in records if r['model'] == name and r['context_len'] == length]
+      value = plotting.mean_ok(rows, metric)
+      if value is not None:
+        xs.append(length)
+        ys.append(value)
+      plotting.mark_edges(ax, length, rows, used)
+    ax.plot(xs, ys, 'o-', color=colors[name], label=name)
+  ax.set_xscale('log', base=2)
+  ax.set_xlabel('context length (tokens of truncated BPTT / window)')
+  ax.set_ylabel(metric.replace('_', ' '))
+  ax.set_title(f'{records[0]["dataset"]}: {metric.replace("_", " ")} (mean over seeds)')
+  ax.legend()
+  paths.append(plotting.save(fig, os.path.join(plots_dir, 'test_metric.png')))
+  fig, axes = plotting.panels([f'context {length}' for length in lengths],
+                              'loss at each position of a window started from a zero state')
+  for length in lengths:
+    ax = axes[f'context {length}']
+    for name in names:
+      value = plotting.mean_ok([r for r in records if r['model'] == name
+                                and r['context_len'] == length], 'position_loss')
+      if value is not None:
+        ax.plot(np.arange(len(value)), value, color=colors[name], label=name)
+    ax.set_xscale('symlog', linthresh=1)
+    ax.set_xlabel('position t in the window')
+  next(iter(axes.values())).set_ylabel('loss (nats per token)')
+  next(iter(axes.values())).legend()
+  paths.append(plotting.save(fig, os.path.join(plots_dir, 'position_loss.png')))
+  fig, axes = plotting.panels([f'context {length}' for length in lengths],
+                              'training (thin) and validation (thick) loss')
+  for length in lengths:
+    ax = axes[f'context {length}']
+    for name in names:
+      rows = [r for r in records if r['model'] == name and r['context_len'] == length
+              and r['status'] == 'ok']
+      if rows:
+        steps = _curve_steps(rows, 'train_loss')
+        ax.plot(steps, _mean_curve(rows, 'train_loss'), color=colors[name], lw=0.8, alpha=0.6)
+        ax.plot(steps, _mean_curve(rows, 'valid_loss_curve'), color=colors[name], lw=2,
+                label=name)
+    ax.set_xlabel('step')
+  next(iter(axes.values())).set_ylabel('loss (nats per token)')
+  next(iter(axes.values())).legend()
+  paths.append(plotting.save(fig, os.path.join(plots_dir, 'training_curves.png')))
+  return paths

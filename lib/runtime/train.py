@@ -18,6 +18,7 @@ import logging as std_logging
 import os
 import sys
 import threading
+import time
 from typing import Any, Callable, NamedTuple, Optional
 
 from absl import logging
@@ -69,13 +70,21 @@ class Task(NamedTuple):
   A task that draws its batches from an epoch-wide value (a dataset's shuffle) sets `epoch` and
   `steps_per_epoch`; batch then takes that value as a fourth argument. The training loop
   computes it once per epoch (and at the start of each chunk), not at every step, and the
-  batches are the same as if it were recomputed at every step."""
+  batches are the same as if it were recomputed at every step.
+
+  A task that carries a state from one step to the next (truncated backpropagation through
+  time: a recurrent state passed from one segment of a stream to the next) sets `carry`, a
+  function of the seed giving the state before step 0; its loss is then
+  loss(params, batch, carry) -> (loss, the carry for the next step), differentiated through the
+  step alone (the carry enters as a constant), and the carry is part of the training state, so
+  that a checkpoint holds it and a resumed run goes on with it."""
   batch: Callable  # (data, seed, step[, epoch value]) -> batch
   loss: Callable  # (params, batch) -> scalar training loss
   evaluate: Callable  # (params, data, seed) -> {'test_loss': scalar, ...} on held-out data
   data: Any = ()
   epoch: Optional[Callable] = None  # (data, seed, epoch) -> a value every batch of it reads
   steps_per_epoch: int = 0
+  carry: Optional[Callable] = None  # seed -> the state carried into step 0 (then loss gets it)
 
 
 def optimizer(name: str, learning_rate: float, clip_norm: float) -> optax.GradientTransformation:
@@ -98,7 +107,8 @@ def init_state(init_params: Callable, task: Task, opt, seed, num_logs: int) -> d
   nan = jnp.full((num_logs,), jnp.nan, jnp.float32)
   return {'params': params, 'opt_state': opt.init(params), 'step': jnp.zeros((), jnp.int32),
           'diverged': jnp.zeros((), bool),
-          'curves': {name: nan for name in ('train_loss', *metrics)}}
+          'curves': {name: nan for name in ('train_loss', *metrics)},
+          **({'carry': task.carry(seed)} if task.carry is not None else {})}
 
 
 def chunk_fn(task: Task, opt, log_every: int):
@@ -119,7 +129,11 @@ def chunk_fn(task: Task, opt, log_every: int):
     def one_step(carry, _):
       state, carried = carry
       batch, carried = batch_at(state['step'], carried)
-      loss, grads = jax.value_and_grad(task.loss)(state['params'], batch)
+      if task.carry is None:
+        loss, grads = jax.value_and_grad(task.loss)(state['params'], batch)
+      else:
+        (loss, new_carry), grads = jax.value_and_grad(task.loss, has_aux=True)(
+            state['params'], batch, lax.stop_gradient(state['carry']))
       updates, opt_state = opt.update(grads, state['opt_state'], state['params'])
       params = optax.apply_updates(state['params'], updates)
       diverged = state['diverged'] | ~(jnp.isfinite(loss) & _all_finite(grads)
@@ -128,6 +142,8 @@ def chunk_fn(task: Task, opt, log_every: int):
       state = {**state, 'params': jax.tree.map(keep, params, state['params']),
                'opt_state': jax.tree.map(keep, opt_state, state['opt_state']),
                'step': state['step'] + 1, 'diverged': diverged}
+      if task.carry is not None:
+        state['carry'] = jax.tree.map(keep, new_carry, state['carry'])
       return (state, carried), jnp.where(diverged, jnp.nan, loss)
 
     carried = ()
@@ -260,7 +276,8 @@ class Checkpoints:
 
 
 def train(init_params: Callable, task: Task, opt, seeds, num_steps: int, log_every: int,
-          checkpoint_dir=None, checkpoint_every: int = 0, desc: str = 'train') -> dict:
+          checkpoint_dir=None, checkpoint_every: int = 0, desc: str = 'train',
+          tokens_per_step: int = 0) -> dict:
   """Trains one model on every seed at once. Returns the final states (numpy, seeds stacked),
   with the parameters before training under 'init_params' and the final held-out metrics (the
   curves' last points; NaN for a diverged seed) under 'metrics'.
@@ -269,6 +286,10 @@ def train(init_params: Callable, task: Task, opt, seeds, num_steps: int, log_eve
   saved there every `checkpoint_every` steps, and when SIGTERM asks the run to stop
   (`lib.runtime.preemption`), and a run that finds a checkpoint there continues from it (the caller
   deletes the folder once the results are safe).
+
+  With `tokens_per_step` (a language model's batch_size x context_len), the progress bar also
+  shows the last logged training loss and held-out losses of the first seed, and the tokens
+  trained per second over every seed.
   """
   if num_steps % log_every or checkpoint_every % log_every:
     raise UserError(f'num_steps ({num_steps}) and checkpoint_every ({checkpoint_every}) must be '
@@ -296,8 +317,15 @@ def train(init_params: Callable, task: Task, opt, seeds, num_steps: int, log_eve
     with tqdm.tqdm(total=num_steps, initial=step, unit='step', desc=desc, leave=False,
                    dynamic_ncols=True, disable=not devices.is_leader()) as bar:
       while step < num_steps and not bool(np.all(devices.fetch(state['diverged']))):
+        started = time.perf_counter()
         state = chunk((state, padded_seeds), data)
         step += log_every
+        if tokens_per_step:
+          curves = devices.fetch(state['curves'])
+          rate = tokens_per_step * log_every * count / (time.perf_counter() - started)
+          bar.set_postfix({**{name.replace('_loss', ''): f'{curve[0, step // log_every - 1]:.3f}'
+                              for name, curve in curves.items() if name.endswith('_loss')},
+                           'tok/s': f'{rate:.3g}'}, refresh=False)
         bar.update(log_every)
         stop = step < num_steps and devices.any_process(preemption.requested())
         if checkpoint_dir and step < num_steps and (

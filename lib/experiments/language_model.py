@@ -1,0 +1,347 @@
+"""Language models on real text: recurrent cells and a causal transformer trained on Penn
+Treebank (characters or words) or tiny_shakespeare, across context lengths.
+
+Training is truncated backpropagation through time, as in every PTB recipe: the training split is
+cut into `batch_size` parallel streams; step s reads segment s mod (segments per epoch) of
+`context_len` tokens of each stream, and a recurrent model starts it from the state the previous
+segment left (zero at the start of each epoch), the gradient cut there (`lib.runtime.train`'s
+carry). The transformer reads the same segments as windows of its own.
+
+Evaluation, per seed (`stream_loss`): the mean negative log-likelihood in nats per token of a
+split read as `eval_streams` parallel streams, a recurrent model carrying its state through its
+stream, the transformer sliding a window of context_len tokens by half a window (each token
+predicted from at least half a window before it). Reported as perplexity e^loss (words) or
+bits per character loss / ln 2 (characters). The curves log the validation loss on the first
+`eval_tokens` tokens of the validation split; the records hold both splits whole. The position
+loss: the mean loss at each position t = 0..context_len-1 of windows of the test split started
+from a zero state, how much the model gains from a longer context. And a seeded sample of
+generated text per model.
+"""
+
+import functools
+import math
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from lib.data import text
+from lib.nets import language
+from lib.nets import models
+from lib.report import tables
+from lib.runtime import compiled
+from lib.runtime import config as config_lib
+from lib.runtime import devices
+from lib.runtime import rng
+from lib.runtime import sweep
+from lib.runtime import train
+from lib.runtime.errors import UserError
+from lib.runtime.results import json_floats
+from lib.runtime.results import ResultStore
+
+LENGTH = 'context_len'
+RECORD_FIELDS = ('model', 'dataset', LENGTH, 'seed', 'test_loss', 'valid_loss', 'status',
+                 'position_loss', 'train_loss', 'valid_loss_curve', 'log_every', 'sample')
+
+SPEC = {
+    'experiment': config_lib.text(),
+    'dataset': config_lib.choice(text.TEXT_DATASETS, 'dataset'),
+    'data_dir': config_lib.optional_text(),
+    'download': config_lib.flag(),
+    'models': config_lib.choices(language.LM_MODELS, 'model'),
+    'context_lens': config_lib.integers(2, 'an integer context length >= 2'),
+    'num_layers': config_lib.integer(1, 'a positive integer'),
+    'hidden_size': config_lib.integer(1, 'a positive integer'),
+    'embed_size': config_lib.integer(1, 'a positive integer'),
+    'num_heads': config_lib.integer(1, 'a positive integer'),
+    'positions': config_lib.choice(language.POSITIONS, 'positions'),
+    'dropout': config_lib.real(0.0, 'a dropout rate in [0, 1)'),
+    'init': config_lib.choice(language.LM_INITS, 'init'),
+    'init_scale': config_lib.real(0.0, 'a scale >= 0'),
+    'clip_norm': config_lib.real(0.0, 'a clipping norm >= 0 (0: no clipping)'),
+    'lr_schedule': config_lib.choice(('constant', 'halving'), 'lr_schedule'),
+    'lr_decay_start': config_lib.integer(0, 'a non-negative number of epochs'),
+    'eval_streams': config_lib.integer(1, 'a positive integer'),
+    'eval_tokens': config_lib.integer(2, 'an integer number of tokens >= 2'),
+    'sample_len': config_lib.integer(0, 'a non-negative integer'),
+    **train.SPEC,
+    **models.INIT_SPEC,
+}
+
+
+def validate(config) -> dict:
+  cfg = config_lib.validate(config, SPEC)
+  train.check_schedule(cfg)
+  if cfg['dropout'] >= 1:
+    raise UserError(f'config.dropout ({cfg["dropout"]}) must be below 1')
+  if language.TRANSFORMER in cfg['models'] and (cfg['hidden_size'] % cfg['num_heads']
+                                                or cfg['hidden_size'] % 2):
+    raise UserError(f'config.hidden_size ({cfg["hidden_size"]}) must be even and divisible by '
+                    f'config.num_heads ({cfg["num_heads"]}) for the transformer')
+  return cfg
+
+
+def streams(ids: np.ndarray, count: int) -> np.ndarray:
+  """ids cut into `count` contiguous streams of equal length, (count, len(ids) // count)."""
+  n = len(ids) // count
+  return np.asarray(ids[:count * n], np.int32).reshape(count, n)
+
+
+def segments_per_epoch(cfg: dict, corpus: dict, context_len: int) -> int:
+  return (len(corpus['train']) // cfg['batch_size'] - 1) // context_len
+
+
+def prepare(cfg: dict) -> dict:
+  """The corpus (`lib.data.text.corpus`), loaded before the workdir is touched; a training
+  split too short for one segment of every stream at every context length is refused."""
+  corpus = text.corpus(cfg['dataset'], cfg['data_dir'] or None, cfg['download'])
+  for length in cfg['context_lens']:
+    if segments_per_epoch(cfg, corpus, length) < 1:
+      raise UserError(f'the training split of {cfg["dataset"]} ({len(corpus["train"])} tokens) '
+                      f'is too short for config.batch_size ({cfg["batch_size"]}) streams of one '
+                      f'segment of {length} tokens')
+  return corpus
+
+
+def _cross_entropy(logits, targets):
+  """Per-token negative log-likelihood (nats), computed in float32."""
+  log_p = jax.nn.log_softmax(logits.astype(jnp.float32))
+  return -jnp.take_along_axis(log_p, targets[..., None], axis=-1)[..., 0]
+
+
+def stream_loss(model: language.LanguageModel, params, ids, context_len: int, num_streams: int):
+  """(sum of nats, tokens scored) over `ids` (a 1-D int array) read as `num_streams` streams:
+  recurrent models carry their state through segments of context_len; the transformer slides a
+  window of context_len by stride context_len // 2 and scores the tokens it has not scored."""
+  data = ids[:num_streams * (len(ids) // num_streams)].reshape(num_streams, -1)
+  n = data.shape[1]
+  if model.recurrent:
+    count = (n - 1) // context_len
+
+    def segment(carry, k):
+      x = lax.dynamic_slice_in_dim(data, k * context_len, context_len, axis=1)
+      y = lax.dynamic_slice_in_dim(data, k * context_len + 1, context_len, axis=1)
+      logits, carry = model.apply(params, x, carry)
+      return carry, jnp.sum(_cross_entropy(logits, y))
+    _, sums = lax.scan(segment, model.zero_carry(num_streams), jnp.arange(count))
+    return jnp.sum(sums), count * context_len * num_streams
+  stride = context_len // 2
+  count = (n - 1 - context_len) // stride + 1  # windows [k s, k s + L) with targets inside ids
+  first = model.apply(params, data[:, :context_len], ())[0]
+  total = jnp.sum(_cross_entropy(first, data[:, 1:context_len + 1]))
+
+  def window(k):
+    x = lax.dynamic_slice_in_dim(data, k * stride, context_len, axis=1)
+    y = lax.dynamic_slice_in_dim(data, k * stride + 1, context_len, axis=1)
+    nll = _cross_entropy(model.apply(params, x, ())[0], y)
+    return jnp.sum(nll[:, context_len - stride:])
+  rest = lax.map(window, jnp.arange(1, count)) if count > 1 else jnp.zeros((0,))
+  return total + jnp.sum(rest), (context_len + (count - 1) * stride) * num_streams
+
+
+def position_loss(model: language.LanguageModel, params, ids, context_len: int, batch: int):
+  """The mean loss at each position 0..context_len-1 of the non-overlapping windows of `ids`,
+  each started from a zero state (a recurrent model) or alone (the transformer)."""
+  count = (len(ids) - 1) // context_len // batch * batch
+  x = ids[:count * context_len].reshape(count // batch, batch, context_len)
+  y = ids[1:count * context_len + 1].reshape(count // batch, batch, context_len)
+
+  def windows(xy):
+    logits = model.apply(params, xy[0], model.zero_carry(batch))[0]
+    return jnp.sum(_cross_entropy(logits, xy[1]), axis=0)
+  return jnp.sum(lax.map(windows, (x, y)), axis=0) / count
+
+
+def sample(model: language.LanguageModel, params, first_token, context_len: int, length: int,
+           key):
+  """`length` tokens drawn from the model (temperature 1) after `first_token`."""
+  keys = jax.random.split(key, length)
+  if model.recurrent:
+    def step(state, k):
+      carry, token = state
+      logits, carry = model.apply(params, token.reshape(1, 1), carry)
+      new = jax.random.categorical(k, logits[0, -1].astype(jnp.float32)).astype(jnp.int32)
+      return (carry, new), new
+    _, tokens = lax.scan(step, (model.zero_carry(1), jnp.asarray(first_token, jnp.int32)), keys)
+    return tokens
+
+  def step(state, k):
+    window, t = state  # window: the last tokens, left-aligned while fewer than context_len
+    logits = model.apply(params, window[None], ())[0][0]
+    at = jnp.minimum(t, context_len - 1)
+    new = jax.random.categorical(k, logits[at].astype(jnp.float32)).astype(jnp.int32)
+    shifted = jnp.where(t >= context_len - 1, jnp.roll(window, -1), window)
+    return (shifted.at[jnp.minimum(t + 1, context_len - 1)].set(new), t + 1), new
+  start = jnp.zeros((context_len,), jnp.int32).at[0].set(first_token)
+  _, tokens = lax.scan(step, (start, jnp.zeros((), jnp.int32)), keys)
+  return tokens
+
+
+def make_task(cfg: dict, model: language.LanguageModel, corpus: dict,
+              context_len: int) -> train.Task:
+  """TBPTT over batch_size streams of the training split (module docstring); the held-out
+  metric at each log point: the validation loss on its first eval_tokens tokens."""
+  batch_size = cfg['batch_size']
+  per_epoch = segments_per_epoch(cfg, corpus, context_len)
+  valid = np.asarray(corpus['valid'][:cfg['eval_tokens']], np.int32)
+  num_streams = min(cfg['eval_streams'], max(1, (len(valid) - 1) // (context_len + 1)))
+
+  def batch(data, seed, step):
+    k = step % per_epoch
+    x = lax.dynamic_slice_in_dim(data['train'], k * context_len, context_len, axis=1)
+    y = lax.dynamic_slice_in_dim(data['train'], k * context_len + 1, context_len, axis=1)
+    return {'x': x, 'y': y, 'first': k == 0, 'key': rng.stream_key(seed, 'dropout', step)}
+
+  def loss(params, b, carry):
+    carry = jax.tree.map(lambda c: jnp.where(b['first'], jnp.zeros_like(c), c), carry)
+    key = b['key'] if cfg['dropout'] > 0 else None
+    logits, carry = model.apply(params, b['x'], carry, key)
+    return jnp.mean(_cross_entropy(logits, b['y'])), carry
+
+  def evaluate(params, data, seed):
+    del seed
+    total, count = stream_loss(model, params, data['valid'], context_len, num_streams)
+    return {'valid_loss': total / count}
+
+  return train.Task(batch=batch, loss=loss, evaluate=evaluate,
+                    data={'train': streams(corpus['train'], batch_size), 'valid': valid},
+                    carry=lambda seed: model.zero_carry(batch_size))
+
+
+def learning_rate(cfg: dict, corpus: dict, context_len: int):
+  """The learning rate: constant, or (`halving`) halved after each epoch from lr_decay_start on
+  (Zaremba et al. 2014: 1.0 for 4 epochs, then x 0.5 an epoch)."""
+  if cfg['lr_schedule'] == 'constant':
+    return cfg['learning_rate']
+  per_epoch = segments_per_epoch(cfg, corpus, context_len)
+  return lambda step: cfg['learning_rate'] * 0.5 ** jnp.maximum(
+      0, step // per_epoch - cfg['lr_decay_start'] + 1)
+
+
+def point_key(record: dict) -> tuple:
+  return (record['model'], record[LENGTH], record['seed'])
+
+
+def grid(cfg: dict) -> list:
+  return [((m, length), [(m, length, s) for s in sweep.seeds(cfg)])
+          for m in cfg['models'] for length in cfg['context_lens']]
+
+
+def _setup(cfg: dict, corpus: dict, group: tuple):
+  """(model, task, optimizer) of one (model, context_len), the same objects for the memory check
+  and the run (`lib.runtime.compiled.memo`)."""
+  def build():
+    name, context_len = group
+    model = language.language_model(name, cfg, len(corpus['vocabulary']), context_len)
+    opt = train.optimizer(cfg['optimizer'], learning_rate(cfg, corpus, context_len),
+                          cfg['clip_norm'])
+    return model, make_task(cfg, model, corpus, context_len), opt
+  return compiled.memo(('language_model', compiled.config_key(cfg), group, id(corpus)), build,
+                       corpus)
+
+
+def evaluation(cfg: dict, corpus: dict, group: tuple):
+  """f((params, seeds), test, valid) -> per seed: (test nats, valid nats) per token, the
+  position loss (context_len,) and a sample (sample_len,), over the devices."""
+  model, _, _ = _setup(cfg, corpus, group)
+  context_len = group[1]
+
+  def measure(point, test, valid):
+    params, seed = point
+    test_total, test_count = stream_loss(model, params, test, context_len, cfg['eval_streams'])
+    valid_total, valid_count = stream_loss(model, params, valid, context_len,
+                                           cfg['eval_streams'])
+    return {'test_loss': test_total / test_count, 'valid_loss': valid_total / valid_count,
+            'position_loss': position_loss(model, params, test, context_len,
+                                           cfg['eval_streams']),
+            'sample': sample(model, params, test[0], context_len, max(cfg['sample_len'], 1),
+                             rng.stream_key(seed, 'sample'))}
+  return compiled.memo(('language_model.evaluation', compiled.config_key(cfg), group, id(corpus),
+                        devices.points_batch()),
+                       lambda: devices.map_points(measure, cfg['num_seeds'], num_shared=2),
+                       corpus)
+
+
+def _split(corpus: dict, name: str) -> np.ndarray:
+  return np.asarray(corpus[name], np.int32)
+
+
+def programs(cfg: dict, groups, corpus: dict) -> list:
+  """The training programs of each group and its evaluation (`lib.runtime.dry_run`)."""
+  from lib.runtime import dry_run  # pylint: disable=g-import-not-at-top
+  out = []
+  for group, _ in groups:
+    model, task, opt = _setup(cfg, corpus, group)
+    name = f'{group[0]} L={group[1]}'
+    out += train.programs(name, model.init, task, opt, cfg['num_seeds'], cfg['num_steps'],
+                          cfg['log_every'])
+    init = out[-2]
+    (seeds,) = dry_run.points_args(cfg['num_seeds'], 'int32')
+    params = devices.abstract(init.fn.eval_shape(*init.args)['params'], True, cfg['num_seeds'])
+    shared = devices.abstract((_split(corpus, 'test'), _split(corpus, 'valid')), False,
+                              cfg['num_seeds'])
+    out.append(dry_run.Program(f'{name} evaluation', evaluation(cfg, corpus, group),
+                               ((params, seeds), *shared), 1))
+  return out
+
+
+def compute_group(cfg: dict, corpus: dict, checkpoints_dir: str, group: tuple) -> list:
+  name, context_len = group
+  model, task, opt = _setup(cfg, corpus, group)
+  seeds = sweep.seeds(cfg)
+  final = train.train(model.init, task, opt, seeds, cfg['num_steps'], cfg['log_every'],
+                      os.path.join(checkpoints_dir, f'{name}-L{context_len}'),
+                      cfg['checkpoint_every'], desc=f'{name} L={context_len}',
+                      tokens_per_step=cfg['batch_size'] * context_len)
+  measured = devices.run_points(evaluation(cfg, corpus, group),
+                                (final['params'], np.asarray(seeds, np.int32)),
+                                _split(corpus, 'test'), _split(corpus, 'valid'))
+  level = corpus['level']
+  records = []
+  for j, seed in enumerate(seeds):
+    losses = {k: float(measured[k][j]) for k in ('test_loss', 'valid_loss')}
+    diverged = bool(final['diverged'][j]) or not all(map(math.isfinite, losses.values()))
+    per_token = (lambda v: None) if diverged else (lambda v: v)
+    records.append({
+        'model': name, 'dataset': cfg['dataset'], LENGTH: context_len, 'seed': seed,
+        'level': level, 'status': 'diverged' if diverged else 'ok',
+        'test_loss': per_token(losses['test_loss']),
+        'valid_loss': per_token(losses['valid_loss']),
+        **({'test_perplexity': per_token(math.exp(min(losses['test_loss'], 700))),
+            'valid_perplexity': per_token(math.exp(min(losses['valid_loss'], 700)))}
+           if level == 'word' else
+           {'test_bpc': per_token(losses['test_loss'] / math.log(2)),
+            'valid_bpc': per_token(losses['valid_loss'] / math.log(2))}),
+        'position_loss': None if diverged else json_floats(measured['position_loss'][j]),
+        'sample': '' if diverged or not cfg['sample_len'] else text.decode(
+            measured['sample'][j], corpus['vocabulary'], level),
+        'steps': int(final['step'][j]), 'log_every': cfg['log_every'],
+        'train_loss': json_floats(final['curves']['train_loss'][j]),
+        'valid_loss_curve': json_floats(final['curves']['valid_loss'][j]),
+        'tokens_per_step': cfg['batch_size'] * context_len,
+        **{k: cfg[k] for k in ('num_layers', 'hidden_size', 'embed_size', 'optimizer',
+                               'learning_rate', 'lr_schedule', 'batch_size', 'num_steps',
+                               'dropout', 'init', 'clip_norm')},
+    })
+  return records
+
+
+def run(cfg: dict, store: ResultStore, corpus: dict) -> int:
+  """Trains the missing points; a group killed mid-training resumes from its last checkpoint."""
+  computed = sweep.run_groups(
+      grid(cfg), functools.partial(compute_group, cfg, corpus, store.checkpoints_dir),
+      point_key, store, desc='language model')
+  store.remove_checkpoints()
+  return computed
+
+
+def plot(records: list, plots_dir: str) -> list:
+  from lib.report import training_plots  # matplotlib: only to draw
+  return training_plots.language_models(records, plots_dir)
+
+
+def summary(records: list) -> str:
+  return tables.language_table(records)
+
