@@ -55,6 +55,7 @@ LONGEST_FIRST = ('tests/test_run.py', 'tests/experiments/test_long_range_memory.
                  'tests/measure/test_gradients.py', 'tests/runtime/test_distributed.py',
                  'tests/runtime/test_limits.py', 'tests/nets/test_models.py',
                  'tests/experiments/test_gradient_decay.py', 'tests/runtime/test_train.py',
+                 'tests/experiments/test_language_model.py', 'tests/nets/test_language.py',
                  'tests/runtime/test_dry_run.py', 'tests/data/test_text.py',
                  'tests/data/test_datasets.py',
                  'tests/test_bench.py', 'tests/data/test_tasks.py')

@@ -129,16 +129,15 @@ def stream_loss(model: language.LanguageModel, params, ids, context_len: int, nu
     return jnp.sum(sums), count * context_len * num_streams
   stride = context_len // 2
   count = (n - 1 - context_len) // stride + 1  # windows [k s, k s + L) with targets inside ids
-  first = model.apply(params, data[:, :context_len], ())[0]
-  total = jnp.sum(_cross_entropy(first, data[:, 1:context_len + 1]))
 
-  def window(k):
+  def window(k):  # the first window scores every target, the others their last `stride`
     x = lax.dynamic_slice_in_dim(data, k * stride, context_len, axis=1)
     y = lax.dynamic_slice_in_dim(data, k * stride + 1, context_len, axis=1)
     nll = _cross_entropy(model.apply(params, x, ())[0], y)
-    return jnp.sum(nll[:, context_len - stride:])
-  rest = lax.map(window, jnp.arange(1, count)) if count > 1 else jnp.zeros((0,))
-  return total + jnp.sum(rest), (context_len + (count - 1) * stride) * num_streams
+    scored = jnp.arange(context_len) >= jnp.where(k == 0, 0, context_len - stride)
+    return jnp.sum(jnp.where(scored, nll, 0.0))
+  return (jnp.sum(lax.map(window, jnp.arange(count))),
+          (context_len + (count - 1) * stride) * num_streams)
 
 
 def position_loss(model: language.LanguageModel, params, ids, context_len: int, batch: int):

@@ -1,0 +1,134 @@
+"""Language models: the transformer is causal, the recurrent model's carry is its state, TBPTT
+cuts the gradient at the segment boundary and carries the state across it, and the split
+evaluations against plain numpy."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lib.experiments import language_model
+from lib.nets import language
+from lib.runtime.errors import UserError
+
+VOCAB = 7
+
+
+def _lstm(**kw):
+  return language.recurrent_lm('lstm', VOCAB, embed_size=3, hidden_size=4, num_layers=2,
+                               sigma_w2=1.0, sigma_v2=1.0, sigma_b2=0.1,
+                               recurrent_init='gaussian', gate_bias=1.0, **kw)
+
+
+def _tokens(shape, seed=0):
+  return jnp.asarray(np.random.default_rng(seed).integers(0, VOCAB, shape), jnp.int32)
+
+
+def test_transformer_is_causal():
+  """Changing the tokens after position t leaves the logits at 0..t as they were, to the bit;
+  changing token t changes them at t."""
+  model = language.transformer_lm(VOCAB, width=8, num_heads=2, num_layers=2, context_len=6)
+  params = jax.jit(model.init)(jax.random.key(0))
+  x = _tokens((2, 6))
+  y = x.at[:, 4:].set((x[:, 4:] + 1) % VOCAB)
+  apply = jax.jit(lambda p, x: model.apply(p, x, ())[0])  # one program for both
+  a, b = apply(params, x), apply(params, y)
+  np.testing.assert_array_equal(a[:, :4], b[:, :4])
+  assert not np.allclose(a[:, 4], b[:, 4])
+  with pytest.raises(UserError, match='width 6 must be even and divisible by num_heads 4'):
+    language.transformer_lm(VOCAB, width=6, num_heads=4, num_layers=1, context_len=4)
+
+
+def test_recurrent_carry_is_the_state_of_the_stream():
+  """Two segments read one after the other, the carry passed on, give the logits of the whole
+  sequence read at once; the uniform init draws every parameter in [-a, a]."""
+  model = _lstm()
+  params = jax.jit(model.init)(jax.random.key(1))
+  x = _tokens((3, 10))
+
+  @jax.jit
+  def read(params, x):
+    whole, _ = model.apply(params, x, model.zero_carry(3))
+    first, carry = model.apply(params, x[:, :4], model.zero_carry(3))
+    return whole, first, model.apply(params, x[:, 4:], carry)[0]
+  whole, first, second = read(params, x)
+  np.testing.assert_allclose(np.concatenate([first, second], axis=1), whole, rtol=1e-6,
+                             atol=1e-6)
+  uniform = jax.jit(_lstm(init='uniform', init_scale=0.05).init)(jax.random.key(1))
+  leaves = jax.tree.leaves(uniform)
+  assert all(np.abs(leaf).max() <= 0.05 for leaf in leaves)
+  assert max(np.abs(leaf).max() for leaf in leaves) > 0.045  # the whole range is used
+
+
+def _tiny_task(model, context_len=4, batch_size=2):
+  cfg = {'batch_size': batch_size, 'eval_tokens': 50, 'eval_streams': 2, 'dropout': 0.0}
+  rng = np.random.default_rng(3)
+  corpus = {'train': rng.integers(0, VOCAB, 200).astype(np.int32),
+            'valid': rng.integers(0, VOCAB, 50).astype(np.int32)}
+  return language_model.make_task(cfg, model, corpus, context_len), corpus
+
+
+def test_tbptt_carries_the_state_and_cuts_the_gradient():
+  """Step 1 of training reads segment 1 of each stream from the state segment 0 left: its
+  gradient is jax.grad of the loss of segment 1 alone from that state held constant (a plain
+  cross-entropy written here), and differs from the gradient through both segments. Step 0
+  starts from zeros and so does the first step of the next epoch."""
+  model = _lstm()
+  params = jax.jit(model.init)(jax.random.key(2))
+  task, corpus = _tiny_task(model)
+  streams = corpus['train'][:200].reshape(2, 100)
+  per_epoch = (100 - 1) // 4
+
+  def plain(p, x, y, c):
+    logits, _ = model.apply(p, x, c)
+    log_p = jax.nn.log_softmax(logits)
+    return -jnp.mean(jnp.take_along_axis(log_p, y[..., None], axis=-1))
+
+  @jax.jit
+  def compute(params):
+    b0, b1 = task.batch(task.data, 0, 0), task.batch(task.data, 0, 1)
+    _, carry = task.loss(params, b0, task.carry(0))
+    grad = jax.grad(lambda p: task.loss(p, b1, carry)[0])(params)
+    state = jax.lax.stop_gradient(model.apply(params, streams[:, :4], model.zero_carry(2))[1])
+    expected = jax.grad(plain)(params, streams[:, 4:8], streams[:, 5:9], state)
+    through = jax.grad(plain)(params, streams[:, :8], streams[:, 1:9], model.zero_carry(2))
+    reset = (task.loss(params, b0, jax.tree.map(lambda c: c + 5.0, carry))[0],
+             task.loss(params, b0, task.carry(0))[0])
+    return (b0, b1, task.batch(task.data, 0, per_epoch)['first'], grad, expected, through,
+            reset)
+  b0, b1, next_epoch_first, grad, expected, through, reset = compute(params)
+  np.testing.assert_array_equal(b1['x'], streams[:, 4:8])
+  np.testing.assert_array_equal(b1['y'], streams[:, 5:9])
+  for a, b in zip(jax.tree.leaves(grad), jax.tree.leaves(expected)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+  cell = lambda g: np.concatenate([np.ravel(x) for x in jax.tree.leaves(g['cells'])])
+  assert np.abs(cell(through) - cell(expected)).max() > 1e-4  # the cut is not a no-op
+  assert bool(b0['first']) and not bool(b1['first']) and bool(next_epoch_first)
+  assert float(reset[0]) == pytest.approx(float(reset[1]), rel=1e-6)  # segment 0 starts at zero
+
+
+def test_split_losses_against_numpy():
+  """stream_loss and position_loss of a bigram model (logits a table of the current token) equal
+  a numpy sum over the very tokens each scores: a recurrent model every target but the tail of
+  each stream, the transformer's sliding window the same targets; the position loss is flat for
+  a model that ignores its context (within 3 standard errors of the overall mean)."""
+  table = jnp.asarray(np.random.default_rng(4).normal(size=(VOCAB, VOCAB)), jnp.float32)
+  nll = -np.asarray(jax.nn.log_softmax(table))  # nll[token, next]
+  ids = np.asarray(np.random.default_rng(5).integers(0, VOCAB, 4001), np.int32)
+  for recurrent in (True, False):
+    bigram = language.LanguageModel(
+        init=None, apply=lambda p, x, c, key=None: (p[x], c),
+        zero_carry=lambda b: jnp.zeros((b, 1)) if recurrent else (), recurrent=recurrent)
+    total, count = jax.jit(lambda t, i: language_model.stream_loss(bigram, t, i, 8, 4),
+                           static_argnums=())(table, jnp.asarray(ids))
+    streams = ids[:4000].reshape(4, 1000)
+    scored = 8 * ((1000 - 1) // 8) if recurrent else 8 + ((1000 - 1 - 8) // 4) * 4
+    expected = sum(nll[s[t], s[t + 1]] for s in streams for t in range(scored))
+    assert count == 4 * scored
+    assert float(total) == pytest.approx(expected, rel=1e-5)
+  losses = np.asarray(jax.jit(lambda t, i: language_model.position_loss(bigram, t, i, 8, 4))(
+      table, jnp.asarray(ids)))
+  windows = ids[:4000].reshape(500, 8), ids[1:4001].reshape(500, 8)
+  np.testing.assert_allclose(losses, nll[windows[0], windows[1]].mean(axis=0), rtol=1e-5)
+  per_token = nll[ids[:-1], ids[1:]]
+  assert np.abs(losses - per_token.mean()).max() < 3 * per_token.std() / np.sqrt(500)
