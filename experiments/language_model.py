@@ -34,7 +34,7 @@ def get_config():
   config.optimizer = 'adam'  # adam | rmsprop | sgd
   config.learning_rate = 3e-3
   config.lr_schedule = 'constant'  # constant | halving (x 0.5 an epoch from lr_decay_start)
-  config.lr_decay_start = 0  # the first epoch (counted from 1) whose end halves the rate
+  config.lr_decay_start = 0  # epochs at the full rate before the halving (Zaremba et al.: 4)
   config.clip_norm = 1.0  # clip_by_global_norm; 0: off
   config.batch_size = 32  # parallel streams of the training split
   config.num_steps = 600  # training steps (segments of every stream)

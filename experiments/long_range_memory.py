@@ -12,7 +12,7 @@ def get_config():
   config = ml_collections.ConfigDict()
   config.experiment = 'long_range_memory'  # which lib experiment runs this config
   config.task = 'adding'  # adding | copy
-  config.cells = ('tanh', 'relu', 'lstm', 'gru', 'attention')  # relu is the IRNN (identity init)
+  config.cells = ('tanh', 'relu', 'lstm', 'gru', 'attention')  # relu: IRNN; attention: transformer
   config.seq_lens = (50, 100, 200)  # T: the dependency's length (copy: the delay)
   config.num_steps = 1000  # training steps
   config.optimizer = 'adam'  # adam | rmsprop | sgd

@@ -53,7 +53,7 @@ SPEC = {
 def validate(config) -> dict:
   cfg = config_lib.validate(config, SPEC)
   train.check_schedule(cfg)
-  if 'attention' in cfg['cells'] and (cfg['hidden_size'] % cfg['num_heads']
+  if set(models.ATTENTION_NAMES) & set(cfg['cells']) and (cfg['hidden_size'] % cfg['num_heads']
                                       or cfg['hidden_size'] % 2):
     raise UserError(f'config.hidden_size ({cfg["hidden_size"]}) must be even and divisible by '
                     f'config.num_heads ({cfg["num_heads"]}) for the attention model')

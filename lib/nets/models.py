@@ -167,13 +167,16 @@ def attention(width: int, input_size: int, num_outputs: int, every_step: bool, *
                _direct_input_profile(apply, every_step))
 
 
-SEQUENCE_MODELS = cells.CELL_NAMES + ('attention',)
+# 'transformer' is the name across experiments (lib.nets.language's language model is one too);
+# 'attention', the name this model had first, stays an alias
+ATTENTION_NAMES = ('transformer', 'attention')
+SEQUENCE_MODELS = cells.CELL_NAMES + ATTENTION_NAMES
 
 
 def sequence_model(name: str, cfg: dict, input_size: int, num_outputs: int,
                    every_step: bool) -> Model:
   """A model of SEQUENCE_MODELS configured by cfg's hidden_size and init keys."""
-  if name == 'attention':
+  if name in ATTENTION_NAMES:
     return attention(cfg['hidden_size'], input_size, num_outputs, every_step,
                      num_heads=cfg['num_heads'], num_layers=cfg['num_layers'])
   if name not in cells.CELLS:

@@ -193,8 +193,8 @@ def test_training_stopped_by_sigterm_then_killed_resumes_to_the_same_results(
 
 
 @pytest.mark.parametrize('overrides, message', [
-    (dict(cells=('tanh', 'transformer')), "unknown cell 'transformer'; valid choices: tanh, relu, "
-                                          'lstm, gru, attention'),
+    (dict(cells=('tanh', 'mamba')), "unknown cell 'mamba'; valid choices: tanh, relu, lstm, gru, "
+                                    'transformer, attention'),
     (dict(task='parity'), "unknown task 'parity'; valid choices: adding, copy"),
     (dict(num_steps=1001), r'num_steps \(1001\) must be a multiple of config.log_every \(50\)'),
     (dict(seq_lens=(1, 10)), '1 is not an integer length >= 2'),
@@ -204,3 +204,14 @@ def test_training_stopped_by_sigterm_then_killed_resumes_to_the_same_results(
 def test_bad_input_is_a_user_error(overrides, message):
   with pytest.raises(UserError, match=message):
     experiments.validate(config(**overrides))
+
+
+def test_transformer_is_the_attention_model():
+  """'transformer' (the name across experiments) and 'attention' (its first name) are one model:
+  one module, the same parameter tree."""
+  import jax  # pylint: disable=g-import-not-at-top
+  cfg = experiments.validate(config(**{**TINY, 'cells': ('transformer', 'attention')}))
+  a, b = (jax.eval_shape(long_range_memory.make_model(cfg, name).init, jax.random.key(0))
+          for name in cfg['cells'])
+  assert jax.tree.structure(a) == jax.tree.structure(b) and jax.tree.leaves(a) == \
+      jax.tree.leaves(b)
