@@ -65,7 +65,12 @@ def source(name: str, split: str, data_dir=None, download: bool = False):
       builder.download_and_prepare(
           download_config=tfds.download.DownloadConfig(try_download_gcs=False))
     return builder.as_data_source(split=split)
-  # with downloads off, a missing dataset gets our one-line error, not TFDS's warnings as well
+  return tfds_source(name, split, data_dir, download)
+
+
+def tfds_source(name: str, split: str, data_dir=None, download: bool = False):
+  """tfds.data_source of a TFDS dataset, downloaded only if asked; a missing one is a UserError
+  saying how to get it (with downloads off, never TFDS's retry loop or its warnings)."""
   with contextlib.nullcontext() if download else errors.absl_quiet(logging.ERROR):
     try:
       return tfds.data_source(name, split=split, data_dir=data_dir, download=download,

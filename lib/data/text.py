@@ -24,17 +24,15 @@ code-point order).
 """
 
 import collections
-import contextlib
 import functools
 import hashlib
 import importlib.util
-import logging
 import re
 
 import numpy as np
 import tensorflow_datasets as tfds
 
-from lib.runtime import errors
+from lib.data import datasets
 from lib.runtime.errors import UserError
 
 PTB_SPLITS = ('train', 'valid', 'test')
@@ -191,20 +189,9 @@ def corpus(name: str, data_dir=None, download: bool = False) -> dict:
     return {**out, 'vocabulary': list(builder.info.metadata['vocabulary']),
             'level': BUILDERS[name].LEVEL}
   texts = {}
-  with contextlib.nullcontext() if download else errors.absl_quiet(logging.ERROR):
-    for role, split in SPLITS[name].items():
-      try:
-        source = tfds.data_source(name, split=split, data_dir=data_dir, download=download,
-                                  builder_kwargs={'file_format': 'array_record'}, try_gcs=False)
-      except Exception as e:  # TFDS says "not found" in many ways
-        if download:
-          raise UserError(f'cannot download and prepare dataset {name} split {split!r}: '
-                          f'{str(e).splitlines()[0]}') from None
-        raise UserError(
-            f'dataset {name} (split {split!r}) is not in {data_dir or "the TFDS data dir"}; pass '
-            '--config.download=True to download and prepare it (preparing needs TensorFlow: '
-            "pip install '.[images]'), or --config.data_dir where it is") from None
-      texts[role] = ''.join(_as_text(source[i]['text']) for i in range(len(source)))
+  for role, split in SPLITS[name].items():
+    source = datasets.tfds_source(name, split, data_dir, download)
+    texts[role] = ''.join(_as_text(source[i]['text']) for i in range(len(source)))
   vocabulary = char_vocabulary(texts['train'])
   return {**{role: encode(text, vocabulary) for role, text in texts.items()},
           'vocabulary': vocabulary, 'level': 'char'}
