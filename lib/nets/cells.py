@@ -133,3 +133,45 @@ def init_params(name: str, cell: nn.RNNCellBase, key, input_size: int, *, sigma_
       value = jnp.sqrt(sigma_v2 / leaf.shape[0]) * z
     leaves.append(value.astype(leaf.dtype))
   return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+# The input-side Dense layers of each cell, in the order their outputs are concatenated.
+_INPUT_GATES = {'tanh': ('',), 'relu': ('',), 'lstm': ('i', 'f', 'g', 'o'), 'gru': ('r', 'z', 'n')}
+
+
+def hoisted(name: str, cell: nn.RNNCellBase, params):
+  """(project, step): the cell's recurrence with its input-side matmuls taken out of the loop.
+
+  project(xs (T, B, D)) -> us (T, B, G N), every step's input projection in one matmul (G the
+  cell's gates); step(s_{t-1}, u_t) -> s_t the rest of the cell. Scanning step over project(xs)
+  computes what scanning `step_of(cell, params)` over xs does, in the same order of operations
+  per gate (the Flax cells' dense_i(x) + dense_h(h)), so to float rounding; one (T B, D) x
+  (D, G N) matmul in place of T small ones, and its weight gradient likewise.
+  """
+  check_cell_name(name)
+  p = params['params']
+  gates = _INPUT_GATES[name]
+  cat = lambda side, kind: jnp.concatenate([p[side + g][kind] for g in gates], axis=-1)
+  w_i, w_h = cat('i', 'kernel'), cat('h', 'kernel')
+  if name in ('tanh', 'relu'):
+    b_i = p['i']['bias']
+    return (lambda xs: xs @ w_i + b_i,
+            lambda h, u: cell.activation_fn(u + h @ w_h))
+  if name == 'lstm':
+    b_h = cat('h', 'bias')
+
+    def lstm_step(carry, u):
+      c, h = carry
+      i, f, g, o = jnp.split(u + (h @ w_h + b_h), 4, axis=-1)
+      new_c = cell.gate_fn(f) * c + cell.gate_fn(i) * cell.activation_fn(g)
+      return new_c, cell.gate_fn(o) * cell.activation_fn(new_c)
+    return (lambda xs: xs @ w_i), lstm_step
+  b_i, b_hn = cat('i', 'bias'), p['hn']['bias']
+
+  def gru_step(h, u):
+    u_r, u_z, u_n = jnp.split(u, 3, axis=-1)
+    h_r, h_z, h_n = jnp.split(h @ w_h, 3, axis=-1)
+    r, z = cell.gate_fn(u_r + h_r), cell.gate_fn(u_z + h_z)
+    n = cell.activation_fn(u_n + r * (h_n + b_hn))
+    return (1.0 - z) * n + z * h
+  return (lambda xs: xs @ w_i + b_i), gru_step

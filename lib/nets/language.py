@@ -67,7 +67,10 @@ def _uniform(params, key, scale: float):
 def recurrent_lm(cell_name: str, vocab_size: int, *, embed_size: int, hidden_size: int,
                  num_layers: int, dropout: float = 0.0, init: str = 'default',
                  init_scale: float = 0.1, sigma_w2=1.0, sigma_v2=1.0, sigma_b2=0.0,
-                 recurrent_init='gaussian', gate_bias=0.0) -> LanguageModel:
+                 recurrent_init='gaussian', gate_bias=0.0, hoist: bool = True) -> LanguageModel:
+  """hoist: each layer's input projection for the whole segment in one matmul before its scan
+  (`lib.nets.cells.hoisted`), else the Flax cell's step as it is (the same to float rounding;
+  bench/run.py's lm_hoisted_vs_cell times the two)."""
   cells.check_cell_name(cell_name)
   cell = cells.make_cell(cell_name, hidden_size)
   readout = models._dense(vocab_size)  # pylint: disable=protected-access
@@ -96,11 +99,15 @@ def recurrent_lm(cell_name: str, vocab_size: int, *, embed_size: int, hidden_siz
     h = _dropout(params['embed'][tokens.T], dropout, keys[0])  # (T, B, D)
     new_carry = []
     for layer in range(num_layers):
-      step = cells.step_of(cell, params['cells'][layer])
+      if hoist:
+        project, step = cells.hoisted(cell_name, cell, params['cells'][layer])
+        h = project(h)
+      else:
+        step = cells.step_of(cell, params['cells'][layer])
       last, states = jax.lax.scan(lambda s, x: (lambda n: (n, n))(step(s, x)), carry[layer], h)
       new_carry.append(last)
       h = _dropout(cells.output(cell_name, states), dropout, keys[layer + 1])
-    return jnp.swapaxes(readout.apply(params['readout'], h), 0, 1), new_carry
+    return readout.apply(params['readout'], jnp.swapaxes(h, 0, 1)), new_carry  # (B, T, V)
 
   return LanguageModel(init_fn, apply, zero_carry, True)
 
@@ -156,9 +163,10 @@ def transformer_lm(vocab_size: int, *, width: int, num_heads: int, num_layers: i
                        lambda batch_size: (), False)
 
 
-def language_model(name: str, cfg: dict, vocab_size: int, context_len: int) -> LanguageModel:
+def language_model(name: str, cfg: dict, vocab_size: int, context_len: int,
+                   hoist: bool = True) -> LanguageModel:
   """Model `name` of LM_MODELS, configured by cfg (lib/experiments/language_model's keys), the
-  transformer's window context_len."""
+  transformer's window context_len; hoist: as recurrent_lm's."""
   if name == TRANSFORMER:
     return transformer_lm(vocab_size, width=cfg['hidden_size'], num_heads=cfg['num_heads'],
                           num_layers=cfg['num_layers'], context_len=context_len,
@@ -170,4 +178,4 @@ def language_model(name: str, cfg: dict, vocab_size: int, context_len: int) -> L
                       dropout=cfg['dropout'], init=cfg['init'], init_scale=cfg['init_scale'],
                       sigma_w2=cfg['sigma_w2'], sigma_v2=cfg['sigma_v2'],
                       sigma_b2=cfg['sigma_b2'], recurrent_init=cfg['recurrent_init'],
-                      gate_bias=cfg['gate_bias'])
+                      gate_bias=cfg['gate_bias'], hoist=hoist)
