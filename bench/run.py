@@ -48,6 +48,18 @@ dry_run_estimate_decay_min, _max, dry_run_estimate_training_min, _max: over the 
   of a program's dry-run estimate of seconds per call (lib/runtime/dry_run, calibrated in this
   process) over its measured seconds per call; each round calibrates and then times every
   program once, a program's ratio is its median over rounds (dry_run_estimate_<program>).
+lm_lstm_vs_torch, lm_transformer_vs_torch: training tokens per second of a language model, ours
+  (the chunk program of lib/runtime/train: 20 steps of the ptb_small LSTM, 2 x 200 on ptb_word,
+  batch 20 x 20 tokens, SGD; 50 steps of the default config's char transformer at context 64,
+  batch 32, Adam; 5 and 10 with --quick) against the same model, batches and optimiser in
+  PyTorch eager (bench/torch_side: nn.LSTM's fused kernels; nn.TransformerEncoderLayer), as
+  torch's seconds over ours, each side's tokens per second beside it
+  (lm_*_tokens_per_second); checked first that both compute the same loss and gradient norm on
+  the same weights (lm_*_same_loss_relative_difference, at most 1e-4). The chunk's validation is
+  cut to one segment, so that both sides time training steps.
+lm_hoisted_vs_cell: the ptb_small LSTM's 20 steps with the Flax cell's step as it is over the same
+  with each layer's input projection hoisted out of the recurrence (lib/nets/cells.hoisted, the
+  default).
 """
 
 import argparse
@@ -686,10 +698,104 @@ def dry_run_figures(quick: bool, repeats: int) -> dict:
   return figures
 
 
+
+# ---- language models against PyTorch eager -----------------------------------------------------
+
+
+def lm_setup(config: str, name: str, hoist: bool = True) -> tuple:
+  """(cfg, corpus, model, task, opt) of model `name` of experiments/<config>.py at its longest
+  context, as lib/experiments/language_model trains it; the chunk's validation cut to one
+  segment (eval_tokens = context + 2), so that a timed chunk is the training steps."""
+  import importlib  # pylint: disable=g-import-not-at-top
+
+  from lib.experiments import language_model  # pylint: disable=g-import-not-at-top
+  from lib.nets import language  # pylint: disable=g-import-not-at-top
+  from lib.runtime import train  # pylint: disable=g-import-not-at-top
+  cfg = language_model.validate(importlib.import_module(f'experiments.{config}').get_config())
+  length = max(cfg['context_lens'])
+  cfg['eval_tokens'] = length + 2
+  corpus = language_model.prepare(cfg)
+  model = language.language_model(name, cfg, len(corpus['vocabulary']), length, hoist=hoist)
+  task = language_model.make_task(cfg, model, corpus, length)
+  opt = train.optimizer(cfg['optimizer'], language_model.learning_rate(cfg, corpus, length),
+                        cfg['clip_norm'])
+  return cfg, corpus, model, task, opt
+
+
+def check_same_lm(model, task, torch_model) -> float:
+  """The loss of the first training segment (zero state) and its gradient's global norm, ours
+  against torch's on the same weights (our init of seed 0 copied over): the larger relative
+  difference, raised if over 1e-4."""
+  import optax  # pylint: disable=g-import-not-at-top
+
+  from bench import torch_side  # pylint: disable=g-import-not-at-top
+  from lib.runtime import rng  # pylint: disable=g-import-not-at-top
+  params = jax.jit(model.init)(rng.stream_key(0, 'init'))
+  batch = task.batch(task.data, 0, 0)
+  loss, grads = jax.jit(jax.value_and_grad(lambda p: task.loss(p, batch, task.carry(0))[0]))(
+      params)
+  theirs = torch_side.lm_loss_and_grad_norm(torch_model(jax.device_get(params)), batch['x'],
+                                            batch['y'])
+  ours = (float(loss), float(optax.global_norm(grads)))
+  worst = max(abs(a - b) / abs(b) for a, b in zip(ours, theirs))
+  if worst > 1e-4:
+    raise AssertionError(f'torch computes another model: loss and gradient norm {theirs} against '
+                         f'ours {ours}')
+  return worst
+
+
+def _lm_side_by_side(key: str, config: str, name: str, steps: int, repeats: int,
+                     torch_model, cell_side: bool) -> dict:
+  """lm_<key>_vs_torch: torch's seconds for `steps` training steps over ours (ours: the chunk
+  program of lib/runtime/train), both tokens per second; with cell_side, lm_hoisted_vs_cell:
+  the same model with the Flax cell's step (no hoisted input projection) over ours."""
+  cfg, _, model, task, opt = lm_setup(config, name)
+  tokens = steps * cfg['batch_size'] * max(cfg['context_lens'])
+  ours = chunk_runner(model, task, opt, steps)
+  figures = {}
+  if cell_side:
+    _, _, plain_model, plain_task, plain_opt = lm_setup(config, name, hoist=False)
+    t = interleaved(ours, chunk_runner(plain_model, plain_task, plain_opt, steps), repeats)
+    figures.update(_ratio_figures('lm_hoisted_vs_cell', t, 'hoisted', 'cell'))
+  try:
+    from bench import torch_side  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    print(f'lm_{key}_vs_torch skipped: {e} (pip install ".[bench]")', file=sys.stderr)
+    return figures
+  figures[f'lm_{key}_same_loss_relative_difference'] = check_same_lm(model, task, torch_model)
+  params = jax.device_get(jax.jit(model.init)(jax.random.key(0)))
+  theirs = torch_side.lm_trainer(torch_model(params), task.data['train'],
+                                 max(cfg['context_lens']), cfg['optimizer'],
+                                 cfg['learning_rate'], cfg['clip_norm'])
+  t = interleaved(ours, lambda: theirs(steps), repeats)
+  figures.update(_ratio_figures(f'lm_{key}_vs_torch', t, 'ours', 'torch'))
+  figures[f'lm_{key}_tokens_per_second'] = tokens / t['a']
+  figures[f'lm_{key}_torch_tokens_per_second'] = tokens / t['b']
+  return figures
+
+
+def lm_figures(quick: bool, repeats: int) -> dict:
+  """The ptb_small LSTM (experiments/ptb_small.py) and the default config's char transformer at
+  context 64 (experiments/language_model.py), each against PyTorch eager."""
+  def lstm(params):
+    from bench import torch_side  # pylint: disable=g-import-not-at-top
+    return torch_side.lstm_lm_from_flax(params)
+
+  def transformer(num_heads):
+    from bench import torch_side  # pylint: disable=g-import-not-at-top
+    return lambda params: torch_side.transformer_lm_from_flax(params, num_heads)
+  import experiments.language_model as default  # pylint: disable=g-import-not-at-top
+  return {**_lm_side_by_side('lstm', 'ptb_small', 'lstm', 5 if quick else 20, repeats, lstm,
+                             cell_side=True),
+          **_lm_side_by_side('transformer', 'language_model', 'transformer',
+                             10 if quick else 50, repeats,
+                             transformer(default.get_config().num_heads), cell_side=False)}
+
+
 BENCHMARKS = {'sweep': sweep_figures, 'gflops': gflops_figures, 'cnn': cnn_figures,
               'main_job': main_job_figures, 'patch_conv_vs_xla_conv': patch_conv_figures,
               'lax_map_vs_vmap': lax_map_figures, 'devices_per_core': devices_figures,
-              'dry_run_estimate': dry_run_figures}
+              'dry_run_estimate': dry_run_figures, 'lm': lm_figures}
 
 
 def main():

@@ -277,6 +277,160 @@ def cnn_images_per_second(x_train, y_train, steps: int, batch_size: int = 100, l
   return steps * batch_size / (time.perf_counter() - start)
 
 
+# ---- language models ----------------------------------------------------------------------------
+
+
+def _tensor(a) -> torch.Tensor:
+  return torch.from_numpy(np.array(a, np.float32))  # a writable float32 copy
+
+
+class LstmLm(nn.Module):
+  """A recurrent LM as a PyTorch user writes it: nn.Embedding, nn.LSTM (its fused CPU kernels,
+  time-major as in pytorch/examples' word_language_model), a nn.Linear readout at every step."""
+
+  def __init__(self, vocab_size: int, embed_size: int, hidden_size: int, num_layers: int):
+    super().__init__()
+    self.embed = nn.Embedding(vocab_size, embed_size)
+    self.lstm = nn.LSTM(embed_size, hidden_size, num_layers)
+    self.readout = nn.Linear(hidden_size, vocab_size)
+
+  def forward(self, x, state=None):  # x (B, T) token ids -> logits (B, T, V), (h, c)
+    out, state = self.lstm(self.embed(x.T), state)
+    return self.readout(out).transpose(0, 1), state
+
+
+def lstm_lm_from_flax(params) -> LstmLm:
+  """lib.nets.language.recurrent_lm('lstm', ...)'s params (numpy) in LstmLm: nn.LSTM's
+  weight_ih (4N, D) and weight_hh (4N, N) are the Flax gates' kernels (D, N), (N, N) in the order
+  i, f, g, o, concatenated and transposed; its bias_hh the Flax 'h*' biases, bias_ih zero and
+  frozen (requires_grad False): the Flax LSTMCell has one bias per gate, and two trained biases
+  would each take the same gradient, doubling the bias's step and its share of the clipped norm."""
+  vocab_size, embed_size = np.shape(params['embed'])
+  layers = params['cells']
+  hidden_size = np.shape(layers[0]['params']['hi']['kernel'])[0]
+  model = LstmLm(vocab_size, embed_size, hidden_size, len(layers))
+  with torch.no_grad():
+    model.embed.weight.copy_(_tensor(params['embed']))
+    for i, layer in enumerate(layers):
+      p = layer['params']
+      cat = lambda side, kind, p=p: np.concatenate([p[side + g][kind] for g in LSTM_GATES], -1)
+      getattr(model.lstm, f'weight_ih_l{i}').copy_(_tensor(cat('i', 'kernel').T))
+      getattr(model.lstm, f'weight_hh_l{i}').copy_(_tensor(cat('h', 'kernel').T))
+      getattr(model.lstm, f'bias_hh_l{i}').copy_(_tensor(cat('h', 'bias')))
+      getattr(model.lstm, f'bias_ih_l{i}').zero_()
+      getattr(model.lstm, f'bias_ih_l{i}').requires_grad_(False)
+    model.readout.weight.copy_(_tensor(np.asarray(params['readout']['params']['kernel']).T))
+    model.readout.bias.copy_(_tensor(params['readout']['params']['bias']))
+  return model
+
+
+class TransformerLm(nn.Module):
+  """lib.nets.language.transformer_lm in PyTorch as its user writes it: nn.Embedding plus learned
+  positions, num_layers nn.TransformerEncoderLayer (norm_first: pre-LN; GELU, tanh-approximated
+  as Flax's nn.gelu; layer-norm eps 1e-6 as Flax's), a final nn.LayerNorm and a nn.Linear
+  readout, a causal mask."""
+
+  def __init__(self, vocab_size: int, width: int, num_heads: int, num_layers: int,
+               context_len: int):
+    super().__init__()
+    self.embed = nn.Embedding(vocab_size, width)
+    self.positions = nn.Parameter(torch.zeros(context_len, width))
+    self.blocks = nn.ModuleList(
+        nn.TransformerEncoderLayer(width, num_heads, 4 * width, dropout=0.0,
+                                   activation=functools.partial(F.gelu, approximate='tanh'),
+                                   layer_norm_eps=1e-6, batch_first=True, norm_first=True)
+        for _ in range(num_layers))
+    self.norm = nn.LayerNorm(width, eps=1e-6)
+    self.readout = nn.Linear(width, vocab_size)
+
+  def forward(self, x, state=None):  # x (B, T) -> logits (B, T, V), no state
+    length = x.shape[1]
+    h = self.embed(x) + self.positions[:length]
+    mask = nn.Transformer.generate_square_subsequent_mask(length)
+    for block in self.blocks:
+      h = block(h, src_mask=mask, is_causal=True)
+    return self.readout(self.norm(h)), state
+
+
+def transformer_lm_from_flax(params, num_heads: int) -> TransformerLm:
+  """lib.nets.language.transformer_lm's params (numpy) in TransformerLm. Flax names block l's
+  layer norms LayerNorm_{2l} (before attention) and LayerNorm_{2l+1} (before the MLP), its MLP
+  Dense_{2l+1} (d -> 4d, built second, applied first) and Dense_{2l} (4d -> d); the final norm and
+  readout come last. Attention's query, key and value kernels (d, H, d/H) are
+  nn.MultiheadAttention's in_proj_weight rows, head-major as torch splits them."""
+  p = params['params']
+  vocab_size, width = np.shape(p['Embed_0']['embedding'])
+  num_layers = sum(name.startswith('MultiHeadDotProductAttention') for name in p)
+  model = TransformerLm(vocab_size, width, num_heads, num_layers, np.shape(p['positions'])[0])
+  dense = lambda name, linear: (linear.weight.copy_(_tensor(np.asarray(p[name]['kernel']).T)),
+                                linear.bias.copy_(_tensor(p[name]['bias'])))
+  norm = lambda name, ln: (ln.weight.copy_(_tensor(p[name]['scale'])),
+                           ln.bias.copy_(_tensor(p[name]['bias'])))
+  with torch.no_grad():
+    model.embed.weight.copy_(_tensor(p['Embed_0']['embedding']))
+    model.positions.copy_(_tensor(p['positions']))
+    for i, block in enumerate(model.blocks):
+      a = p[f'MultiHeadDotProductAttention_{i}']
+      qkv = [np.asarray(a[n]['kernel']).reshape(width, width) for n in ('query', 'key', 'value')]
+      block.self_attn.in_proj_weight.copy_(_tensor(np.concatenate(qkv, -1).T))
+      block.self_attn.in_proj_bias.copy_(_tensor(np.concatenate(
+          [np.ravel(a[n]['bias']) for n in ('query', 'key', 'value')])))
+      block.self_attn.out_proj.weight.copy_(_tensor(
+          np.asarray(a['out']['kernel']).reshape(width, width).T))
+      block.self_attn.out_proj.bias.copy_(_tensor(a['out']['bias']))
+      norm(f'LayerNorm_{2 * i}', block.norm1)
+      norm(f'LayerNorm_{2 * i + 1}', block.norm2)
+      dense(f'Dense_{2 * i + 1}', block.linear1)
+      dense(f'Dense_{2 * i}', block.linear2)
+    norm(f'LayerNorm_{2 * num_layers}', model.norm)
+    dense(f'Dense_{2 * num_layers}', model.readout)
+  return model
+
+
+def lm_loss_and_grad_norm(model: nn.Module, x, y) -> tuple:
+  """(mean cross-entropy in nats per token, global norm of its gradient) of one segment x -> y
+  (numpy (B, T) token ids) read from a zero state."""
+  model.zero_grad(set_to_none=True)
+  logits, _ = model(torch.from_numpy(np.asarray(x, np.int64)))
+  loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                         torch.from_numpy(np.asarray(y, np.int64)).reshape(-1))
+  loss.backward()
+  norm = torch.sqrt(sum(p.grad.square().sum() for p in model.parameters() if p.grad is not None))
+  model.zero_grad(set_to_none=True)
+  return loss.item(), norm.item()
+
+
+def lm_trainer(model: nn.Module, streams, context_len: int, optimizer: str, lr: float,
+               clip_norm: float):
+  """run(steps): `steps` more steps of truncated BPTT over `streams` ((B, N) token ids, the
+  training split cut into B streams as lib/experiments/language_model does): segment k of every
+  stream, the state the previous segment left detached (zero at each epoch's start; the
+  transformer has none), mean cross-entropy, clip_grad_norm_ (if clip_norm > 0), then SGD or
+  Adam (torch's defaults, as optax's)."""
+  data = torch.from_numpy(np.asarray(streams, np.int64))
+  per_epoch = (data.shape[1] - 1) // context_len
+  params = [p for p in model.parameters() if p.requires_grad]
+  opt = (torch.optim.SGD(params, lr=lr) if optimizer == 'sgd'
+         else torch.optim.Adam(params, lr=lr))
+  at = {'step': 0, 'state': None}
+
+  def run(steps: int):
+    for _ in range(steps):
+      k = at['step'] % per_epoch
+      x = data[:, k * context_len:(k + 1) * context_len]
+      y = data[:, k * context_len + 1:(k + 1) * context_len + 1]
+      state = None if k == 0 or at['state'] is None else tuple(s.detach() for s in at['state'])
+      logits, at['state'] = model(x, state)
+      loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+      opt.zero_grad(set_to_none=True)
+      loss.backward()
+      if clip_norm > 0:
+        nn.utils.clip_grad_norm_(params, clip_norm)
+      opt.step()
+      at['step'] += 1
+  return run
+
+
 def main():
   import os  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top
