@@ -1,17 +1,19 @@
 """The language-model experiment: a tiny run learns a repeating text (records, table, plots), a
-run stopped after a checkpoint resumes to the same bytes (the carried state included), and bad
-input fails with one line."""
+run killed with kill -9 after a checkpoint resumes to the same bytes (the carried state
+included), and bad input fails with one line."""
 
 import json
 import os
 import runpy
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from lib import experiments
 from lib.data import text
-from lib.runtime import train
 from lib.runtime.errors import UserError
 from tests.conftest import ROOT
 
@@ -30,15 +32,18 @@ def config(**overrides):
   return cfg
 
 
+def repeating_corpus(name, data_dir=None, download=False):
+  """PATTERN repeated (train 2000 tokens, valid and test 400) as ptb_char, in text.corpus's
+  place."""
+  del name, data_dir, download
+  tile = lambda n: np.resize(np.asarray(PATTERN, np.int32), n)
+  return {'train': tile(2000), 'valid': tile(400), 'test': tile(400), 'vocabulary': SYMBOLS,
+          'level': 'char'}
+
+
 @pytest.fixture
 def repeating_text(monkeypatch):
-  """text.corpus serving PATTERN repeated (train 2000 tokens, valid and test 400) as ptb_char."""
-  def corpus(name, data_dir=None, download=False):
-    del name, data_dir, download
-    tile = lambda n: np.resize(np.asarray(PATTERN, np.int32), n)
-    return {'train': tile(2000), 'valid': tile(400), 'test': tile(400), 'vocabulary': SYMBOLS,
-            'level': 'char'}
-  monkeypatch.setattr(text, 'corpus', corpus)
+  monkeypatch.setattr(text, 'corpus', repeating_corpus)
 
 
 def _records(workdir):
@@ -68,30 +73,33 @@ def test_a_tiny_run_learns_a_repeating_text(tmp_path, repeating_text):
     assert os.path.getsize(tmp_path / 'w' / 'plots' / name) > 0
 
 
-def test_a_stopped_run_resumes_to_the_same_bytes(tmp_path, repeating_text, monkeypatch):
-  """The LSTM alone, stopped once its checkpoint at step 100 is saved (it holds the state
-  carried between segments), then rerun: the records equal an uninterrupted run's
-  byte for byte (a lost carry, or a resume that repeats or skips a segment, changes them)."""
-  cfg = experiments.validate(config(**{**TINY, 'models': ('lstm',), 'sample_len': 0}))
+def test_killed_run_resumes_to_the_same_bytes(tmp_path, repeating_text):
+  """The LSTM alone, end to end in run.py (on the repeating text, tests/experiments/
+  repeating_text_run.py): killed with kill -9 once its checkpoint at step 100 is saved (the
+  checkpoint holds the state carried between segments), then run again (in this process): the
+  records equal an uninterrupted run's byte for byte (a lost carry, or a resume that repeats or
+  skips a segment, changes them). No results.jsonl before the end."""
+  overrides = {**TINY, 'models': ('lstm',), 'sample_len': 0}
+  cfg = experiments.validate(config(**overrides))
   experiments.run(cfg, str(tmp_path / 'whole'))
-  save = train.Checkpoints.save
-
-  class Stopped(Exception):
-    pass
-
-  def save_then_stop(self, step, state):
-    save(self, step, state)
-    assert step == 100 and 'carry' in state
-    raise Stopped()
-  monkeypatch.setattr(train.Checkpoints, 'save', save_then_stop)
-  with pytest.raises(Stopped):
-    experiments.run(cfg, str(tmp_path / 'stopped'))
-  monkeypatch.setattr(train.Checkpoints, 'save', save)
-  from lib.runtime import results  # pylint: disable=g-import-not-at-top
-  results._LOCKS.pop(os.path.realpath(tmp_path / 'stopped')).close()  # pylint: disable=protected-access
-  experiments.run(cfg, str(tmp_path / 'stopped'))
-  assert (tmp_path / 'stopped' / 'results.jsonl').read_bytes() == (
-      tmp_path / 'whole' / 'results.jsonl').read_bytes()
+  killed = tmp_path / 'killed'
+  flags = [f'--config.{k}={",".join(map(str, v)) if isinstance(v, tuple) else v}'
+           for k, v in overrides.items()]
+  victim = subprocess.Popen(
+      [sys.executable, os.path.join(ROOT, 'tests', 'experiments', 'repeating_text_run.py'), '100',
+       f'--config={CONFIG}', f'--workdir={killed}', '--cpu_devices=1', *flags],
+      cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  for line in victim.stderr:  # the bar, then the stall's line
+    if 'stalled after the checkpoint at 100' in line:
+      break
+  victim.kill()
+  victim.wait(timeout=60)
+  assert victim.returncode == -signal.SIGKILL
+  assert os.listdir(killed / 'checkpoints' / 'lstm-L8') == ['100']
+  assert not os.path.exists(killed / 'results.jsonl')
+  experiments.run(cfg, str(killed))
+  assert (killed / 'results.jsonl').read_bytes() == (tmp_path / 'whole' /
+                                                     'results.jsonl').read_bytes()
 
 
 @pytest.mark.parametrize('overrides, message', [
