@@ -37,11 +37,11 @@ def get_config():
   config.lr_decay_start = 0  # epochs at the full rate before the halving (Zaremba et al.: 4)
   config.clip_norm = 1.0  # clip_by_global_norm; 0: off
   config.batch_size = 32  # parallel streams of the training split
-  config.num_steps = 600  # training steps (segments of every stream)
+  config.num_steps = 1000  # training steps (segments of every stream)
   config.num_seeds = 1  # seeds seed .. seed + num_seeds - 1 (in one program)
   config.seed = 0  # first seed
   config.log_every = 100  # steps per logged point of the curves
-  config.checkpoint_every = 300  # steps between checkpoints (0: none); a multiple of log_every
+  config.checkpoint_every = 500  # steps between checkpoints (0: none); a multiple of log_every
   config.eval_streams = 16  # parallel streams for evaluating a whole split
   config.eval_tokens = 20000  # tokens of the validation split behind each point of the curves
   config.sample_len = 200  # tokens of generated text per record (0: none)

@@ -250,6 +250,7 @@ def language_models(records: list, plots_dir: str) -> list:
         ax.plot(np.arange(len(value)), value, color=colors[name], label=name)
     ax.set_xscale('symlog', linthresh=1)
     ax.set_xlabel('position t in the window')
+    ax.set_title(f'context {length}')
   next(iter(axes.values())).set_ylabel('loss (nats per token)')
   next(iter(axes.values())).legend()
   paths.append(plotting.save(fig, os.path.join(plots_dir, 'position_loss.png')))
@@ -266,6 +267,7 @@ def language_models(records: list, plots_dir: str) -> list:
         ax.plot(steps, _mean_curve(rows, 'valid_loss_curve'), color=colors[name], lw=2,
                 label=name)
     ax.set_xlabel('step')
+    ax.set_title(f'context {length}')
   next(iter(axes.values())).set_ylabel('loss (nats per token)')
   next(iter(axes.values())).legend()
   paths.append(plotting.save(fig, os.path.join(plots_dir, 'training_curves.png')))
