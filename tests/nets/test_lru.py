@@ -1,0 +1,121 @@
+"""The diagonal linear recurrences (lib/nets/lru): the lru against a hand-worked complex 2-step
+example, the ring init's moduli and phases by their empirical distribution, the parallel scan
+against the sequential one in float64, the power-law theory against Monte Carlo, bad keys."""
+
+import cmath
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lib.nets import lru
+from lib.runtime.errors import UserError
+
+
+def test_lru_two_steps_by_hand():
+  """N = D = H = 1: lambda = 0.5 e^(i pi/3), gamma = sqrt(1 - 0.25), b = 1 + 2i, c = 3 - i,
+  d = 0.5, inputs 1 then 2: h_0 = gamma b, h_1 = lambda h_0 + 2 gamma b, y_t = Re(c h_t) + d x_t,
+  in Python's complex arithmetic."""
+  lam, gamma, b, c, d = 0.5 * cmath.exp(1j * math.pi / 3), math.sqrt(0.75), 1 + 2j, 3 - 1j, 0.5
+  h0 = gamma * b * 1
+  h1 = lam * h0 + gamma * b * 2
+  expected_y = [(c * h0).real + d * 1, (c * h1).real + d * 2]
+  with jax.enable_x64(True):
+    params = {'nu_log': jnp.log(jnp.array([math.log(2.0)])),  # |lambda| = e^-ln2 = 0.5
+              'theta_log': jnp.log(jnp.array([math.pi / 3])),
+              'gamma_log': jnp.log(jnp.array([gamma])),
+              'B_re': jnp.array([[1.0]]), 'B_im': jnp.array([[2.0]]),
+              'C_re': jnp.array([[3.0]]), 'C_im': jnp.array([[-1.0]]), 'D': jnp.array([[0.5]])}
+    xs = jnp.array([[1.0], [2.0]])
+    for parallel in (False, True):
+      y, h = lru.apply(params, xs, parallel=parallel)
+      np.testing.assert_allclose(np.asarray(h)[:, 0], [h0, h1], rtol=1e-14)
+      np.testing.assert_allclose(np.asarray(y)[:, 0], expected_y, rtol=1e-14)
+    lam_here = complex(lru.lambdas(params)[0])
+    assert abs(lam_here - lam) < 1e-15
+
+
+def _ecdf_distance(samples, cdf) -> float:
+  """Kolmogorov-Smirnov distance of the samples from a continuous cdf."""
+  s = np.sort(samples)
+  n = len(s)
+  f = cdf(s)
+  return max(np.max(np.arange(1, n + 1) / n - f), np.max(f - np.arange(n) / n))
+
+
+def test_ring_init_is_uniform_in_area_and_in_phase():
+  """20,000 draws on the ring 0.4 <= |lambda| <= 0.9, phases up to pi: |lambda|^2 uniform on
+  [0.16, 0.81] and the phase uniform on [0, pi], each within the KS distance a uniform sample
+  exceeds with probability 1% (1.63 / sqrt(n)); a sample uniform in modulus instead (the bug
+  this is for) is 0.04 away in |lambda|^2, beyond that bound."""
+  n, r_min, r_max = 20_000, 0.4, 0.9
+  params = lru.init('lru', jax.random.key(0), 3, n, 2, r_min=r_min, r_max=r_max,
+                    max_phase=math.pi)
+  lam = np.asarray(lru.lambdas(params))
+  bound = 1.63 / math.sqrt(n)
+
+  def uniform(lo, hi):
+    return lambda v: np.clip((v - lo) / (hi - lo), 0, 1)
+  assert _ecdf_distance(np.abs(lam) ** 2, uniform(r_min**2, r_max**2)) < bound
+  assert _ecdf_distance(np.angle(lam) % (2 * math.pi), uniform(0, math.pi)) < bound
+  in_modulus = np.random.default_rng(0).uniform(r_min, r_max, n)
+  assert _ecdf_distance(in_modulus**2, uniform(r_min**2, r_max**2)) > bound
+  gamma = np.exp(np.asarray(params['gamma_log']))
+  np.testing.assert_allclose(gamma, np.sqrt(1 - np.abs(lam) ** 2), rtol=1e-5)
+  linear = lru.lambdas(lru.init('linear', jax.random.key(0), 3, n, 2, r_min=r_min, r_max=r_max))
+  assert np.all(np.isreal(linear)) and _ecdf_distance(np.asarray(linear) ** 2,
+                                                      uniform(r_min**2, r_max**2)) < bound
+
+
+@pytest.mark.parametrize('name', lru.LINEAR_CELLS)
+def test_parallel_scan_is_the_sequential_scan(name):
+  """lax.associative_scan against lax.scan, T = 128 from a non-zero state, in float64: the
+  states, the outputs and the gradient of a loss of every output with respect to every
+  parameter, the inputs and the initial state, to 1e-12 (relative)."""
+  with jax.enable_x64(True):
+    params = lru.init(name, jax.random.key(1), 3, 8, 4, r_min=0.9, r_max=0.999,
+                      max_phase=math.pi / 4, dtype=jnp.float64)
+    xs = jax.random.normal(jax.random.key(2), (128, 2, 3), jnp.float64)
+    h0 = lru.input_projection(params, jnp.ones((2, 3)))
+
+    def loss(params, xs, h0, parallel):
+      y, h = lru.apply(params, xs, h0, parallel)
+      return jnp.sum(jnp.sin(y)) + jnp.sum(jnp.abs(h) ** 2), (y, h)
+
+    both = jax.jit(lambda *a: [jax.value_and_grad(loss, (0, 1, 2), has_aux=True)(*a, p)
+                               for p in (True, False)])
+    parallel, sequential = both(params, xs, h0)
+  for a, b in zip(jax.tree.leaves(parallel), jax.tree.leaves(sequential)):
+    np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12 * np.max(np.abs(b)))
+
+
+def test_power_law_theory_against_monte_carlo():
+  """ln E[|lambda|^(2k)] over the ring against the mean of |lambda|^(2k) over 200,000 float64
+  draws (within 3 standard errors, k = 0..2000 on [0.5, 0.999] and k up to 10 on [0, 1)) and
+  the exact 1/(k+1) on r_min = 0, r_max -> 1; a float32 |lambda|^(2k) would underflow long
+  before the theory does."""
+  rng = np.random.default_rng(0)
+  for r_min, r_max, ks in ((0.5, 0.999, np.array([0, 1, 10, 100, 1000, 2000])),
+                           (0.0, 0.9999999, np.arange(11))):
+    s = rng.uniform(r_min**2, r_max**2, 200_000)
+    with jax.enable_x64(True):
+      theory = np.exp(np.asarray(lru.log_grad_sq_theory(ks, r_min, r_max)))
+    for k, t in zip(ks, theory):
+      draws = s**k
+      assert abs(draws.mean() - t) < 3 * draws.std() / math.sqrt(len(s)) + 1e-15, (r_min, k)
+  with jax.enable_x64(True):
+    np.testing.assert_allclose(np.exp(lru.log_grad_sq_theory(np.arange(50), 0.0, 1 - 1e-12)),
+                               1 / (np.arange(50) + 1), rtol=1e-9)
+    assert np.isfinite(lru.log_grad_sq_theory(np.array([10**6]), 0.0, 0.5)).all()
+
+
+@pytest.mark.parametrize('keys, message', [
+    (dict(r_min=0.9, r_max=0.5), r'r_min \(0.9\) and r_max \(0.5\) must satisfy'),
+    (dict(r_min=0.5, r_max=1.0), r'r_max \(1.0\) must be below 1'),
+    (dict(r_min=0.5, r_max=0.9, max_phase=-1.0), r'max_phase \(-1.0\) must be >= 0'),
+])
+def test_bad_ring_keys_fail_with_one_line(keys, message):
+  with pytest.raises(UserError, match=message):
+    lru.init('lru', jax.random.key(0), 2, 4, 2, **keys)
