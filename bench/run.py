@@ -60,6 +60,9 @@ lm_lstm_vs_torch, lm_transformer_vs_torch: training tokens per second of a langu
 lm_hoisted_vs_cell: the ptb_small LSTM's 20 steps with the Flax cell's step as it is over the same
   with each layer's input projection hoisted out of the recurrence (lib/nets/cells.hoisted, the
   default).
+scan_parallel_vs_sequential_<T>: forward and backward of an lru layer (lib/nets/lru, batch 16,
+  width 256) over T = 1,024, 4,096 and 16,384 steps (1,024 with --quick) with lax.scan, over the
+  same with lax.associative_scan; the outputs checked allclose first.
 """
 
 import argparse
@@ -792,10 +795,39 @@ def lm_figures(quick: bool, repeats: int) -> dict:
                              transformer(default.get_config().num_heads), cell_side=False)}
 
 
+
+# ---- the parallel scan of a linear recurrence ---------------------------------------------------
+
+
+def scan_figures(quick: bool, repeats: int) -> dict:
+  """scan_parallel_vs_sequential_<T>: forward and backward of an lru layer (lib/nets/lru: batch
+  16, width 256, ring 0.9-0.999) over T steps with lax.scan, over the same with
+  lax.associative_scan, both jitted, T = 1,024, 4,096, 16,384 (1,024 with --quick); the outputs
+  checked allclose first."""
+  from lib.nets import lru  # pylint: disable=g-import-not-at-top
+  params = lru.init('lru', jax.random.key(0), 256, 256, 256, r_min=0.9, r_max=0.999)
+  figures = {}
+  for length in (1024,) if quick else (1024, 4096, 16384):
+    xs = jax.random.normal(jax.random.key(1), (length, 16, 256))
+    grads = {}
+    for parallel in (False, True):
+      loss = functools.partial(lambda p, x, parallel: jnp.sum(lru.apply(p, x, parallel=parallel)[0]
+                                                               ** 2), parallel=parallel)
+      grads[parallel] = jax.jit(jax.value_and_grad(loss))
+    a, b = grads[True](params, xs), grads[False](params, xs)
+    np.testing.assert_allclose(a[0], b[0], rtol=1e-3)
+    t = interleaved(lambda: jax.block_until_ready(grads[True](params, xs)),
+                    lambda: jax.block_until_ready(grads[False](params, xs)),
+                    repeats if length < 16384 else min(repeats, 2))
+    figures.update(_ratio_figures(f'scan_parallel_vs_sequential_{length}', t, 'parallel',
+                                  'sequential'))
+  return figures
+
+
 BENCHMARKS = {'sweep': sweep_figures, 'gflops': gflops_figures, 'cnn': cnn_figures,
               'main_job': main_job_figures, 'patch_conv_vs_xla_conv': patch_conv_figures,
               'lax_map_vs_vmap': lax_map_figures, 'devices_per_core': devices_figures,
-              'dry_run_estimate': dry_run_figures, 'lm': lm_figures}
+              'dry_run_estimate': dry_run_figures, 'lm': lm_figures, 'scan': scan_figures}
 
 
 def main():
