@@ -30,7 +30,7 @@ def test_lru_two_steps_by_hand():
               'C_re': jnp.array([[3.0]]), 'C_im': jnp.array([[-1.0]]), 'D': jnp.array([[0.5]])}
     xs = jnp.array([[1.0], [2.0]])
     for parallel in (False, True):
-      y, h = lru.apply(params, xs, parallel=parallel)
+      y, h = jax.jit(lru.apply, static_argnames='parallel')(params, xs, parallel=parallel)
       np.testing.assert_allclose(np.asarray(h)[:, 0], [h0, h1], rtol=1e-14)
       np.testing.assert_allclose(np.asarray(y)[:, 0], expected_y, rtol=1e-14)
     lam_here = complex(lru.lambdas(params)[0])
@@ -51,8 +51,9 @@ def test_ring_init_is_uniform_in_area_and_in_phase():
   exceeds with probability 1% (1.63 / sqrt(n)); a sample uniform in modulus instead (the bug
   this is for) is 0.04 away in |lambda|^2, beyond that bound."""
   n, r_min, r_max = 20_000, 0.4, 0.9
-  params = lru.init('lru', jax.random.key(0), 3, n, 2, r_min=r_min, r_max=r_max,
-                    max_phase=math.pi)
+  draw = jax.jit(lambda key, name: lru.init(name, key, 3, n, 2, r_min=r_min, r_max=r_max,
+                                           max_phase=math.pi), static_argnums=1)
+  params = draw(jax.random.key(0), 'lru')
   lam = np.asarray(lru.lambdas(params))
   bound = 1.63 / math.sqrt(n)
 
@@ -64,21 +65,22 @@ def test_ring_init_is_uniform_in_area_and_in_phase():
   assert _ecdf_distance(in_modulus**2, uniform(r_min**2, r_max**2)) > bound
   gamma = np.exp(np.asarray(params['gamma_log']))
   np.testing.assert_allclose(gamma, np.sqrt(1 - np.abs(lam) ** 2), rtol=1e-5)
-  linear = lru.lambdas(lru.init('linear', jax.random.key(0), 3, n, 2, r_min=r_min, r_max=r_max))
+  linear = lru.lambdas(draw(jax.random.key(0), 'linear'))
   assert np.all(np.isreal(linear)) and _ecdf_distance(np.asarray(linear) ** 2,
                                                       uniform(r_min**2, r_max**2)) < bound
 
 
 @pytest.mark.parametrize('name', lru.LINEAR_CELLS)
 def test_parallel_scan_is_the_sequential_scan(name):
-  """lax.associative_scan against lax.scan, T = 128 from a non-zero state, in float64: the
+  """lax.associative_scan against lax.scan, T = 40 from a non-zero state, in float64: the
   states, the outputs and the gradient of a loss of every output with respect to every
   parameter, the inputs and the initial state, to 1e-12 (relative)."""
   with jax.enable_x64(True):
-    params = lru.init(name, jax.random.key(1), 3, 8, 4, r_min=0.9, r_max=0.999,
-                      max_phase=math.pi / 4, dtype=jnp.float64)
-    xs = jax.random.normal(jax.random.key(2), (128, 2, 3), jnp.float64)
-    h0 = lru.input_projection(params, jnp.ones((2, 3)))
+    params = jax.jit(lambda key: lru.init(name, key, 3, 4, 2, r_min=0.9, r_max=0.999,
+                                          max_phase=math.pi / 4, dtype=jnp.float64))(
+                                              jax.random.key(1))
+    xs = jax.random.normal(jax.random.key(2), (40, 2, 3), jnp.float64)
+    h0 = jax.jit(lru.input_projection)(params, jnp.ones((2, 3)))
 
     def loss(params, xs, h0, parallel):
       y, h = lru.apply(params, xs, h0, parallel)
