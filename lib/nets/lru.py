@@ -19,6 +19,10 @@ product: `scan` computes it sequentially (lax.scan, the reference) or in paralle
 (lax.associative_scan: O(log T) depth), the same to float rounding.
 """
 
+import math
+from typing import Any
+
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -134,3 +138,44 @@ def log_grad_sq_theory(ks, r_min: float, r_max: float):
   # ln(b^(k+1) - a^(k+1)) = (k+1) ln b + ln(1 - (a/b)^(k+1)), a < b
   return ((ks + 1) * jnp.log(b) + jnp.log1p(-(a / b) ** (ks + 1)) - jnp.log(ks + 1)
           - jnp.log(b - a))
+
+
+class LinearRecurrentCell(nn.RNNCellBase):
+  """`lru` or `linear` with the interface of lib/nets/cells' Flax cells: (carry, x_t) ->
+  (carry, y_t), a carry of real arrays (h_re, h_im, y) for the lru, (h, y) for the linear cell
+  (the state's real and imaginary parts as separate coordinates, so that ||dL/ds_t||^2 is
+  |dL/dh_t|^2 summed, and the output y_t = Re(C h_t) + D x_t (lru) or C h_t kept in the carry,
+  because it reads x_t), output width = `features` = the state's width. Its parameters are
+  `init`'s, drawn by this module's own init (the explicit ring rules, no Flax default)."""
+  kind: str  # 'lru' | 'linear' (a Flax module's `name` is its own)
+  features: int
+  r_min: float = 0.0
+  r_max: float = 0.99
+  max_phase: float = 2 * math.pi
+  normalize: bool = True
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, carry, x):
+    p = self.param('recurrence', lambda key: init(
+        self.kind, key, x.shape[-1], self.features, self.features, r_min=self.r_min,
+        r_max=self.r_max, max_phase=self.max_phase, normalize=self.normalize,
+        dtype=self.param_dtype))
+    lam, bu = lambdas(p), input_projection(p, x)
+    if self.kind == 'lru':
+      h = lam * (carry[0] + 1j * carry[1]) + bu
+      y = readout(p, h, x)
+      return (h.real, h.imag, y), y
+    h = lam * carry[0] + bu
+    y = readout(p, h, x)
+    return (h, y), y
+
+  @nn.nowrap
+  def initialize_carry(self, rng, input_shape):
+    del rng
+    zeros = jnp.zeros((*input_shape[:-1], self.features), self.param_dtype)
+    return (zeros,) * (3 if self.kind == 'lru' else 2)
+
+  @property
+  def num_feature_axes(self) -> int:
+    return 1
