@@ -146,9 +146,13 @@ def hoisted(name: str, cell: nn.RNNCellBase, params):
   cell's gates); step(s_{t-1}, u_t) -> s_t the rest of the cell. Scanning step over project(xs)
   computes what scanning `step_of(cell, params)` over xs does, in the same order of operations
   per gate (the Flax cells' dense_i(x) + dense_h(h)), so to float rounding; one (T B, D) x
-  (D, G N) matmul in place of T small ones, and its weight gradient likewise.
+  (D, G N) matmul in place of T small ones, and its weight gradient likewise. A cell without a
+  hoisted form here (one added to CELLS later) gets (identity, step_of(cell, params)): correct,
+  only not hoisted.
   """
   check_cell_name(name)
+  if name not in _INPUT_GATES:
+    return (lambda xs: xs), step_of(cell, params)
   p = params['params']
   gates = _INPUT_GATES[name]
   cat = lambda side, kind: jnp.concatenate([p[side + g][kind] for g in gates], axis=-1)

@@ -118,3 +118,17 @@ def test_hoisted_recurrence_is_the_cell(name):
     ((_, hoisted), hoisted_grad), ((_, plain), plain_grad) = both(params, xs)
     for a, b in zip(jax.tree.leaves((hoisted, hoisted_grad)), jax.tree.leaves((plain, plain_grad))):
       np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_a_cell_without_a_hoisted_form_runs_its_own_step(monkeypatch):
+  """A cell missing from `_INPUT_GATES` (one added to CELLS later) gets the identity projection
+  and its Flax step: the same states, bit for bit."""
+  monkeypatch.delitem(cells._INPUT_GATES, 'gru')  # pylint: disable=protected-access
+  cell = cells.make_cell('gru', 4)
+  params = cells.init_params('gru', cell, jax.random.key(0), 3, sigma_w2=1.0, sigma_v2=1.0,
+                             sigma_b2=0.0, recurrent_init='gaussian')
+  xs = jax.random.normal(jax.random.key(1), (5, 2, 3))
+  carry0 = cells.zero_carry(cell, 2, 3)
+  project, step = cells.hoisted('gru', cell, params)
+  np.testing.assert_array_equal(cells.forward_states(step, carry0, project(xs)),
+                                cells.forward_states(cells.step_of(cell, params), carry0, xs))
