@@ -725,20 +725,17 @@ def lm_setup(config: str, name: str, hoist: bool = True) -> tuple:
   return cfg, corpus, model, task, opt
 
 
-def check_same_lm(model, task, torch_model) -> float:
+def check_same_lm(task, params, torch_model) -> float:
   """The loss of the first training segment (zero state) and its gradient's global norm, ours
-  against torch's on the same weights (our init of seed 0 copied over): the larger relative
-  difference, raised if over 1e-4."""
+  at `params` against torch_model's (those weights copied over): the larger relative difference,
+  raised if over 1e-4."""
   import optax  # pylint: disable=g-import-not-at-top
 
   from bench import torch_side  # pylint: disable=g-import-not-at-top
-  from lib.runtime import rng  # pylint: disable=g-import-not-at-top
-  params = jax.jit(model.init)(rng.stream_key(0, 'init'))
   batch = task.batch(task.data, 0, 0)
   loss, grads = jax.jit(jax.value_and_grad(lambda p: task.loss(p, batch, task.carry(0))[0]))(
       params)
-  theirs = torch_side.lm_loss_and_grad_norm(torch_model(jax.device_get(params)), batch['x'],
-                                            batch['y'])
+  theirs = torch_side.lm_loss_and_grad_norm(torch_model, batch['x'], batch['y'])
   ours = (float(loss), float(optax.global_norm(grads)))
   worst = max(abs(a - b) / abs(b) for a, b in zip(ours, theirs))
   if worst > 1e-4:
@@ -748,12 +745,14 @@ def check_same_lm(model, task, torch_model) -> float:
 
 
 def _lm_side_by_side(key: str, config: str, name: str, steps: int, repeats: int,
-                     torch_model, cell_side: bool) -> dict:
+                     cell_side: bool) -> dict:
   """lm_<key>_vs_torch: torch's seconds for `steps` training steps over ours (ours: the chunk
   program of lib/runtime/train), both tokens per second; with cell_side, lm_hoisted_vs_cell:
   the same model with the Flax cell's step (no hoisted input projection) over ours."""
+  from lib.runtime import rng  # pylint: disable=g-import-not-at-top
   cfg, _, model, task, opt = lm_setup(config, name)
-  tokens = steps * cfg['batch_size'] * max(cfg['context_lens'])
+  length = max(cfg['context_lens'])
+  tokens = steps * cfg['batch_size'] * length
   ours = chunk_runner(model, task, opt, steps)
   figures = {}
   if cell_side:
@@ -765,10 +764,12 @@ def _lm_side_by_side(key: str, config: str, name: str, steps: int, repeats: int,
   except ImportError as e:
     print(f'lm_{key}_vs_torch skipped: {e} (pip install ".[bench]")', file=sys.stderr)
     return figures
-  figures[f'lm_{key}_same_loss_relative_difference'] = check_same_lm(model, task, torch_model)
-  params = jax.device_get(jax.jit(model.init)(jax.random.key(0)))
-  theirs = torch_side.lm_trainer(torch_model(params), task.data['train'],
-                                 max(cfg['context_lens']), cfg['optimizer'],
+  params = jax.jit(model.init)(rng.stream_key(0, 'init'))  # ours at seed 0, copied to torch
+  host_params = jax.device_get(params)
+  torch_model = (torch_side.lstm_lm_from_flax(host_params) if name == 'lstm' else
+                 torch_side.transformer_lm_from_flax(host_params, cfg['num_heads']))
+  figures[f'lm_{key}_same_loss_relative_difference'] = check_same_lm(task, params, torch_model)
+  theirs = torch_side.lm_trainer(torch_model, task.data['train'], length, cfg['optimizer'],
                                  cfg['learning_rate'], cfg['clip_norm'])
   t = interleaved(ours, lambda: theirs(steps), repeats)
   figures.update(_ratio_figures(f'lm_{key}_vs_torch', t, 'ours', 'torch'))
@@ -780,20 +781,10 @@ def _lm_side_by_side(key: str, config: str, name: str, steps: int, repeats: int,
 def lm_figures(quick: bool, repeats: int) -> dict:
   """The ptb_small LSTM (experiments/ptb_small.py) and the default config's char transformer at
   context 64 (experiments/language_model.py), each against PyTorch eager."""
-  def lstm(params):
-    from bench import torch_side  # pylint: disable=g-import-not-at-top
-    return torch_side.lstm_lm_from_flax(params)
-
-  def transformer(num_heads):
-    from bench import torch_side  # pylint: disable=g-import-not-at-top
-    return lambda params: torch_side.transformer_lm_from_flax(params, num_heads)
-  import experiments.language_model as default  # pylint: disable=g-import-not-at-top
-  return {**_lm_side_by_side('lstm', 'ptb_small', 'lstm', 5 if quick else 20, repeats, lstm,
+  return {**_lm_side_by_side('lstm', 'ptb_small', 'lstm', 5 if quick else 20, repeats,
                              cell_side=True),
           **_lm_side_by_side('transformer', 'language_model', 'transformer',
-                             10 if quick else 50, repeats,
-                             transformer(default.get_config().num_heads), cell_side=False)}
-
+                             10 if quick else 50, repeats, cell_side=False)}
 
 
 # ---- the parallel scan of a linear recurrence ---------------------------------------------------
@@ -806,18 +797,17 @@ def scan_figures(quick: bool, repeats: int) -> dict:
   checked allclose first."""
   from lib.nets import lru  # pylint: disable=g-import-not-at-top
   params = lru.init('lru', jax.random.key(0), 256, 256, 256, r_min=0.9, r_max=0.999)
+
+  def loss(params, xs, parallel):
+    return jnp.sum(lru.apply(params, xs, parallel=parallel)[0] ** 2)
+  grad = jax.jit(jax.value_and_grad(loss), static_argnames='parallel')
   figures = {}
   for length in (1024,) if quick else (1024, 4096, 16384):
     xs = jax.random.normal(jax.random.key(1), (length, 16, 256))
-    grads = {}
-    for parallel in (False, True):
-      loss = functools.partial(lambda p, x, parallel: jnp.sum(lru.apply(p, x, parallel=parallel)[0]
-                                                               ** 2), parallel=parallel)
-      grads[parallel] = jax.jit(jax.value_and_grad(loss))
-    a, b = grads[True](params, xs), grads[False](params, xs)
-    np.testing.assert_allclose(a[0], b[0], rtol=1e-3)
-    t = interleaved(lambda: jax.block_until_ready(grads[True](params, xs)),
-                    lambda: jax.block_until_ready(grads[False](params, xs)),
+    np.testing.assert_allclose(grad(params, xs, parallel=True)[0],
+                               grad(params, xs, parallel=False)[0], rtol=1e-3)
+    t = interleaved(lambda: jax.block_until_ready(grad(params, xs, parallel=True)),
+                    lambda: jax.block_until_ready(grad(params, xs, parallel=False)),
                     repeats if length < 16384 else min(repeats, 2))
     figures.update(_ratio_figures(f'scan_parallel_vs_sequential_{length}', t, 'parallel',
                                   'sequential'))

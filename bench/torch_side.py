@@ -60,18 +60,21 @@ def torch_info() -> dict:
 # ---- gradient profiles of a recurrent cell ------------------------------------------------------
 
 
+def _tensor(a) -> torch.Tensor:
+  return torch.from_numpy(np.array(a, np.float32))  # a writable float32 copy
+
+
 def torch_weights(cell: str, weights) -> dict:
   """float32 tensors {'w_x' (D, gN), 'w_h' (N, gN), 'b' (gN,)} from a cell's Flax params (numpy
   arrays, with or without the top-level 'params'), g = 1 for tanh, 4 for LSTM (gates i, f, g, o)."""
   p = weights.get('params', weights)
-  as_tensor = lambda a: torch.from_numpy(np.array(a, np.float32))  # a writable copy
   if cell == 'tanh':
-    return {'w_x': as_tensor(p['i']['kernel']), 'w_h': as_tensor(p['h']['kernel']),
-            'b': as_tensor(p['i']['bias'])}
+    return {'w_x': _tensor(p['i']['kernel']), 'w_h': _tensor(p['h']['kernel']),
+            'b': _tensor(p['i']['bias'])}
   if cell == 'lstm':
     cat = lambda side, kind: np.concatenate([p[side + g][kind] for g in LSTM_GATES], axis=-1)
-    return {'w_x': as_tensor(cat('i', 'kernel')), 'w_h': as_tensor(cat('h', 'kernel')),
-            'b': as_tensor(cat('h', 'bias'))}
+    return {'w_x': _tensor(cat('i', 'kernel')), 'w_h': _tensor(cat('h', 'kernel')),
+            'b': _tensor(cat('h', 'bias'))}
   raise ValueError(f'unknown cell {cell!r}; valid choices: {", ".join(CELLS)}')
 
 
@@ -280,10 +283,6 @@ def cnn_images_per_second(x_train, y_train, steps: int, batch_size: int = 100, l
 # ---- language models ----------------------------------------------------------------------------
 
 
-def _tensor(a) -> torch.Tensor:
-  return torch.from_numpy(np.array(a, np.float32))  # a writable float32 copy
-
-
 class LstmLm(nn.Module):
   """A recurrent LM as a PyTorch user writes it: nn.Embedding, nn.LSTM (its fused CPU kernels,
   time-major as in pytorch/examples' word_language_model), a nn.Linear readout at every step."""
@@ -312,11 +311,10 @@ def lstm_lm_from_flax(params) -> LstmLm:
   with torch.no_grad():
     model.embed.weight.copy_(_tensor(params['embed']))
     for i, layer in enumerate(layers):
-      p = layer['params']
-      cat = lambda side, kind, p=p: np.concatenate([p[side + g][kind] for g in LSTM_GATES], -1)
-      getattr(model.lstm, f'weight_ih_l{i}').copy_(_tensor(cat('i', 'kernel').T))
-      getattr(model.lstm, f'weight_hh_l{i}').copy_(_tensor(cat('h', 'kernel').T))
-      getattr(model.lstm, f'bias_hh_l{i}').copy_(_tensor(cat('h', 'bias')))
+      w = torch_weights('lstm', layer)  # (D, 4N), (N, 4N), (4N,): the gates in torch's order
+      getattr(model.lstm, f'weight_ih_l{i}').copy_(w['w_x'].T)
+      getattr(model.lstm, f'weight_hh_l{i}').copy_(w['w_h'].T)
+      getattr(model.lstm, f'bias_hh_l{i}').copy_(w['b'])
       getattr(model.lstm, f'bias_ih_l{i}').zero_()
       getattr(model.lstm, f'bias_ih_l{i}').requires_grad_(False)
     model.readout.weight.copy_(_tensor(np.asarray(params['readout']['params']['kernel']).T))
