@@ -56,6 +56,8 @@ def init(name: str, key, input_size: int, hidden_size: int, output_size: int, *,
          r_min: float, r_max: float, max_phase: float = 2 * jnp.pi, normalize: bool = True,
          dtype=jnp.float32) -> dict:
   """The parameters of cell `name` (LINEAR_CELLS) by the module docstring's rules."""
+  if name not in LINEAR_CELLS:
+    raise UserError(f'unknown linear cell {name!r}; valid choices: {", ".join(LINEAR_CELLS)}')
   check_ring(r_min, r_max, max_phase)
   k_ring, k_b, k_c, k_d = jax.random.split(key, 4)
   lam = ring(k_ring, hidden_size, r_min, r_max, max_phase, dtype)
@@ -64,8 +66,6 @@ def init(name: str, key, input_size: int, hidden_size: int, output_size: int, *,
     return {'nu_log': lam['nu_log'],
             'B': jax.random.normal(k_b, (hidden_size, input_size), dtype) / jnp.sqrt(input_size),
             'C': jax.random.normal(k_c, (output_size, hidden_size), dtype) / jnp.sqrt(hidden_size)}
-  if name != 'lru':
-    raise UserError(f'unknown linear cell {name!r}; valid choices: {", ".join(LINEAR_CELLS)}')
   b = jax.random.normal(k_b, (2, hidden_size, input_size), dtype) / jnp.sqrt(2 * input_size)
   c = jax.random.normal(k_c, (2, output_size, hidden_size), dtype) / jnp.sqrt(hidden_size)
   modulus_sq = jnp.exp(-2 * jnp.exp(lam['nu_log']))
