@@ -12,7 +12,7 @@ import ml_collections
 def get_config():
   config = ml_collections.ConfigDict()
   config.experiment = 'gradient_decay'  # which lib experiment runs this config
-  config.cells = ('tanh', 'lstm', 'gru')  # tanh | relu | lstm | gru
+  config.cells = ('tanh', 'lstm', 'gru')  # tanh | relu | lstm | gru | lru | linear
   config.seq_lens = (16, 32, 64, 128, 256, 512)  # sequence lengths T
   # Programs of these lengths run every T up to their length: T runs in the shortest bucket that
   # holds it, its steps past T masked out (the state and the gradient pass through unchanged),
@@ -26,6 +26,12 @@ def get_config():
   config.sigma_v2 = 0.1  # input weight variance (x D): the input term's variance
   config.recurrent_init = 'gaussian'  # gaussian | orthogonal | identity (all scaled by sigma_w2)
   config.gate_bias = 2.0  # added to the LSTM forget / GRU update gate bias (sigmoid(2) = 0.88)
+  # lru | linear: |lambda| uniform in area on the ring r_min..r_max, phase U[0, max_phase]; their
+  # gradient k steps back then falls as E|lambda|^2k, a power law (1/(k+1) on [0, 1]), whatever
+  # sigma_w2 and sigma_b2 (which these cells ignore: one point per seed)
+  config.r_min = 0.0
+  config.r_max = 0.999
+  config.max_phase = 6.283185307179586  # 2 pi
   config.hidden_size = 256  # N (wide enough for mean-field theory to hold within a few %)
   config.input_size = 32  # D; inputs x_t ~ N(0, I_D)
   config.batch_size = 16  # examples per point; the profile is ln of the batch mean

@@ -15,7 +15,8 @@ def get_config():
   config.dataset = 'mnist1d'  # mnist1d | mnist | fashion_mnist | cifar10
   config.data_dir = ''  # TFDS data dir; '' = TFDS's default (~/tensorflow_datasets)
   config.download = False  # download and prepare a missing TFDS dataset (never by default)
-  config.models = ('cnn', 'gru', 'mlp', 'logistic')  # cnn | mlp | logistic | tanh | relu | lstm | gru
+  # cnn | mlp | logistic | tanh | relu | lstm | gru | lru | linear
+  config.models = ('cnn', 'gru', 'mlp', 'logistic')
   config.permuted = (False, True)  # original positions, and one fixed random permutation
   config.permutation_seed = 0  # the permutation's seed (the same for every model and seed)
   config.num_steps = 3000  # training steps (the published recipe: 6000; the ranking holds by 2000)
@@ -32,6 +33,14 @@ def get_config():
   config.sigma_b2 = 0.0  # bias variance
   config.recurrent_init = 'orthogonal'  # gaussian | orthogonal | identity
   config.gate_bias = 1.0  # added to the LSTM forget / GRU update gate bias
+  # lru | linear: |lambda| uniform in area on the ring r_min..r_max, phase U[0, max_phase]
+  # (Orvieto et al. 2023's long-range init); the other cells ignore these three
+  config.r_min = 0.9
+  config.r_max = 0.999
+  config.max_phase = 6.283185307179586  # 2 pi
+  # lax.associative_scan over time (exact; log T depth, for a GPU's lanes) instead of lax.scan:
+  # 2-4x slower on 2 CPU cores (bench/run.py --only scan), so off here
+  config.parallel_scan = False
   config.num_seeds = 2  # seeds seed .. seed + num_seeds - 1 (in one program)
   config.seed = 0  # first seed
   config.log_every = 250  # steps per logged point of the training curves

@@ -16,7 +16,8 @@ def get_config():
   config.dataset = 'ptb_char'  # ptb_char | ptb_word | tiny_shakespeare
   config.data_dir = ''  # TFDS data dir; '' = TFDS's default (~/tensorflow_datasets)
   config.download = False  # download and prepare a missing TFDS dataset (tiny_shakespeare)
-  config.models = ('tanh', 'lstm', 'gru', 'transformer')  # tanh | relu | lstm | gru | transformer
+  # tanh | relu | lstm | gru | lru | linear | transformer
+  config.models = ('tanh', 'lstm', 'gru', 'transformer')
   config.context_lens = (16, 64)  # tokens per TBPTT segment (RNN) / attention window (transformer)
   config.num_layers = 1  # stacked cells / transformer blocks
   config.hidden_size = 64  # cell state size / transformer width
@@ -31,6 +32,14 @@ def get_config():
   config.sigma_b2 = 0.0  # bias variance
   config.recurrent_init = 'orthogonal'  # gaussian | orthogonal | identity
   config.gate_bias = 1.0  # added to the LSTM forget / GRU update gate bias
+  # lru | linear: |lambda| uniform in area on the ring r_min..r_max, phase U[0, max_phase]
+  # (Orvieto et al. 2023's long-range init); the other cells ignore these three
+  config.r_min = 0.9
+  config.r_max = 0.999
+  config.max_phase = 6.283185307179586  # 2 pi
+  # lax.associative_scan over time (exact; log T depth, for a GPU's lanes) instead of lax.scan:
+  # 2-4x slower on 2 CPU cores (bench/run.py --only scan), so off here
+  config.parallel_scan = False
   config.optimizer = 'adam'  # adam | rmsprop | sgd
   config.learning_rate = 3e-3
   config.lr_schedule = 'constant'  # constant | halving (x 0.5 an epoch from lr_decay_start)

@@ -12,7 +12,8 @@ def get_config():
   config = ml_collections.ConfigDict()
   config.experiment = 'long_range_memory'  # which lib experiment runs this config
   config.task = 'adding'  # adding | copy
-  config.cells = ('tanh', 'relu', 'lstm', 'gru', 'attention')  # relu: IRNN; attention: transformer
+  # tanh | relu (the IRNN) | lstm | gru | lru | linear | attention (a transformer)
+  config.cells = ('tanh', 'relu', 'lstm', 'gru', 'attention')
   config.seq_lens = (50, 100, 200)  # T: the dependency's length (copy: the delay)
   config.num_steps = 1000  # training steps
   config.optimizer = 'adam'  # adam | rmsprop | sgd
@@ -28,6 +29,14 @@ def get_config():
   config.sigma_b2 = 0.0  # bias variance
   config.recurrent_init = 'gaussian'  # gaussian | orthogonal | identity, for tanh, lstm, gru
   config.gate_bias = 1.0  # added to the LSTM forget / GRU update gate bias
+  # lru | linear: |lambda| uniform in area on the ring r_min..r_max, phase U[0, max_phase]
+  # (Orvieto et al. 2023's long-range init); the other cells ignore these three
+  config.r_min = 0.9
+  config.r_max = 0.999
+  config.max_phase = 6.283185307179586  # 2 pi
+  # lax.associative_scan over time (exact; log T depth, for a GPU's lanes) instead of lax.scan:
+  # 2-4x slower on 2 CPU cores (bench/run.py --only scan), so off here
+  config.parallel_scan = False
   config.num_seeds = 2  # seeds seed .. seed + num_seeds - 1 (in one program)
   config.seed = 0  # first seed
   config.log_every = 50  # steps per logged point of the training curves

@@ -28,6 +28,14 @@ def get_config():
   config.init = 'uniform'
   config.init_scale = 0.1
   config.gate_bias = 0.0  # the tutorial's LSTMCell: forget_bias 0 (its BasicLSTMCell: 1.0)
+  # lru | linear: |lambda| uniform in area on the ring r_min..r_max, phase U[0, max_phase]
+  # (Orvieto et al. 2023's long-range init); the other cells ignore these three
+  config.r_min = 0.9
+  config.r_max = 0.999
+  config.max_phase = 6.283185307179586  # 2 pi
+  # lax.associative_scan over time (exact; log T depth, for a GPU's lanes) instead of lax.scan:
+  # 2-4x slower on 2 CPU cores (bench/run.py --only scan), so off here
+  config.parallel_scan = False
   config.optimizer = 'sgd'
   config.learning_rate = 20.0  # 1.0 on the tutorial's summed loss (module docstring)
   config.lr_schedule = 'halving'

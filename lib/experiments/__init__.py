@@ -19,6 +19,7 @@ EXPERIMENTS = {
     'long_range_memory': 'lib.experiments.long_range_memory',
     'image_classification': 'lib.experiments.image_classification',
     'language_model': 'lib.experiments.language_model',
+    'curse_of_memory': 'lib.experiments.curse_of_memory',
 }
 
 

@@ -4,6 +4,15 @@ Every (cell, seq_len) is one jitted program over every (sigma_w2, sigma_b2, seed
 the devices (`lib.runtime.devices`), so a sweep compiles len(cells) * len(seq_lens) programs
 whatever the number of scales and seeds. The phase diagram (lib/experiments/phase_diagram.py) runs
 the same sweep over a (sigma_w2, sigma_b2) grid.
+
+The linear cells (`lru`, `linear`, lib/nets/lru) have no scales: their init is the ring (r_min,
+r_max, max_phase), one point per seed, recorded with sigma_w2 = sigma_b2 = None. Their backward
+recursion is exactly g_{t-1} = conj(lambda) . g_t, so beside the measured profile each record
+holds its closed form `log_grad_sq_theory` (`theory_profile`): a power law in k, not the
+exponential of mean-field theory; `theory_decay_rate` is then the least-squares slope of that
+curve over the same fit window as the measured rate. The profile itself is the sequential
+renormalised reverse pass (lib/measure/gradients), not the parallel scan: its per-step
+renormalisation is what keeps a gradient of e^-1000 a number.
 """
 
 import collections
@@ -17,6 +26,7 @@ from lib.measure import decay
 from lib.measure import gradients
 from lib.measure import theory
 from lib.nets import cells
+from lib.nets import lru
 from lib.report import tables
 from lib.runtime import compiled
 from lib.runtime import config as config_lib
@@ -24,12 +34,14 @@ from lib.runtime import devices
 from lib.runtime import sweep
 from lib.runtime.errors import UserError
 from lib.runtime.results import ResultStore
+from lib.runtime.results import json_floats
 
 DTYPES = ('float32', 'float64')
 LENGTH = 'seq_len'  # the records' length key: gradients travel back through time
 NEUTRAL_KEYS = ('length_buckets',)  # keys that change no result: a run may resume across them
 RECORD_FIELDS = ('cell', LENGTH, 'sigma_w2', 'sigma_b2', 'sigma_v2', 'seed', 'recurrent_init',
                  'status', 'decay_rate', 'theory_decay_rate', 'log_grad_sq')
+RING_KEYS = ('r_min', 'r_max', 'max_phase')  # the linear cells' init
 
 SPEC = {
     'experiment': config_lib.text(),
@@ -42,6 +54,9 @@ SPEC = {
     'sigma_v2': config_lib.real(0.0, 'a variance >= 0'),
     'recurrent_init': config_lib.choice(cells.RECURRENT_INITS, 'recurrent_init'),
     'gate_bias': config_lib.real(what='a number'),
+    'r_min': config_lib.real(0.0, 'a radius in [0, 1)'),
+    'r_max': config_lib.real(0.0, 'a radius in [0, 1)'),
+    'max_phase': config_lib.real(0.0, 'an angle >= 0'),
     'hidden_size': config_lib.integer(1, 'a positive integer'),
     'input_size': config_lib.integer(1, 'a positive integer'),
     'batch_size': config_lib.integer(1, 'a positive integer'),
@@ -71,6 +86,7 @@ def auto_buckets(seq_lens) -> tuple:
 def validate(config) -> dict:
   cfg = sweep.check_seeds_and_fit(config_lib.validate(config, SPEC), 'seq_lens')
   sweep.check_float_range(cfg, ('sigma_w2', 'sigma_b2', 'sigma_v2', 'gate_bias'))
+  cells.linear_options(cfg)
   if cfg['length_buckets'] == 'auto':
     cfg['length_buckets'] = auto_buckets(cfg['seq_lens'])
   if cfg['length_buckets'] and max(cfg['seq_lens']) > cfg['length_buckets'][-1]:
@@ -94,7 +110,7 @@ def program(cfg: dict, cell: str, length: int):
   return compiled.memo(
       ('gradient_decay', compiled.config_key(cfg), cell, length, devices.points_batch()),
       lambda: sweep.points_program(functools.partial(measure_point, cell, length, cfg), cfg,
-                                   num_shared=1))
+                                   num_shared=1, num_scales=len(cell_scales(cfg, cell))))
 
 
 def programs(cfg: dict, groups=None) -> list:
@@ -103,28 +119,39 @@ def programs(cfg: dict, groups=None) -> list:
   from lib.runtime import dry_run  # pylint: disable=g-import-not-at-top
   groups = grid(cfg) if groups is None else groups
   calls = collections.Counter((cell, bucket(cfg, seq_len)) for (cell, seq_len), _ in groups)
-  count = len(sweep.scales(cfg)) * cfg['num_seeds']
-  args = (dry_run.points_args(count, cfg['dtype'], cfg['dtype'], 'int32'),
-          devices.abstract(np.int32(0), False, count))  # the sequence length, shared
-  return [dry_run.Program(f'{cell} T={length}', program(cfg, cell, length), args, count)
-          for (cell, length), count in calls.items()]
+  out = []
+  for (cell, length), calls_made in calls.items():
+    count = len(cell_scales(cfg, cell)) * cfg['num_seeds']
+    args = (dry_run.points_args(count, cfg['dtype'], cfg['dtype'], 'int32'),
+            devices.abstract(np.int32(0), False, count))  # the sequence length, shared
+    out.append(dry_run.Program(f'{cell} T={length}', program(cfg, cell, length), args,
+                               calls_made))
+  return out
 
 
 def point_key(record: dict) -> tuple:
   return (record['cell'], record[LENGTH], record['sigma_w2'], record['sigma_b2'], record['seed'])
 
 
+def cell_scales(cfg: dict, cell: str) -> list:
+  """The (sigma_w2, sigma_b2) points of a cell: the config's, or (None, None) alone for a linear
+  cell (its init is the ring; the variances do not enter it)."""
+  return [(None, None)] if cell in cells.LINEAR_CELLS else sweep.scales(cfg)
+
+
 def grid(cfg: dict) -> list:
   """[((cell, seq_len), [point keys in record order]), ...]"""
   return [((cell, seq_len),
-           [(cell, seq_len, w, b, s) for w, b in sweep.scales(cfg) for s in sweep.seeds(cfg)])
+           [(cell, seq_len, w, b, s) for w, b in cell_scales(cfg, cell)
+            for s in sweep.seeds(cfg)])
           for cell in cfg['cells'] for seq_len in cfg['seq_lens']]
 
 
 def measure_point(cell_name: str, length: int, cfg: dict, sigma_w2, sigma_b2, seed, seq_len):
-  """(log_grad_sq, log_grad_sq_input, forward_finite) of one network and input batch, the
-  profiles (length,) with entries t >= seq_len padding (seq_len <= length may be traced: one
-  program per `length` runs every shorter sequence, `gradients.log_grad_profile`).
+  """(log_grad_sq, log_grad_sq_input, forward_finite, ln ||r||^2) of one network and input
+  batch (r the readout), the profiles (length,) with entries t >= seq_len padding (seq_len <=
+  length may be traced: one program per `length` runs every shorter sequence,
+  `gradients.log_grad_profile`). A linear cell ignores sigma_w2 and sigma_b2.
 
   The draws depend only on (seed, what): params, inputs and readout are the same at every scale
   (each kernel is the same draw, scaled) and length, so points are compared on equal terms.
@@ -133,7 +160,7 @@ def measure_point(cell_name: str, length: int, cfg: dict, sigma_w2, sigma_b2, se
   batch, hidden, width = cfg['batch_size'], cfg['hidden_size'], cfg['input_size']
   key = jax.random.key(seed)
   k_params, k_inputs = jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
-  cell = cells.make_cell(cell_name, hidden, dtype)
+  cell = cells.make_cell(cell_name, hidden, dtype, cells.linear_options(cfg))
   params = cells.init_params(
       cell_name, cell, k_params, width, sigma_w2=sigma_w2, sigma_v2=cfg['sigma_v2'],
       sigma_b2=sigma_b2, recurrent_init=cfg['recurrent_init'], gate_bias=cfg['gate_bias'])
@@ -145,7 +172,28 @@ def measure_point(cell_name: str, length: int, cfg: dict, sigma_w2, sigma_b2, se
   profile = gradients.log_grad_profile(
       cells.step_of(cell, params), functools.partial(cells.output, cell_name), carry0, xs,
       readout, length=seq_len)
-  return profile.log_grad_sq, profile.log_grad_sq_input, profile.forward_finite
+  return (profile.log_grad_sq, profile.log_grad_sq_input, profile.forward_finite,
+          jnp.log(jnp.sum(jnp.square(readout))))
+
+
+def theory_profile(cell_name: str, cfg: dict, seq_len: int, log_readout_sq: float):
+  """ln E ||dL/ds_t||^2, t = 0..seq_len-1, of a linear cell over its ring init (k = T-1-t steps
+  back from the loss L = <r, y_{T-1}>); None for the other cells.
+
+  k = 0: the gradient sits on the output y in the carry: ||r||^2. k >= 1: it is in the state,
+  dL/dh_{T-1-k} = conj(lambda)^k . (conj(lambda) C^H r) coordinate-wise, and lambda is drawn
+  independently of C (entries N(0, 1/N), real and imaginary parts each for the lru), so
+  E ||g_k||^2 = m ||r||^2 E|lambda|^(2k) with m = 2 (lru: Re and Im) or 1 (linear), and
+  E|lambda|^(2k) = (r_max^(2k+2) - r_min^(2k+2)) / ((k+1)(r_max^2 - r_min^2))
+  (lib/nets/lru.log_grad_sq_theory, in the log domain)."""
+  if cell_name not in cells.LINEAR_CELLS:
+    return None
+  k = np.arange(seq_len)
+  with jax.enable_x64(True):
+    curve = np.asarray(lru.log_grad_sq_theory(k, cfg['r_min'], cfg['r_max']), np.float64)
+  curve = curve + log_readout_sq + np.log(2.0 if cell_name == 'lru' else 1.0)
+  curve[0] = log_readout_sq
+  return curve[::-1]  # by t = T-1-k, as the measured profile
 
 
 def compute_group(cfg: dict, group: tuple, programs=None) -> list:
@@ -156,20 +204,31 @@ def compute_group(cfg: dict, group: tuple, programs=None) -> list:
   programs = {} if programs is None else programs
   if (cell_name, length) not in programs:
     programs[cell_name, length] = program(cfg, cell_name, length)
-  log_h, log_x, finite = sweep.run_points(programs[cell_name, length], cfg,
-                                          np.asarray(seq_len, np.int32))
+  point_scales = cell_scales(cfg, cell_name)
+  linear = cell_name in cells.LINEAR_CELLS
+  log_h, log_x, finite, log_r = sweep.run_points(
+      programs[cell_name, length], cfg, np.asarray(seq_len, np.int32),
+      point_scales=[(0.0, 0.0)] if linear else point_scales)  # a linear cell reads neither
   log_h, log_x = log_h[..., :seq_len], log_x[..., :seq_len]
   records = []
-  for i, (sigma_w2, sigma_b2) in enumerate(sweep.scales(cfg)):
+  for i, (sigma_w2, sigma_b2) in enumerate(point_scales):
     for j, seed in enumerate(sweep.seeds(cfg)):
+      fields = decay.profile_fields(cfg, log_h[i, j], log_x[i, j], bool(finite[i, j]),
+                                    cell_name, cfg['recurrent_init'], sigma_w2, sigma_b2,
+                                    cfg['sigma_v2'])
+      curve = theory_profile(cell_name, cfg, seq_len, float(log_r[i, j]))
+      if curve is not None:
+        fields['theory_decay_rate'] = gradients.fit_decay_rate(curve, cfg['fit_k_min'],
+                                                               cfg['fit_k_max'])
       records.append({
           'cell': cell_name, LENGTH: seq_len, 'seed': seed, 'sigma_w2': sigma_w2,
-          'sigma_b2': sigma_b2, 'sigma_v2': cfg['sigma_v2'],
-          'recurrent_init': cfg['recurrent_init'], 'gate_bias': cfg['gate_bias'],
+          'sigma_b2': sigma_b2, 'sigma_v2': None if linear else cfg['sigma_v2'],
+          'recurrent_init': None if linear else cfg['recurrent_init'],
+          'gate_bias': None if linear else cfg['gate_bias'],
+          **{key: cfg[key] if linear else None for key in RING_KEYS},
           'hidden_size': cfg['hidden_size'], 'input_size': cfg['input_size'],
-          'batch_size': cfg['batch_size'], 'dtype': cfg['dtype'],
-          **decay.profile_fields(cfg, log_h[i, j], log_x[i, j], bool(finite[i, j]), cell_name,
-                                 cfg['recurrent_init'], sigma_w2, sigma_b2, cfg['sigma_v2']),
+          'batch_size': cfg['batch_size'], 'dtype': cfg['dtype'], **fields,
+          'log_grad_sq_theory': None if curve is None else json_floats(curve),
       })
   return records
 
@@ -186,6 +245,8 @@ def panel(record: dict) -> str:
 
 
 def no_theory_reason(record: dict):
+  if record['cell'] in cells.LINEAR_CELLS:
+    return None
   return theory.not_applicable(record['cell'], record['recurrent_init'])
 
 

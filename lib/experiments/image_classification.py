@@ -16,6 +16,7 @@ import numpy as np
 from jax import lax
 
 from lib.data import datasets as datasets_lib
+from lib.nets import cells
 from lib.nets import models
 from lib.report import tables
 from lib.runtime import compiled
@@ -55,6 +56,7 @@ SPEC = {
 def validate(config) -> dict:
   cfg = config_lib.validate(config, SPEC)
   train.check_schedule(cfg)
+  cells.linear_options(cfg)  # the linear cells' keys, checked
   return cfg
 
 

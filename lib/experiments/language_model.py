@@ -28,6 +28,7 @@ import numpy as np
 from jax import lax
 
 from lib.data import text
+from lib.nets import cells
 from lib.nets import language
 from lib.nets import models
 from lib.report import tables
@@ -74,6 +75,7 @@ SPEC = {
 def validate(config) -> dict:
   cfg = config_lib.validate(config, SPEC)
   train.check_schedule(cfg)
+  cells.linear_options(cfg)  # the linear cells' keys, checked
   if cfg['dropout'] >= 1:
     raise UserError(f'config.dropout ({cfg["dropout"]}) must be below 1')
   if language.TRANSFORMER in cfg['models'] and (cfg['hidden_size'] % cfg['num_heads']

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lib.data import tasks
+from lib.nets import cells
 from lib.nets import models
 from lib.report import tables
 from lib.runtime import compiled
@@ -53,6 +54,7 @@ SPEC = {
 def validate(config) -> dict:
   cfg = config_lib.validate(config, SPEC)
   train.check_schedule(cfg)
+  cells.linear_options(cfg)  # the linear cells' keys, checked
   if set(models.ATTENTION_NAMES) & set(cfg['cells']) and (cfg['hidden_size'] % cfg['num_heads']
                                       or cfg['hidden_size'] % 2):
     raise UserError(f'config.hidden_size ({cfg["hidden_size"]}) must be even and divisible by '

@@ -10,9 +10,20 @@ import numpy as np
 
 from lib.experiments import gradient_decay
 from lib.measure import theory
+from lib.nets import cells
 from lib.report import tables
+from lib.runtime.errors import UserError
 
-validate = gradient_decay.validate
+
+def validate(config) -> dict:
+  cfg = gradient_decay.validate(config)
+  linear = [cell for cell in cfg['cells'] if cell in cells.LINEAR_CELLS]
+  if linear:
+    raise UserError(f'config.cells: {linear[0]} has no (sigma_w2, sigma_b2) phase diagram (its '
+                    f'init is the ring r_min..r_max); valid cells: {", ".join(cells.KERNEL_CELLS)}')
+  return cfg
+
+
 run = gradient_decay.run
 grid = gradient_decay.grid
 programs = gradient_decay.programs

@@ -1,7 +1,9 @@
 """Recurrent cells: Flax linen cells for apply, parameters drawn by explicit rules from one draw.
 
 A cell maps (carry s_{t-1}, input x_t) -> carry s_t. The carry is the whole recurrent state: h for
-`tanh`, `relu` and `gru`, the pair (c, h) for `lstm`. The cell's output h is `output(name, carry)`.
+`tanh`, `relu` and `gru`, the pair (c, h) for `lstm`, (Re h, Im h, y) for the `lru` and (h, y) for
+the `linear` recurrence (lib/nets/lru: their output y_t reads x_t, so it rides in the carry). The
+cell's output is `output(name, carry)`.
 
 Parameters never come from Flax's default initializers (an orthogonal recurrent kernel); the Flax
 module gives only the structure of its parameters, and `init_params` fills each one by its role
@@ -14,6 +16,13 @@ module gives only the structure of its parameters, and `init_params` fills each 
                                            forget gate and the GRU update gate
 All standard normals come from one jax.random.normal call, so that a compiled program holds one
 random-number generator, not one per parameter (each costs a fraction of a second to compile).
+
+The linear recurrences (`lru`, `linear`: LINEAR_CELLS) have no recurrent kernel to scale: their
+parameters are lib/nets/lru's ring init, set by the keys r_min, r_max and max_phase
+(LINEAR_DEFAULTS), and the variances above do not apply to them. `states` runs any cell over a
+sequence, these two by lru.scan: the parallel one (lax.associative_scan, exact for a linear
+recurrence: O(log T) depth, for an accelerator's many lanes) where `parallel_scan`, else the
+sequential one (faster on a CPU's few cores: bench/run.py's scan figures).
 """
 
 import math
@@ -24,23 +33,36 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from lib.nets import lru
 from lib.runtime import devices
 from lib.runtime.errors import UserError
 
 RECURRENT_INITS = ('gaussian', 'orthogonal', 'identity')
+LINEAR_CELLS = lru.LINEAR_CELLS
+# The linear cells' options: the ring of their |lambda| (lib/nets/lru.ring; Orvieto et al.'s
+# long-range init), and which scan runs them over a sequence (`states`).
+LINEAR_DEFAULTS = {'r_min': 0.9, 'r_max': 0.999, 'max_phase': 2 * math.pi, 'parallel_scan': True}
 
-# name -> (Flax cell, carry -> output h, the Dense layer whose bias `gate_bias` shifts)
+
+def _linear(kind: str):
+  return lambda n, dtype, linear: lru.LinearRecurrentCell(kind, n, **linear, param_dtype=dtype)
+
+# name -> ((width, dtype, linear options) -> Flax cell, carry -> output, the Dense layer whose bias
+# `gate_bias` shifts)
 CELLS = {
-    'tanh': (lambda n, dtype: nn.SimpleCell(n, activation_fn=jnp.tanh, dtype=dtype,
-                                            param_dtype=dtype), lambda carry: carry, None),
-    'relu': (lambda n, dtype: nn.SimpleCell(n, activation_fn=nn.relu, dtype=dtype,
-                                            param_dtype=dtype), lambda carry: carry, None),
-    'lstm': (lambda n, dtype: nn.LSTMCell(n, dtype=dtype, param_dtype=dtype),
+    'tanh': (lambda n, dtype, _: nn.SimpleCell(n, activation_fn=jnp.tanh, dtype=dtype,
+                                                  param_dtype=dtype), lambda carry: carry, None),
+    'relu': (lambda n, dtype, _: nn.SimpleCell(n, activation_fn=nn.relu, dtype=dtype,
+                                                  param_dtype=dtype), lambda carry: carry, None),
+    'lstm': (lambda n, dtype, _: nn.LSTMCell(n, dtype=dtype, param_dtype=dtype),
              lambda carry: carry[1], 'hf'),
-    'gru': (lambda n, dtype: nn.GRUCell(n, dtype=dtype, param_dtype=dtype),
+    'gru': (lambda n, dtype, _: nn.GRUCell(n, dtype=dtype, param_dtype=dtype),
             lambda carry: carry, 'iz'),
+    'lru': (_linear('lru'), lambda carry: carry[-1], None),
+    'linear': (_linear('linear'), lambda carry: carry[-1], None),
 }
 CELL_NAMES = tuple(CELLS)
+KERNEL_CELLS = tuple(name for name in CELL_NAMES if name not in LINEAR_CELLS)  # by the variances
 
 
 def check_cell_name(name: str) -> None:
@@ -54,10 +76,22 @@ def check_recurrent_init(name: str) -> None:
         f'unknown recurrent_init {name!r}; valid choices: {", ".join(RECURRENT_INITS)}')
 
 
-def make_cell(name: str, hidden_size: int, dtype: Any = jnp.float32) -> nn.RNNCellBase:
-  """The Flax cell `name` (apply it with parameters from `init_params`)."""
+def linear_options(cfg: dict) -> dict:
+  """The linear cells' keys (LINEAR_DEFAULTS' names, its values where cfg has none) of a config,
+  checked (lib/nets/lru.check_ring: one line naming the bad key)."""
+  options = {key: cfg.get(key, default) for key, default in LINEAR_DEFAULTS.items()}
+  lru.check_ring(options['r_min'], options['r_max'], options['max_phase'])
+  return options
+
+
+def make_cell(name: str, hidden_size: int, dtype: Any = jnp.float32,
+              linear: dict | None = None) -> nn.RNNCellBase:
+  """The Flax cell `name` (apply it with parameters from `init_params`); `linear` (r_min,
+  r_max, max_phase, parallel_scan; LINEAR_DEFAULTS for any missing) sets a linear cell's init
+  and scan, and is ignored by the others."""
   check_cell_name(name)
-  return CELLS[name][0](hidden_size, dtype)
+  linear = linear_options(linear or {}) if name in LINEAR_CELLS else None
+  return CELLS[name][0](hidden_size, dtype, linear)
 
 
 def output(name: str, carry):
@@ -77,6 +111,23 @@ def forward_states(step, carry0, xs):
     return new, new
   _, states = lax.scan(scan_step, carry0, xs)
   return states
+
+
+def states(name: str, cell: nn.RNNCellBase, params, carry0, xs, hoist: bool = True):
+  """States s_0..s_{T-1} (stacked on a leading axis) of cell `name` over xs (T, B, D) from
+  carry0: what `forward_states(step_of(cell, params), carry0, xs)` computes, to float rounding,
+  a faster way: a linear cell by lib/nets/lru's scan (the parallel one where the cell's
+  parallel_scan); with `hoist`, another cell with its input projection out of the loop
+  (`hoisted`)."""
+  if name in LINEAR_CELLS:
+    p = params['params']['recurrence']
+    h0 = carry0[0] + 1j * carry0[1] if name == 'lru' else carry0[0]
+    ys, hs = lru.apply(p, xs, h0, parallel=cell.parallel_scan)
+    return (hs.real, hs.imag, ys) if name == 'lru' else (hs, ys)
+  if not hoist:
+    return forward_states(step_of(cell, params), carry0, xs)
+  project, step = hoisted(name, cell, params)
+  return forward_states(step, carry0, project(xs))
 
 
 def zero_carry(cell: nn.RNNCellBase, batch_size: int, input_size: int):
@@ -113,10 +164,13 @@ def _recurrent(init: str, z, sigma_w2):
 
 def init_params(name: str, cell: nn.RNNCellBase, key, input_size: int, *, sigma_w2, sigma_v2,
                 sigma_b2, recurrent_init: str, gate_bias=0.0):
-  """Parameters of `cell` by the rules in the module docstring; the variances may be traced."""
+  """Parameters of `cell` by the rules in the module docstring; the variances may be traced.
+  A linear cell's are its own ring init (lib/nets/lru.init), whatever the variances."""
   check_cell_name(name)
   check_recurrent_init(recurrent_init)
   carry = zero_carry(cell, 1, input_size)
+  if name in LINEAR_CELLS:
+    return cell.init(key, carry, jnp.zeros((1, input_size), cell.param_dtype))
   shapes = jax.eval_shape(cell.init, jax.random.key(0), carry, jnp.zeros((1, input_size)))
   paths, treedef = jax.tree_util.tree_flatten_with_path(shapes)
   draws = standard_normals(key, [leaf.shape for _, leaf in paths], cell.param_dtype)

@@ -67,12 +67,14 @@ def _uniform(params, key, scale: float):
 def recurrent_lm(cell_name: str, vocab_size: int, *, embed_size: int, hidden_size: int,
                  num_layers: int, dropout: float = 0.0, init: str = 'default',
                  init_scale: float = 0.1, sigma_w2=1.0, sigma_v2=1.0, sigma_b2=0.0,
-                 recurrent_init='gaussian', gate_bias=0.0, hoist: bool = True) -> LanguageModel:
+                 recurrent_init='gaussian', gate_bias=0.0, linear=None,
+                 hoist: bool = True) -> LanguageModel:
   """hoist: each layer's input projection for the whole segment in one matmul before its scan
   (`lib.nets.cells.hoisted`), else the Flax cell's step as it is (the same to float rounding;
-  bench/run.py's lm_hoisted_vs_cell times the two)."""
+  bench/run.py's lm_hoisted_vs_cell times the two); a linear cell (`linear`: its ring and scan,
+  `lib.nets.cells.LINEAR_DEFAULTS`) runs by lru's scan either way (`lib.nets.cells.states`)."""
   cells.check_cell_name(cell_name)
-  cell = cells.make_cell(cell_name, hidden_size)
+  cell = cells.make_cell(cell_name, hidden_size, linear=linear)
   readout = models._dense(vocab_size)  # pylint: disable=protected-access
   inputs = [embed_size] + [hidden_size] * (num_layers - 1)
   if cell_name == 'relu':  # the IRNN, as everywhere in the suite
@@ -99,13 +101,8 @@ def recurrent_lm(cell_name: str, vocab_size: int, *, embed_size: int, hidden_siz
     h = _dropout(params['embed'][tokens.T], dropout, keys[0])  # (T, B, D)
     new_carry = []
     for layer in range(num_layers):
-      if hoist:
-        project, step = cells.hoisted(cell_name, cell, params['cells'][layer])
-        h = project(h)
-      else:
-        step = cells.step_of(cell, params['cells'][layer])
-      last, states = jax.lax.scan(lambda s, x: (lambda n: (n, n))(step(s, x)), carry[layer], h)
-      new_carry.append(last)
+      states = cells.states(cell_name, cell, params['cells'][layer], carry[layer], h, hoist)
+      new_carry.append(jax.tree.map(lambda s: s[-1], states))
       h = _dropout(cells.output(cell_name, states), dropout, keys[layer + 1])
     return readout.apply(params['readout'], jnp.swapaxes(h, 0, 1)), new_carry  # (B, T, V)
 
@@ -178,4 +175,4 @@ def language_model(name: str, cfg: dict, vocab_size: int, context_len: int,
                       dropout=cfg['dropout'], init=cfg['init'], init_scale=cfg['init_scale'],
                       sigma_w2=cfg['sigma_w2'], sigma_v2=cfg['sigma_v2'],
                       sigma_b2=cfg['sigma_b2'], recurrent_init=cfg['recurrent_init'],
-                      gate_bias=cfg['gate_bias'], hoist=hoist)
+                      gate_bias=cfg['gate_bias'], linear=cells.linear_options(cfg), hoist=hoist)

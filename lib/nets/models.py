@@ -6,7 +6,9 @@ explicit rule, never from a library default:
   recurrent cells   `lib.nets.cells.init_params`: the recurrent kernel by `recurrent_init` and
                     sigma_w2, input kernels N(0, sigma_v2 / D), biases N(0, sigma_b2), plus
                     `gate_bias` on the LSTM forget / GRU update gate; `relu` is always the IRNN
-                    (Le, Jaitly & Hinton 2015): identity recurrent kernel, zero biases
+                    (Le, Jaitly & Hinton 2015): identity recurrent kernel, zero biases; the
+                    linear cells (`lru`, `linear`) their ring init by r_min, r_max, max_phase
+                    (and parallel_scan: how they run over time, `lib.nets.cells.states`)
   dense, conv, attention kernels   LeCun normal, N(0, 1 / fan_in); biases zero
   layer norms       scale one, offset zero
 
@@ -39,6 +41,11 @@ INIT_SPEC = {
     'sigma_b2': config_lib.real(0.0, 'a variance >= 0'),
     'recurrent_init': config_lib.choice(cells.RECURRENT_INITS, 'recurrent_init'),
     'gate_bias': config_lib.real(what='a number'),
+    # the linear cells' ring (lib/nets/lru): 0 <= r_min <= |lambda| <= r_max < 1, phase <= max_phase
+    'r_min': config_lib.real(0.0, 'a radius in [0, 1)'),
+    'r_max': config_lib.real(0.0, 'a radius in [0, 1)'),
+    'max_phase': config_lib.real(0.0, 'an angle >= 0'),
+    'parallel_scan': config_lib.flag(),  # the linear cells over time by lax.associative_scan
 }
 
 
@@ -87,9 +94,10 @@ def _direct_input_profile(apply, every_step: bool):
 
 def recurrent(cell_name: str, hidden_size: int, input_size: int, num_outputs: int,
               every_step: bool, *, sigma_w2: float, sigma_v2: float, sigma_b2: float,
-              recurrent_init: str, gate_bias: float, dtype=jnp.float32) -> Model:
+              recurrent_init: str, gate_bias: float, linear: dict | None = None,
+              dtype=jnp.float32) -> Model:
   """A cell read out by a dense layer at the last step (or at every step)."""
-  cell = cells.make_cell(cell_name, hidden_size, dtype)
+  cell = cells.make_cell(cell_name, hidden_size, dtype, linear)
   readout = nn.Dense(num_outputs, kernel_init=KERNEL_INIT, bias_init=BIAS_INIT, dtype=dtype,
                      param_dtype=dtype)
   if cell_name == 'relu':  # the IRNN
@@ -108,7 +116,7 @@ def recurrent(cell_name: str, hidden_size: int, input_size: int, num_outputs: in
   def apply(params, x):
     xs = jnp.swapaxes(x, 0, 1)  # (T, B, D)
     carry0 = cells.zero_carry(cell, x.shape[0], input_size)
-    states = cells.forward_states(cells.step_of(cell, params['cell']), carry0, xs)
+    states = cells.states(cell_name, cell, params['cell'], carry0, xs, hoist=False)
     if not every_step:
       return read(params, jax.tree.map(lambda s: s[-1], states))
     return jnp.swapaxes(jax.vmap(functools.partial(read, params))(states), 0, 1)
@@ -183,7 +191,8 @@ def sequence_model(name: str, cfg: dict, input_size: int, num_outputs: int,
     raise UserError(f'unknown model {name!r}; valid choices: {", ".join(SEQUENCE_MODELS)}')
   return recurrent(name, cfg['hidden_size'], input_size, num_outputs, every_step,
                    sigma_w2=cfg['sigma_w2'], sigma_v2=cfg['sigma_v2'], sigma_b2=cfg['sigma_b2'],
-                   recurrent_init=cfg['recurrent_init'], gate_bias=cfg['gate_bias'])
+                   recurrent_init=cfg['recurrent_init'], gate_bias=cfg['gate_bias'],
+                   linear=cells.linear_options(cfg))
 
 
 # ---- classifiers (MNIST-1D models of Greydanus & Kobak 2024) -------------------------------------
@@ -263,11 +272,12 @@ def _module_model(module: nn.Module, example_shape: tuple) -> Model:
 
 
 def recurrent_classifier(cell_name: str, hidden_size: int, example_shape: tuple,
-                         num_outputs: int, *, bidirectional: bool, **init) -> Model:
+                         num_outputs: int, *, bidirectional: bool, linear: dict | None = None,
+                         **init) -> Model:
   """Reads the input's positions as a sequence (pixels in raster order; channels are the input),
   one cell forwards and, if bidirectional, one backwards; a dense layer reads every output."""
   length, input_size = math.prod(example_shape[:-1]), example_shape[-1]
-  cell = cells.make_cell(cell_name, hidden_size)
+  cell = cells.make_cell(cell_name, hidden_size, linear=linear)
   readout = _dense(num_outputs)
   directions = 2 if bidirectional else 1
   if cell_name == 'relu':
@@ -284,8 +294,8 @@ def recurrent_classifier(cell_name: str, hidden_size: int, example_shape: tuple,
     carry0 = cells.zero_carry(cell, x.shape[0], input_size)
     outputs = []
     for d, cell_params in enumerate(params['cells']):
-      states = cells.forward_states(cells.step_of(cell, cell_params), carry0,
-                                    xs if d == 0 else xs[::-1])
+      states = cells.states(cell_name, cell, cell_params, carry0, xs if d == 0 else xs[::-1],
+                            hoist=False)
       h = cells.output(cell_name, states)  # (T, B, N)
       outputs.append(h if d == 0 else h[::-1])
     h = jnp.concatenate(outputs, axis=-1)  # (T, B, directions * N)
@@ -310,4 +320,5 @@ def classifier(name: str, cfg: dict, example_shape: tuple, num_outputs: int) -> 
   return recurrent_classifier(
       name, cfg['hidden_size'], example_shape, num_outputs, bidirectional=cfg['bidirectional'],
       sigma_w2=cfg['sigma_w2'], sigma_v2=cfg['sigma_v2'], sigma_b2=cfg['sigma_b2'],
-      recurrent_init=cfg['recurrent_init'], gate_bias=cfg['gate_bias'])
+      recurrent_init=cfg['recurrent_init'], gate_bias=cfg['gate_bias'],
+      linear=cells.linear_options(cfg))

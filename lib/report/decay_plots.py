@@ -2,7 +2,9 @@
 drawn from records alone: a plot never recomputes a measurement.
 
 Mean-field predictions (the records' theory_decay_rate) are dashed lines beside the
-measurements; records that are not 'ok' are marked at the edge of the axes (`lib.report.plotting`).
+measurements; a linear cell's closed-form profile (its records' log_grad_sq_theory, a power law)
+is dashed on log-log axes; records that are not 'ok' are marked at the edge of the axes
+(`lib.report.plotting`).
 """
 
 import os
@@ -38,33 +40,51 @@ def decay_sweep(records: list, plots_dir: str, length_key: str, panel, no_theory
   table = group_records(records, length_key, panel)
   names = list(dict.fromkeys(name for name, _, _ in table))
   reasons = {panel(r): no_theory_reason(r) for r in records}
-  several_b = len({b for _, _, b in table}) > 1
-  scales = sorted({(w, b) for _, w, b in table})
+  several_b = len({b for _, _, b in table if b is not None}) > 1
+  scales = sorted({(w, b) for _, w, b in table if w is not None})
   cmap = plt.get_cmap('viridis')
   color = {s: cmap(0.9 * i / max(1, len(scales) - 1)) for i, s in enumerate(scales)}
-  label = lambda w, b: f'$\\sigma_w^2$={w:g}' + (f', $\\sigma_b^2$={b:g}' if several_b else '')
+  color[None, None] = 'tab:red'  # a linear cell: its ring, no scales
+  rings = {panel(r): _ring_label(r) for r in records if r['sigma_w2'] is None}
+  label = lambda w, b, name: (rings[name] if w is None else f'$\\sigma_w^2$={w:g}'
+                              + (f', $\\sigma_b^2$={b:g}' if several_b else ''))
+  log_log = set(rings)  # power laws: straight on log-log axes
   longest = max(r[length_key] for r in records)
   length_label, k_label, short = _LENGTH_LABEL[length_key]
   paths = []
 
+  theory_text = 'ln chi1' + (r', linear cells ln E$|\lambda|^{2k}$' if rings else '')
   fig, axes = plotting.panels(names, f'Gradient against distance from the loss ({short} = '
-                              f'{longest}; dashed: mean-field ln chi1)')
+                              f'{longest}; dashed: theory, {theory_text})',
+                              sharey=not log_log or log_log == set(names))  # scales apart
   for (name, w, b), by_len in table.items():
     ax, rows = axes[name], by_len.get(longest, [])
-    profile = plotting.mean_ok(rows, 'log_grad_sq')
+    # a linear cell's theory is ln E over the ring's draws: set beside ln of the mean over seeds
+    # (one network's profile at large k rests on its few largest |lambda|: the mean of ln is
+    # below ln of the mean)
+    profile = (plotting.log_mean_exp_ok if name in log_log else plotting.mean_ok)(
+        rows, 'log_grad_sq')
     bad = sorted({r['status'] for r in rows if r['status'] != 'ok'})
-    text = label(w, b) + (f' ({", ".join(bad)})' if bad else '')
+    text = label(w, b, name) + (f' ({", ".join(bad)})' if bad else '')
+    if name in log_log:
+      text += f', ln mean over {len(rows)} seeds'
     if profile is None:
       ax.plot([], [], color=color[(w, b)], linestyle=':', label=text)
       continue
-    k = np.arange(profile.size)
+    k = np.arange(profile.size) + (name in log_log)  # k + 1 on a log axis
     ax.plot(k, profile[::-1], color=color[(w, b)], label=text)
+    curve = plotting.mean_ok(rows, 'log_grad_sq_theory') if name in log_log else None
     predicted = rate_stats(rows)[1]
-    if predicted is not None:
+    if curve is not None:
+      ax.plot(k, curve[::-1], color='k', linestyle='--', lw=0.8, label='theory')
+    elif predicted is not None:
       ax.plot(k, profile[-1] + predicted * k, color='k', linestyle='--', lw=0.8)
   for name, ax in axes.items():
     ax.set_title(name)
     ax.set_xlabel(k_label)
+    if name in log_log:
+      ax.set_xscale('log')  # the y axis is ln already: log-log
+      ax.set_xlabel(k_label.replace('k = ', 'k + 1, k = '))
     ax.axhline(0.0, color='k', lw=0.5)
     ax.legend(fontsize=7)
     _note_no_theory(ax, reasons[name])
@@ -79,7 +99,7 @@ def decay_sweep(records: list, plots_dir: str, length_key: str, panel, no_theory
     points = [(t, plotting.mean_ok(rows, 'log_grad_sq')) for t, rows in by_len.items()]
     ax.plot([t for t, p in points if p is not None],
             [p[0] for _, p in points if p is not None], marker='o', ms=3,
-            color=color[(w, b)], label=label(w, b))
+            color=color[(w, b)], label=label(w, b, name))
     for t, rows in by_len.items():
       plotting.mark_edges(ax, t, rows, used)
   for name, ax in axes.items():
@@ -91,9 +111,13 @@ def decay_sweep(records: list, plots_dir: str, length_key: str, panel, no_theory
   axes[names[0]].set_ylabel(r'ln $\|\partial L/\partial h\|^2$ at index 0')
   paths.append(plotting.save(fig, os.path.join(plots_dir, 'grad_vs_length.png')))
 
+  if not set(names) - log_log:
+    return paths  # only linear cells: no sigma_w2 axis for decay_rate.png
   fig, ax = plt.subplots(figsize=(6, 4), layout='constrained')
   used = set()
   for name in names:
+    if name in log_log:
+      continue  # no sigma_w2 to draw against
     for b in sorted({b for n, _, b in table if n == name}):
       xs, means, sds, predicted = [], [], [], []
       for (n, w, b2), by_len in table.items():
@@ -120,6 +144,10 @@ def decay_sweep(records: list, plots_dir: str, length_key: str, panel, no_theory
   ax.legend(fontsize=7)
   paths.append(plotting.save(fig, os.path.join(plots_dir, 'decay_rate.png')))
   return paths
+
+
+def _ring_label(record: dict) -> str:
+  return f'|$\\lambda$| on [{record["r_min"]:g}, {record["r_max"]:g}]'
 
 
 def _edges(centres: list) -> np.ndarray:

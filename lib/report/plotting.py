@@ -35,6 +35,17 @@ def mean_ok(rows: list, field: str):
   return np.mean(np.asarray(values, dtype=np.float64), axis=0)
 
 
+def log_mean_exp_ok(rows: list, field: str):
+  """ln of the mean over the 'ok' records of exp(field) (a log-domain profile): the estimate of
+  ln E[...] over the records' draws, where mean_ok gives E[ln ...]; or None."""
+  values = [r[field] for r in rows if r['status'] == 'ok']
+  if not values:
+    return None
+  values = np.asarray(values, dtype=np.float64)
+  top = np.max(values, axis=0)
+  return top + np.log(np.mean(np.exp(values - top), axis=0))
+
+
 def mark_edges(ax, x, rows, used: set):
   """A marker at the top ('diverged') or bottom ('vanished') edge at x for each such status among
   `rows`, labelled once per axes (`used`: the statuses already in the legend)."""
@@ -46,9 +57,9 @@ def mark_edges(ax, x, rows, used: set):
       used.add(status)
 
 
-def panels(names: list, title: str):
-  """A row of subplots sharing y, one per name: (figure, {name: axes})."""
+def panels(names: list, title: str, sharey: bool = True):
+  """A row of subplots (sharing y unless told not to), one per name: (figure, {name: axes})."""
   fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.8), squeeze=False,
-                           sharey=True, layout='constrained')
+                           sharey=sharey, layout='constrained')
   fig.suptitle(title)
   return fig, dict(zip(names, axes[0]))

@@ -42,7 +42,10 @@ def decay_table(records: list, length_key: str, panel) -> str:
   head = (f'{"":<{width}} {"sigma_w2":>8} {"sigma_b2":>8} {"rate":>8} {"+-":>6} {"theory":>8} '
           f'{"error":>11}  ' + ' '.join(f'{short + "=" + str(t):>8}' for t in lengths)
           + '   not ok')
-  lines = [f'Decay rate per step fitted at the longest {length_key} (theory: ln chi1); '
+  linear = any(r['sigma_w2'] is None for r in records)
+  lines = [f'Decay rate per step fitted at the longest {length_key} (theory: ln chi1'
+           + ('; linear cells, no sigma: the same fit to their closed-form profile' if linear
+              else '') + f'); '
            f'ln ||dL/dh||^2 farthest from the loss per {length_key}:', head]
   for (name, sigma_w2, sigma_b2), by_len in table.items():
     stats, predicted = rate_stats(by_len[max(by_len)])
@@ -55,7 +58,8 @@ def decay_table(records: list, length_key: str, panel) -> str:
       cols.append(f'{np.mean(ok):>8.2f}' if ok else f'{"-":>8}')
       bad += sorted({f'{r["status"]}@{short}={t}' for r in by_len.get(t, [])
                      if r['status'] != 'ok'})
-    lines.append(f'{name:<{width}} {sigma_w2:>8g} {sigma_b2:>8g} {rate} {theory_col} {error:>11}  '
+    scale = ' '.join(f'{"-" if v is None else f"{v:g}":>8}' for v in (sigma_w2, sigma_b2))
+    lines.append(f'{name:<{width}} {scale} {rate} {theory_col} {error:>11}  '
                  + ' '.join(cols) + '   ' + (', '.join(bad) or '-'))
   return '\n'.join(lines)
 
@@ -134,4 +138,65 @@ def language_table(records: list) -> str:
   for model, r in samples.items():
     lines.append(f'sample of {model} (context {r["context_len"]}, seed {r["seed"]}): '
                  + repr(r['sample'][:160]))
+  return '\n'.join(lines)
+
+
+def best_learning_rate(records: list) -> dict:
+  """{model: [(teacher_nu, learning rate, [records of its seeds]), ...]} at each (model, nu0)'s
+  learning rate of lowest mean final loss over the seeds that finished (a learning rate where a
+  seed diverged counts as worse than any that did not)."""
+  groups = collections.defaultdict(list)
+  for r in records:
+    groups[(r['model'], r['teacher_nu'], r['learning_rate'])].append(r)
+  best = {}
+  for (model, nu, lr), rows in groups.items():
+    ok = [r['test_loss'] for r in rows if r['status'] == 'ok']
+    score = (len(ok) < len(rows), np.mean(ok) if ok else np.inf)
+    if (model, nu) not in best or score < best[model, nu][0]:
+      best[model, nu] = (score, lr, rows)
+  out = collections.defaultdict(list)
+  for (model, nu), (_, lr, rows) in sorted(best.items(), key=lambda kv: kv[0][1]):
+    out[model].append((nu, lr, rows))
+  return {model: out[model] for model in dict.fromkeys(r['model'] for r in records)}
+
+
+def curse_of_memory_table(records: list) -> str:
+  """The moments: measured (Monte Carlo) over the closed form per (parametrisation, quantity,
+  lambda) and rho, with the largest |z| (standard errors); the teacher-student final losses."""
+  lines = []
+  moments = [r for r in records if r['part'] == 'moments']
+  if moments:
+    rhos = sorted({r['rho'] for r in moments})
+    by = {(r['parametrisation'], r['quantity'], r['lambda'], r['rho']): r for r in moments}
+    keys = list(dict.fromkeys((r['parametrisation'], r['quantity'], r['lambda'])
+                              for r in moments))
+    lines += ['Stationary moments: closed form, and Monte Carlo (float64 chains) as measured / '
+              'closed form, per rho:',
+              f'{"parametrisation":<11} {"quantity":<8} {"lambda":>7} '
+              + ' '.join(f'{"rho=" + format(rho, "g"):>20}' for rho in rhos)]
+    for p, q, lam in keys:
+      cols = []
+      for rho in rhos:
+        r = by.get((p, q, lam, rho))
+        cols.append(f'{"-":>20}' if r is None or r['status'] != 'ok' else
+                    f'{r["theory"]:>10.3e} {r["measured"] / r["theory"]:>9.4f}')
+      lines.append(f'{p:<11} {q:<8} {lam:>7g} ' + ' '.join(cols))
+    zs = [abs(r['z']) for r in moments if r['z'] is not None]
+    if zs:
+      lines.append(f'{len(zs)} points: |measured - closed form| / standard error at most '
+                   f'{max(zs):.2f}, {sum(z > 3 for z in zs)} beyond 3')
+  students = [r for r in records if r['part'] == 'teacher_student']
+  if students:
+    lines += ['' if lines else None, 'Teacher-student: final test loss (MSE; mean +- std over '
+              "seeds) at the best learning rate, and over the targets' mean square (1: no better "
+              'than predicting 0):',
+              f'{"model":<8} {"nu0":>6} {"lr":>8} {"test loss":>22} {"relative":>22}  not ok']
+    lines = [line for line in lines if line is not None]
+    for model, rows in best_learning_rate(students).items():
+      for nu, lr, seeds in rows:
+        losses = [r['test_loss'] for r in seeds if r['status'] == 'ok']
+        relative = [r['test_relative_loss'] for r in seeds if r['status'] == 'ok']
+        bad = sum(r['status'] != 'ok' for r in seeds)
+        lines.append(f'{model:<8} {nu:>6g} {lr:>8g} {_mean_std(losses):>22} '
+                     f'{_mean_std(relative):>22}  {bad or "-"}')
   return '\n'.join(lines)

@@ -120,22 +120,24 @@ def scales(cfg: dict) -> list:
   return [(w, b) for w in cfg['sigma_w2'] for b in cfg['sigma_b2']]
 
 
-def points_program(point, cfg: dict, num_shared: int = 0):
+def points_program(point, cfg: dict, num_shared: int = 0, num_scales: int | None = None):
   """point(sigma_w2, sigma_b2, seed, *shared) as one program over the config's points (every
-  scale and seed), for `run_points`."""
+  scale and seed; `num_scales` scales where given), for `run_points`."""
+  num_scales = len(scales(cfg)) if num_scales is None else num_scales
   return devices.map_points(lambda p, *shared: point(*p, *shared),
-                            len(scales(cfg)) * cfg['num_seeds'], num_shared)
+                            num_scales * cfg['num_seeds'], num_shared)
 
 
-def run_points(program, cfg: dict, *shared):
-  """A `points_program` at every scale and seed of the config, in its dtype, spread over every
-  device (`lib.runtime.devices`), with `shared` (arrays) passed to every point: outputs as numpy
-  arrays batched (scales, seeds, ...)."""
+def run_points(program, cfg: dict, *shared, point_scales=None):
+  """A `points_program` at every scale (of `point_scales` where given, else the config's) and
+  seed of the config, in its dtype, spread over every device (`lib.runtime.devices`), with
+  `shared` (arrays) passed to every point: outputs as numpy arrays batched (scales, seeds, ...)."""
   dtype = np.dtype(cfg['dtype'])
-  grid = [(w, b, s) for w, b in scales(cfg) for s in seeds(cfg)]  # record order
+  point_scales = scales(cfg) if point_scales is None else point_scales
+  grid = [(w, b, s) for w, b in point_scales for s in seeds(cfg)]  # record order
   with jax.enable_x64(cfg['dtype'] == 'float64'):
     outputs = devices.run_points(program, (np.asarray([p[0] for p in grid], dtype),
                                            np.asarray([p[1] for p in grid], dtype),
                                            np.asarray([p[2] for p in grid], np.int32)), *shared)
-  shape = (len(scales(cfg)), cfg['num_seeds'])
+  shape = (len(point_scales), cfg['num_seeds'])
   return jax.tree.map(lambda a: a.reshape(shape + a.shape[1:]), outputs)

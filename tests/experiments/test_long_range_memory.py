@@ -194,7 +194,7 @@ def test_training_stopped_by_sigterm_then_killed_resumes_to_the_same_results(
 
 @pytest.mark.parametrize('overrides, message', [
     (dict(cells=('tanh', 'mamba')), "unknown cell 'mamba'; valid choices: tanh, relu, lstm, gru, "
-                                    'transformer, attention'),
+                                    'lru, linear, transformer, attention'),
     (dict(task='parity'), "unknown task 'parity'; valid choices: adding, copy"),
     (dict(num_steps=1001), r'num_steps \(1001\) must be a multiple of config.log_every \(50\)'),
     (dict(seq_lens=(1, 10)), '1 is not an integer length >= 2'),

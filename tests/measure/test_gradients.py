@@ -36,7 +36,8 @@ def _log_mean_sq(tree):
                               for leaf in jax.tree.leaves(tree))))
 
 
-@pytest.mark.parametrize('name', cells.CELL_NAMES)
+# the linear cell runs the lru's code path with real numbers: the lru stands for both
+@pytest.mark.parametrize('name', cells.KERNEL_CELLS + ('lru',))
 def test_profile_equals_separate_grads_per_step(name):
   """Each ln mean_b ||dl_b/ds_t||^2 equals a jax.grad of the loss taken from s_t onward (all in
   one jitted program: eager, each small op would compile on its own)."""

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from lib.nets import cells
+from lib.nets import lru
 from lib.runtime.errors import UserError
 
 
@@ -26,7 +27,7 @@ def _by_role(params):
   return roles
 
 
-@pytest.mark.parametrize('name', cells.CELL_NAMES)
+@pytest.mark.parametrize('name', cells.KERNEL_CELLS)
 def test_all_zero_variances_give_all_zero_params(name):
   """Nothing is left to a Flax default: with every variance 0 every parameter is 0."""
   params = _params(name, hidden=8, width=3, sigma_w2=0.0, sigma_v2=0.0, sigma_b2=0.0,
@@ -57,7 +58,7 @@ def test_gaussian_variances_match_config(name):
   assert biases.size >= 4096 and biases.var() == pytest.approx(0.3, rel=0.1)
 
 
-@pytest.mark.parametrize('name', cells.CELL_NAMES)
+@pytest.mark.parametrize('name', cells.KERNEL_CELLS)
 def test_orthogonal_and_identity_recurrent_kernels(name):
   for init, expect in [('orthogonal', None), ('identity', np.sqrt(2.5) * np.eye(16))]:
     roles = _by_role(_params(name, hidden=16, width=4, sigma_w2=2.5, sigma_v2=1.0,
@@ -84,8 +85,27 @@ def test_same_seed_same_draw_scaled_by_sigma_w2():
   np.testing.assert_allclose(np.asarray(w4), 2 * np.asarray(w1), rtol=1e-12)
 
 
+def test_a_linear_cell_is_its_ring_init_whatever_the_variances():
+  """The lru's parameters are lib/nets/lru.init's on the ring make_cell was given, the same at
+  every variance (they have no kernel to scale), and its |lambda| lie on that ring."""
+  ring = {'r_min': 0.5, 'r_max': 0.8, 'max_phase': 1.0}
+  cell = cells.make_cell('lru', 64, linear=ring)
+  kw = dict(sigma_v2=1.0, sigma_b2=0.0, recurrent_init='gaussian')
+  p1 = cells.init_params('lru', cell, jax.random.key(3), 5, sigma_w2=1.0, **kw)
+  p0 = cells.init_params('lru', cell, jax.random.key(3), 5, sigma_w2=0.0, **kw)
+  for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p0)):
+    np.testing.assert_array_equal(a, b)
+  p = p1['params']['recurrence']
+  modulus = np.abs(np.asarray(lru.lambdas(p)))
+  assert 0.5 <= modulus.min() and modulus.max() <= 0.8 and modulus.max() - modulus.min() > 0.2
+  assert np.all(np.exp(np.asarray(p['theta_log'])) <= 1.0)
+  with pytest.raises(UserError, match=r'^r_max \(1.0\) must be below 1'):
+    cells.make_cell('linear', 4, linear={'r_max': 1.0})
+
+
 def test_unknown_names_are_user_errors():
-  with pytest.raises(UserError, match="unknown cell 'rnn'; valid choices: tanh, relu, lstm, gru"):
+  with pytest.raises(UserError, match="unknown cell 'rnn'; valid choices: tanh, relu, lstm, gru, "
+                                      "lru, linear"):
     cells.make_cell('rnn', 4)
   with pytest.raises(UserError, match='valid choices: gaussian, orthogonal, identity'):
     _params('tanh', hidden=4, width=2, sigma_w2=1.0, sigma_v2=1.0, sigma_b2=0.0,
@@ -93,10 +113,11 @@ def test_unknown_names_are_user_errors():
 
 
 @pytest.mark.parametrize('name', cells.CELL_NAMES)
-def test_hoisted_recurrence_is_the_cell(name):
-  """The input projection taken out of the loop (`cells.hoisted`) gives the Flax cell's states
-  and their gradients with respect to every parameter and input, in float64 to 1e-12 (a gate
-  out of order, a bias dropped or added twice, would be O(1)); both in one program."""
+def test_fast_states_are_the_cell(name):
+  """`cells.states`, the input projection taken out of the loop (`cells.hoisted`) or, for the
+  linear cells, the parallel scan, gives the Flax cell's states and their gradients with
+  respect to every parameter and input, in float64 to 1e-12 (a gate out of order, a bias
+  dropped or added twice, a conjugated lambda, would be O(1)); both in one program."""
   with jax.enable_x64(True):
     cell = cells.make_cell(name, 6, jnp.float64)
     params = cells.init_params(name, cell, jax.random.key(0), 5, sigma_w2=1.5, sigma_v2=1.0,
@@ -106,8 +127,7 @@ def test_hoisted_recurrence_is_the_cell(name):
 
     def loss(params, xs, hoist):
       if hoist:
-        project, step = cells.hoisted(name, cell, params)
-        states = cells.forward_states(step, carry0, project(xs))
+        states = cells.states(name, cell, params, carry0, xs, hoist=True)
       else:
         states = cells.forward_states(cells.step_of(cell, params), carry0, xs)
       h = cells.output(name, states)
