@@ -24,6 +24,9 @@ def get_config():
   config.hidden_size = 32  # RNN state size; attention model width
   config.num_heads = 2  # attention heads
   config.num_layers = 1  # attention layers
+  # lru | linear: layers of minimal-LRU's stack (each h + GLU(gelu(recurrence(LayerNorm(h))))):
+  # one linear layer cannot multiply two inputs, as the adding problem needs; two can
+  config.lru_layers = 2
   config.sigma_w2 = 1.0  # recurrent kernel variance (x N); relu ignores it (identity)
   config.sigma_v2 = 1.0  # input kernel variance (x D)
   config.sigma_b2 = 0.0  # bias variance

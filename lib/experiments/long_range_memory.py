@@ -46,6 +46,7 @@ SPEC = {
     'hidden_size': config_lib.integer(1, 'a positive integer'),
     'num_heads': config_lib.integer(1, 'a positive integer'),
     'num_layers': config_lib.integer(1, 'a positive integer'),
+    'lru_layers': config_lib.integer(1, 'a positive integer'),
     **train.SPEC,
     **models.INIT_SPEC,
 }

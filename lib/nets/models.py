@@ -30,6 +30,7 @@ import numpy as np
 
 from lib.measure import gradients
 from lib.nets import cells
+from lib.nets import lru
 from lib.runtime import config as config_lib
 from lib.runtime.errors import UserError
 
@@ -131,6 +132,49 @@ def recurrent(cell_name: str, hidden_size: int, input_size: int, num_outputs: in
   return Model(init, apply, input_profile)
 
 
+# ---- stacked linear recurrences (the LRU's architecture) ----------------------------------------
+
+class LinearRecurrentStack(nn.Module):
+  """minimal-LRU's stack (Orvieto et al. 2023) around a linear cell (lib/nets/lru): an encoder
+  Dense(width), then per layer h = h + GLU(gelu(lru(LayerNorm(h)))) with GLU(u) = Dense(u) *
+  sigmoid(Dense(u)), then a Dense readout at every step or the last. The recurrence is linear;
+  the pointwise nonlinearity between layers is what lets a stack compute what one linear layer
+  cannot (a product of two inputs, as the adding problem needs). Causal: y_t reads x_0..x_t."""
+  kind: str  # lru | linear
+  width: int
+  num_layers: int
+  num_outputs: int
+  every_step: bool
+  r_min: float
+  r_max: float
+  max_phase: float
+  parallel_scan: bool
+
+  @nn.compact
+  def __call__(self, x):  # (B, T, D)
+    h = _dense(self.width)(x)
+    for i in range(self.num_layers):
+      p = self.param(f'recurrence_{i}', lambda key: lru.init(
+          self.kind, key, self.width, self.width, self.width, r_min=self.r_min,
+          r_max=self.r_max, max_phase=self.max_phase))
+      y, _ = lru.apply(p, jnp.swapaxes(_layer_norm()(h), 0, 1), parallel=self.parallel_scan)
+      u = nn.gelu(jnp.swapaxes(y, 0, 1))
+      h = h + _dense(self.width)(u) * jax.nn.sigmoid(_dense(self.width)(u))
+    y = _dense(self.num_outputs)(h)
+    return y if self.every_step else y[:, -1]
+
+
+def linear_stack(cell_name: str, width: int, input_size: int, num_outputs: int,
+                 every_step: bool, *, num_layers: int, linear: dict | None = None) -> Model:
+  """A LinearRecurrentStack of `cell_name` (cells.LINEAR_CELLS); its input profile by one
+  jax.grad (no product of per-step Jacobians: |lambda| <= r_max bounds how fast it falls)."""
+  options = cells.linear_options(linear or {})
+  module = LinearRecurrentStack(cell_name, width, num_layers, num_outputs, every_step,
+                                **options)
+  return Model(lambda key: module.init(key, jnp.zeros((1, 2, input_size))), module.apply,
+               _direct_input_profile(module.apply, every_step))
+
+
 # ---- causal self-attention ----------------------------------------------------------------------
 
 def sinusoidal_positions(length: int, width: int) -> np.ndarray:
@@ -189,6 +233,9 @@ def sequence_model(name: str, cfg: dict, input_size: int, num_outputs: int,
                      num_heads=cfg['num_heads'], num_layers=cfg['num_layers'])
   if name not in cells.CELLS:
     raise UserError(f'unknown model {name!r}; valid choices: {", ".join(SEQUENCE_MODELS)}')
+  if name in cells.LINEAR_CELLS:
+    return linear_stack(name, cfg['hidden_size'], input_size, num_outputs, every_step,
+                        num_layers=cfg['lru_layers'], linear=cells.linear_options(cfg))
   return recurrent(name, cfg['hidden_size'], input_size, num_outputs, every_step,
                    sigma_w2=cfg['sigma_w2'], sigma_v2=cfg['sigma_v2'], sigma_b2=cfg['sigma_b2'],
                    recurrent_init=cfg['recurrent_init'], gate_bias=cfg['gate_bias'],

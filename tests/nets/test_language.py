@@ -60,6 +60,28 @@ def test_recurrent_carry_is_the_state_of_the_stream():
   assert max(np.abs(leaf).max() for leaf in leaves) > 0.045  # the whole range is used
 
 
+@pytest.mark.parametrize('parallel_scan', [True, False])
+def test_an_lru_language_model_carries_its_state(parallel_scan):
+  """The lru in a language model: two segments with the carry passed on (the parallel scan's
+  h0 folded into its first input, or the sequential scan) give the whole sequence's logits."""
+  model = language.recurrent_lm('lru', VOCAB, embed_size=3, hidden_size=4, num_layers=2,
+                                linear={'r_min': 0.5, 'r_max': 0.99,
+                                        'parallel_scan': parallel_scan})
+  params = jax.jit(model.init)(jax.random.key(1))
+  x = _tokens((3, 10))
+
+  @jax.jit
+  def read(params, x):
+    whole, _ = model.apply(params, x, model.zero_carry(3))
+    first, carry = model.apply(params, x[:, :4], model.zero_carry(3))
+    return whole, first, model.apply(params, x[:, 4:], carry)[0]
+  whole, first, second = read(params, x)
+  np.testing.assert_allclose(np.concatenate([first, second], axis=1), whole, rtol=1e-5,
+                             atol=1e-5)
+  assert not np.allclose(second, model.apply(params, x[:, 4:], model.zero_carry(3))[0],
+                         atol=1e-3)  # the carry matters
+
+
 def _tiny_task(model, context_len=4, batch_size=2):
   cfg = {'batch_size': batch_size, 'eval_tokens': 50, 'eval_streams': 2, 'dropout': 0.0}
   rng = np.random.default_rng(3)
