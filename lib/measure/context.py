@@ -1,0 +1,132 @@
+"""How far back a trained sequence model reads: Khandelwal, He, Qi & Jurafsky (2018, "Sharp
+Nearby, Fuzzy Far Away: How Neural Language Models Use Context"; their code
+urvashik/lm-context-analysis, context_size.py and perturb.py), for any model given as a function
+of its context.
+
+Targets are positions t of a token stream with at least `max_lag` tokens of history; the
+context of t is ids[t - max_lag .. t - 1], the target ids[t]. A model is measured through
+`next_loss(contexts (N, d) int32, targets (N,)) -> (N,)` nats, the loss of each target after
+reading its context from the start (a zero state for an RNN, a window of d for a transformer;
+the caller decides what the model sees: a transformer whose window w < d reads the last w).
+
+  truncation    the loss with only the last d tokens, against d; the effective context is the
+                smallest d whose mean loss is within `relative_tolerance` of the full history's
+  shuffle       the last d tokens kept, everything further back permuted (per target)
+  replace       the last d tokens kept, everything further back drawn from the unigram
+                distribution
+The increase over the full-history loss is paired per target (the same targets, the same
+model), so its standard error is that of the differences.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lib.runtime.errors import UserError
+
+PERTURBATIONS = ('truncate', 'shuffle', 'replace')
+
+
+def check(num_tokens: int, max_lag: int, lags, num_targets: int) -> None:
+  if max_lag < 1:
+    raise UserError(f'max_lag ({max_lag}) must be at least 1')
+  bad = [d for d in lags if not 1 <= d <= max_lag]
+  if bad:
+    raise UserError(f'lag {bad[0]} is not in 1..max_lag ({max_lag})')
+  if num_tokens <= max_lag:
+    raise UserError(f'the stream ({num_tokens} tokens) is not longer than max_lag ({max_lag}): '
+                    'no target has that much history')
+  if num_targets < 2:
+    raise UserError(f'num_targets ({num_targets}) must be at least 2 (a standard error)')
+
+
+def target_positions(num_tokens: int, max_lag: int, num_targets: int, key) -> np.ndarray:
+  """`num_targets` distinct positions t in [max_lag, num_tokens), drawn from `key`, sorted (all of
+  them, in order, if there are no more)."""
+  count = num_tokens - max_lag
+  if num_targets >= count:
+    return np.arange(max_lag, num_tokens)
+  chosen = jax.random.choice(key, count, (num_targets,), replace=False)
+  return np.sort(np.asarray(chosen)) + max_lag
+
+
+def windows(ids, positions, max_lag: int):
+  """(contexts (N, max_lag), targets (N,)): ids[t - max_lag .. t - 1] and ids[t] per t."""
+  ids = np.asarray(ids)
+  positions = np.asarray(positions)
+  index = positions[:, None] + np.arange(-max_lag, 0)[None, :]
+  return ids[index].astype(np.int32), ids[positions].astype(np.int32)
+
+
+def unigram(ids, vocab_size: int) -> np.ndarray:
+  """The tokens' frequencies in `ids` (the replace perturbation's distribution)."""
+  counts = np.bincount(np.asarray(ids), minlength=vocab_size).astype(np.float64)
+  return counts / counts.sum()
+
+
+def perturb(contexts, d: int, how: str, key, probabilities=None):
+  """Contexts (N, L) with the last d tokens kept and the first L - d perturbed: 'shuffle'
+  permutes them within each row (one permutation per row), 'replace' draws each from
+  `probabilities` (the unigram); 'truncate' returns the last d tokens alone (N, d)."""
+  contexts = jnp.asarray(contexts)
+  n, length = contexts.shape
+  if how == 'truncate':
+    return contexts[:, length - d:]
+  far = length - d
+  if far == 0:
+    return contexts
+  if how == 'shuffle':
+    order = jnp.argsort(jax.random.uniform(key, (n, far)), axis=1)
+    head = jnp.take_along_axis(contexts[:, :far], order, axis=1)
+  elif how == 'replace':
+    logits = jnp.log(jnp.asarray(probabilities, jnp.float32))
+    head = jax.random.categorical(key, logits, shape=(n, far)).astype(contexts.dtype)
+  else:
+    raise UserError(f'unknown perturbation {how!r}; valid choices: {", ".join(PERTURBATIONS)}')
+  return jnp.concatenate([head, contexts[:, far:]], axis=1)
+
+
+def mean_and_stderr(values) -> tuple:
+  values = np.asarray(values, np.float64)
+  return float(values.mean()), float(values.std(ddof=1) / math.sqrt(values.size))
+
+
+def curves(next_loss, contexts, targets, lags, perturbations, key, probabilities=None) -> dict:
+  """{'full': (mean, stderr), perturbation: {d: (mean loss, its stderr, mean increase over the
+  full history's loss, the increase's stderr)}} over the targets; each (perturbation, d) draws
+  from its own key (fold_in of `key` by perturbation and d), so a curve does not depend on the
+  other lags asked for."""
+  full = np.asarray(next_loss(jnp.asarray(contexts), jnp.asarray(targets)), np.float64)
+  out = {'full': mean_and_stderr(full)}
+  for p_index, how in enumerate(perturbations):
+    if how not in PERTURBATIONS:
+      raise UserError(f'unknown perturbation {how!r}; valid choices: {", ".join(PERTURBATIONS)}')
+    out[how] = {}
+    for d in lags:
+      k = jax.random.fold_in(jax.random.fold_in(key, p_index), d)
+      loss = np.asarray(next_loss(perturb(contexts, d, how, k, probabilities),
+                                  jnp.asarray(targets)), np.float64)
+      out[how][d] = (*mean_and_stderr(loss), *mean_and_stderr(loss - full))
+  return out
+
+
+def effective_context(lags, losses, full_loss: float, relative_tolerance: float):
+  """The smallest lag d whose loss is within relative_tolerance of the full history's (and every
+  longer lag's too), or None if none is."""
+  lags, losses = list(lags), list(losses)
+  for i, d in enumerate(lags):
+    if all(abs(l - full_loss) <= relative_tolerance * abs(full_loss) for l in losses[i:]):
+      return d
+  return None
+
+
+def zero_crossing(lags, increases, stderrs, num_stderr: float = 2.0):
+  """The smallest lag from which on every increase is within num_stderr standard errors of 0
+  (where perturbing what lies further back stops mattering), or None."""
+  lags = list(lags)
+  for i, d in enumerate(lags):
+    if all(abs(m) <= num_stderr * s for m, s in zip(increases[i:], stderrs[i:])):
+      return d
+  return None

@@ -1,0 +1,122 @@
+"""Khandelwal et al.'s context measurements (lib/measure/context) on models whose answer is
+known: n-gram models of order k, which read exactly the last k tokens."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lib.measure import context
+from lib.runtime.errors import UserError
+
+VOCAB = 5
+
+
+def _log_p(order: int, seed: int = 0):
+  table = 3.0 * jax.random.normal(jax.random.key(seed), (VOCAB,) * order + (VOCAB,))
+  return jax.nn.log_softmax(table, axis=-1)
+
+
+def ngram(order: int, seed: int = 0):
+  """next_loss of an n-gram model of `order`: -log softmax(table[last `order` tokens])[target],
+  tokens before the context's start read as token 0 (a truncated context's zero state)."""
+  log_p = _log_p(order, seed)
+
+  @jax.jit
+  def next_loss(contexts, targets):
+    pad = jnp.zeros((contexts.shape[0], order), contexts.dtype)
+    last = jnp.concatenate([pad, contexts], axis=1)[:, -order:]
+    return -log_p[tuple(last.T) + (targets,)]
+  return next_loss
+
+
+def _stream(order: int, length=3000, seed=1):
+  """A stream drawn from the n-gram model itself (so that what it reads is what predicts)."""
+  p = np.exp(np.asarray(_log_p(order), np.float64))
+  rng = np.random.default_rng(seed)
+  ids = [0] * order
+  for _ in range(length):
+    q = p[tuple(ids[-order:])]
+    ids.append(int(rng.choice(VOCAB, p=q / q.sum())))
+  return np.asarray(ids[order:])
+
+
+def _curves(order, lags=(1, 2, 3, 4, 6, 8), max_lag=8, perturbations=context.PERTURBATIONS):
+  ids = _stream(order)
+  positions = context.target_positions(ids.size, max_lag, 500, jax.random.key(2))
+  contexts, targets = context.windows(ids, positions, max_lag)
+  return context.curves(ngram(order), contexts, targets, lags, perturbations,
+                        jax.random.key(3), context.unigram(ids, VOCAB)), lags
+
+
+def test_an_order_one_model_reads_one_token():
+  """Effective context 1; shuffling or replacing anything before the last token changes no loss
+  (increase exactly 0 at every lag, so the shuffle curve is flat and meets zero at d = 1)."""
+  result, lags = _curves(1)
+  full = result['full'][0]
+  truncated = [result['truncate'][d][0] for d in lags]
+  assert context.effective_context(lags, truncated, full, 0.01) == 1
+  for how in ('truncate', 'shuffle', 'replace'):
+    assert all(result[how][d][2] == 0.0 and result[how][d][3] == 0.0 for d in lags), how
+  assert context.zero_crossing(lags, [result['shuffle'][d][2] for d in lags],
+                               [result['shuffle'][d][3] for d in lags]) == 1
+
+
+def test_an_order_three_model_reads_three_tokens():
+  """Truncated to 1 or 2 tokens its loss rises far beyond 1% (the third token matters); from 3
+  on it is exactly the full loss; shuffle and replace first stop mattering at d = 3."""
+  result, lags = _curves(3)
+  full = result['full'][0]
+  truncated = [result['truncate'][d][0] for d in lags]
+  assert context.effective_context(lags, truncated, full, 0.01) == 3
+  assert truncated[1] > 1.1 * full
+  for how in ('shuffle', 'replace'):
+    increases = [result[how][d][2] for d in lags]
+    stderrs = [result[how][d][3] for d in lags]
+    assert increases[1] > 5 * stderrs[1] > 0  # d = 2: the third token perturbed
+    assert context.zero_crossing(lags, increases, stderrs) == 3
+
+
+def test_perturbations_never_touch_the_last_tokens():
+  """Token by token: the last d of every context are kept; shuffle keeps each row's far tokens as
+  a multiset; replace draws from the unigram it is given (all mass on one token: all of them
+  become it); truncate keeps exactly the last d."""
+  rng = np.random.default_rng(4)
+  contexts = jnp.asarray(rng.integers(0, VOCAB, (50, 12)), jnp.int32)
+  for d in (1, 5, 11, 12):
+    for how in context.PERTURBATIONS:
+      out = np.asarray(context.perturb(contexts, d, how, jax.random.key(d),
+                                       np.eye(VOCAB)[3]))
+      np.testing.assert_array_equal(out[:, -d:], np.asarray(contexts)[:, -d:])
+      if how == 'truncate':
+        assert out.shape == (50, d)
+      elif how == 'shuffle':
+        np.testing.assert_array_equal(np.sort(out[:, :12 - d], axis=1),
+                                      np.sort(np.asarray(contexts)[:, :12 - d], axis=1))
+      else:
+        assert np.all(out[:, :12 - d] == 3)
+  shuffled = np.asarray(context.perturb(contexts, 1, 'shuffle', jax.random.key(0)))
+  assert np.mean(shuffled[:, :11] != np.asarray(contexts)[:, :11]) > 0.5  # it does permute
+
+
+def test_estimates_are_reproducible_per_key():
+  a, _ = _curves(2, lags=(1, 4), perturbations=('shuffle', 'replace'))
+  b, _ = _curves(2, lags=(1, 4), perturbations=('shuffle', 'replace'))
+  assert a == b
+  ids = _stream(1)
+  p1 = context.target_positions(ids.size, 8, 100, jax.random.key(0))
+  p2 = context.target_positions(ids.size, 8, 100, jax.random.key(1))
+  assert not np.array_equal(p1, p2) and p1.min() >= 8 and len(set(p1)) == 100
+
+
+@pytest.mark.parametrize('args, message', [
+    ((100, 0, (1,), 10), r'max_lag \(0\) must be at least 1'),
+    ((100, 8, (1, 9), 10), r'lag 9 is not in 1..max_lag \(8\)'),
+    ((8, 8, (1,), 10), r'the stream \(8 tokens\) is not longer than max_lag \(8\)'),
+    ((100, 8, (1,), 1), r'num_targets \(1\) must be at least 2'),
+])
+def test_bad_sizes_fail_with_one_line(args, message):
+  with pytest.raises(UserError, match=message):
+    context.check(*args)
+  with pytest.raises(UserError, match="unknown perturbation 'drop'"):
+    context.perturb(jnp.zeros((2, 4), jnp.int32), 1, 'drop', jax.random.key(0))
