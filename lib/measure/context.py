@@ -117,7 +117,7 @@ def effective_context(lags, losses, full_loss: float, relative_tolerance: float)
   longer lag's too), or None if none is."""
   lags, losses = list(lags), list(losses)
   for i, d in enumerate(lags):
-    if all(abs(l - full_loss) <= relative_tolerance * abs(full_loss) for l in losses[i:]):
+    if all(abs(loss - full_loss) <= relative_tolerance * abs(full_loss) for loss in losses[i:]):
       return d
   return None
 
