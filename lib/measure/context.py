@@ -130,3 +130,18 @@ def zero_crossing(lags, increases, stderrs, num_stderr: float = 2.0):
     if all(abs(m) <= num_stderr * s for m, s in zip(increases[i:], stderrs[i:])):
       return d
   return None
+
+
+def log_gradient_reach(step, log_prob, carry0, inputs, targets):
+  """ln of the mean over targets of ||d log p(target) / d input_t||^2, t = 0..T-1, for a
+  recurrent model read as step(carry, input_t) -> carry over inputs (T, N, E) (the embeddings
+  of each target's context, the last one read at t = T - 1: lag T - t) and log_prob(carry,
+  targets) -> (N,) the log-probability of each target after its context. In the log domain
+  (lib/measure/gradients.log_grad_profile: each step's cotangent renormalised), so a
+  sensitivity of e^-3000 is a number, not 0. log_prob's gradient is the cotangent the reverse
+  pass starts from: d log p / d input_t = (d log p / d out)(d out / d input_t) exactly."""
+  from lib.measure import gradients  # pylint: disable=g-import-not-at-top
+  ones = jnp.ones((jnp.asarray(targets).shape[0],), jax.tree.leaves(carry0)[0].dtype)
+  profile = gradients.log_grad_profile(step, lambda carry: log_prob(carry, targets), carry0,
+                                       inputs, ones)
+  return profile.log_grad_sq_input
