@@ -21,7 +21,7 @@ before the readout of a recurrent model, never on the recurrent connection; on e
 branch and the embedding of the transformer. With key None, none (evaluation).
 """
 
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Optional
 
 import flax.linen as nn
 import jax
@@ -42,6 +42,10 @@ class LanguageModel(NamedTuple):
   apply: Callable  # (params, tokens (B, T), carry, dropout key or None) -> (logits, carry)
   zero_carry: Callable  # batch size -> the carry before the first token (zeros)
   recurrent: bool  # whether the carry holds a state (else the context is the window)
+  # recurrent models: params -> (embed: tokens (N, T) -> (T, N, E), step: (carry, e_t) -> carry
+  # through every layer, log_prob: (carry, targets (N,)) -> (N,)): the model one token at a
+  # time, for measurements through its steps (lib/measure/context.log_gradient_reach)
+  reader: Optional[Callable] = None
 
 
 def _dropout(x, rate: float, key):
@@ -106,7 +110,25 @@ def recurrent_lm(cell_name: str, vocab_size: int, *, embed_size: int, hidden_siz
       h = _dropout(cells.output(cell_name, states), dropout, keys[layer + 1])
     return readout.apply(params['readout'], jnp.swapaxes(h, 0, 1)), new_carry  # (B, T, V)
 
-  return LanguageModel(init_fn, apply, zero_carry, True)
+  def reader(params):
+    steps = [cells.step_of(cell, p) for p in params['cells']]
+
+    def step(carry, e):
+      new, h = [], e
+      for layer_step, state in zip(steps, carry):
+        state = layer_step(state, h)
+        new.append(state)
+        h = cells.output(cell_name, state)
+      return new
+
+    def log_prob(carry, targets):
+      logits = readout.apply(params['readout'], cells.output(cell_name, carry[-1]))
+      logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))  # float32 at least
+      return jnp.take_along_axis(jax.nn.log_softmax(logits),
+                                 targets[:, None], axis=-1)[:, 0]
+    return (lambda tokens: params['embed'][tokens.T]), step, log_prob
+
+  return LanguageModel(init_fn, apply, zero_carry, True, reader)
 
 
 class _Transformer(nn.Module):

@@ -154,3 +154,25 @@ def test_split_losses_against_numpy():
   np.testing.assert_allclose(losses, nll[windows[0], windows[1]].mean(axis=0), rtol=1e-5)
   per_token = nll[ids[:-1], ids[1:]]
   assert np.abs(losses - per_token.mean()).max() < 3 * per_token.std() / np.sqrt(500)
+
+
+@pytest.mark.parametrize('cell', ['lstm', 'lru'])
+def test_the_reader_steps_the_model_token_by_token(cell):
+  """`reader`'s embed, step through every layer and log_prob give what apply's logits give at
+  the last position, to 1e-6 (the language models' Flax cells compute in float32 whatever their
+  parameters' dtype, and apply hoists the input projection: a different float32 rounding; a
+  layer skipped, or the readout of the wrong state, would be O(1) off)."""
+  with jax.enable_x64(True):
+    model = language.recurrent_lm(cell, VOCAB, embed_size=3, hidden_size=4, num_layers=2,
+                                  sigma_w2=1.0, sigma_v2=1.0, sigma_b2=0.1,
+                                  recurrent_init='gaussian', gate_bias=1.0)
+    params = jax.tree.map(lambda a: a.astype(jnp.float64), model.init(jax.random.key(2)))
+    tokens, targets = _tokens((3, 6)), _tokens((3,), seed=1)
+    logits, _ = model.apply(params, tokens, jax.tree.map(lambda c: c.astype(jnp.float64),
+                                                         model.zero_carry(3)))
+    expected = jnp.take_along_axis(jax.nn.log_softmax(logits[:, -1]), targets[:, None], 1)[:, 0]
+    embed, step, log_prob = model.reader(params)
+    carry = jax.tree.map(lambda c: c.astype(jnp.float64), model.zero_carry(3))
+    for e in embed(tokens):
+      carry = step(carry, e)
+    np.testing.assert_allclose(log_prob(carry, targets), expected, rtol=1e-6, atol=1e-6)
