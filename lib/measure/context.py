@@ -145,3 +145,21 @@ def log_gradient_reach(step, log_prob, carry0, inputs, targets):
   profile = gradients.log_grad_profile(step, lambda carry: log_prob(carry, targets), carry0,
                                        inputs, ones)
   return profile.log_grad_sq_input
+
+
+def log_gradient_reach_direct(log_prob_of_delta, delta_shape, dtype=jnp.float32):
+  """ln of the mean over targets of ||d log p(target) / d e_t||^2, t = 0..T-1, for a model read
+  as one function log_prob_of_delta(delta (N, T, E)) -> (N,): each target's log-probability with
+  delta added to the embeddings of its context (a transformer: no product of per-step
+  Jacobians to underflow, so one jax.grad at delta = 0). A position the model does not read
+  has a gradient of exactly 0: ln 0 = -inf."""
+  g = jax.grad(lambda d: jnp.sum(log_prob_of_delta(d)))(jnp.zeros(delta_shape, dtype))
+  return jnp.log(jnp.mean(jnp.sum(jnp.square(g), axis=-1), axis=0))
+
+
+def windowed(contexts, window: int):
+  """The last `window` tokens of each context (what a transformer of that window reads) and how
+  many earlier positions it cannot see (their reach is -inf)."""
+  contexts = jnp.asarray(contexts)
+  unseen = max(0, contexts.shape[1] - window)
+  return contexts[:, unseen:], unseen

@@ -141,11 +141,13 @@ class _Transformer(nn.Module):
   dropout: float
 
   @nn.compact
-  def __call__(self, tokens, key=None):  # (B, T), T <= context_len
+  def __call__(self, tokens, key=None, embed_delta=None):  # (B, T), T <= context_len
     length = tokens.shape[1]
     keys = [None] * (2 * self.num_layers + 1) if key is None else list(
         jax.random.split(key, 2 * self.num_layers + 1))
     h = nn.Embed(self.vocab_size, self.width, embedding_init=nn.initializers.normal(1.0))(tokens)
+    if embed_delta is not None:  # (B, T, width) added to the embeddings: d/d e_t is d/d delta_t
+      h = h + embed_delta
     if self.positions == 'learned':
       h = h + self.param('positions', nn.initializers.normal(0.02),
                          (self.context_len, self.width))[:length]
@@ -175,8 +177,8 @@ def transformer_lm(vocab_size: int, *, width: int, num_heads: int, num_layers: i
   module = _Transformer(vocab_size, width, num_heads, num_layers, context_len, positions,
                         dropout)
 
-  def apply(params, tokens, carry, key=None):
-    return module.apply(params, tokens, key), carry
+  def apply(params, tokens, carry, key=None, embed_delta=None):
+    return module.apply(params, tokens, key, embed_delta), carry
 
   return LanguageModel(lambda key: module.init(key, jnp.zeros((1, 2), jnp.int32)), apply,
                        lambda batch_size: (), False)

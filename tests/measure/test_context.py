@@ -139,3 +139,29 @@ def test_gradient_reach_of_a_linear_recurrence_has_slope_two_ln_a(length):
   np.testing.assert_allclose(np.asarray(reach, np.float64), expected, rtol=3e-4, atol=1e-4)
   assert np.polyfit(lag, np.asarray(reach, np.float64), 1)[0] == pytest.approx(2 * np.log(a),
                                                                             rel=3e-4)
+
+
+def test_a_transformer_has_no_gradient_beyond_its_window():
+  """A transformer language model of window w = 4 measured on contexts of 9 tokens: the reach
+  is exactly -inf (a gradient of exactly 0) at the 5 positions it cannot see, finite at the 4 it
+  reads; and inside the window the direct gradient equals a central difference in float64."""
+  from lib.nets import language  # pylint: disable=g-import-not-at-top
+  with jax.enable_x64(True):
+    model = language.transformer_lm(VOCAB, width=8, num_heads=2, num_layers=1, context_len=4)
+    params = jax.tree.map(lambda a: a.astype(jnp.float64), model.init(jax.random.key(0)))
+    rng = np.random.default_rng(5)
+    contexts = jnp.asarray(rng.integers(0, VOCAB, (6, 9)), jnp.int32)
+    targets = jnp.asarray(rng.integers(0, VOCAB, 6), jnp.int32)
+    seen, unseen = context.windowed(contexts, 4)
+
+    def log_prob(delta):
+      logits = model.apply(params, seen, (), None, delta[:, unseen:])[0][:, -1]
+      return jnp.take_along_axis(jax.nn.log_softmax(logits), targets[:, None], 1)[:, 0]
+    reach = np.asarray(context.log_gradient_reach_direct(log_prob, (6, 9, 8), jnp.float64))
+    assert unseen == 5 and np.all(np.isneginf(reach[:5])) and np.all(np.isfinite(reach[5:]))
+    # one coordinate of one embedding, by central difference
+    step = 1e-6
+    bump = jnp.zeros((6, 9, 8), jnp.float64).at[:, 7, 2].set(step)
+    numeric = (log_prob(bump) - log_prob(-bump)) / (2 * step)
+    exact = jax.grad(lambda d: jnp.sum(log_prob(d)))(jnp.zeros((6, 9, 8), jnp.float64))
+    np.testing.assert_allclose(exact[:, 7, 2], numeric, rtol=1e-6, atol=1e-9)
