@@ -22,6 +22,7 @@ import functools
 import math
 import os
 
+import flax.serialization
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -39,8 +40,10 @@ from lib.runtime import rng
 from lib.runtime import sweep
 from lib.runtime import train
 from lib.runtime.errors import UserError
+from lib.runtime.results import CHECKPOINTS_DIR
 from lib.runtime.results import json_floats
 from lib.runtime.results import ResultStore
+from lib.runtime.results import write_atomic
 
 LENGTH = 'context_len'
 RECORD_FIELDS = ('model', 'dataset', LENGTH, 'seed', 'test_loss', 'valid_loss', 'status',
@@ -291,14 +294,37 @@ def programs(cfg: dict, groups, corpus: dict) -> list:
   return out
 
 
-def compute_group(cfg: dict, corpus: dict, checkpoints_dir: str, group: tuple) -> list:
+PARAMS_DIR = 'params'  # in the workdir: each group's final parameters, for later measurements
+
+
+def params_path(workdir: str, name: str, context_len: int) -> str:
+  return os.path.join(workdir, PARAMS_DIR, f'{name}-L{context_len}.msgpack')
+
+
+def save_params(path: str, params) -> None:
+  """The final parameters of every seed (stacked on a leading axis), as Flax's msgpack, written
+  whole or not at all."""
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  write_atomic(path, flax.serialization.msgpack_serialize(jax.tree.map(np.asarray, params)))
+
+
+def load_params(path: str):
+  """What save_params wrote: numpy arrays, seeds stacked."""
+  with open(path, 'rb') as f:
+    return flax.serialization.msgpack_restore(f.read())
+
+
+def compute_group(cfg: dict, corpus: dict, workdir: str, group: tuple) -> list:
+  """Trains one (model, context_len) on every seed, saves its final parameters
+  (`params_path`, before the records: a record means they are there) and measures them."""
   name, context_len = group
   model, task, opt = _setup(cfg, corpus, group)
   seeds = sweep.seeds(cfg)
   final = train.train(model.init, task, opt, seeds, cfg['num_steps'], cfg['log_every'],
-                      os.path.join(checkpoints_dir, f'{name}-L{context_len}'),
+                      os.path.join(workdir, CHECKPOINTS_DIR, f'{name}-L{context_len}'),
                       cfg['checkpoint_every'], desc=f'{name} L={context_len}',
                       tokens_per_step=cfg['batch_size'] * context_len)
+  devices.on_leader(save_params, params_path(workdir, name, context_len), final['params'])
   measured = devices.run_points(evaluation(cfg, corpus, group),
                                 (final['params'], np.asarray(seeds, np.int32)),
                                 _split(corpus, 'test'), _split(corpus, 'valid'))
@@ -335,7 +361,7 @@ def compute_group(cfg: dict, corpus: dict, checkpoints_dir: str, group: tuple) -
 def run(cfg: dict, store: ResultStore, corpus: dict) -> int:
   """Trains the missing points; a group killed mid-training resumes from its last checkpoint."""
   computed = sweep.run_groups(
-      grid(cfg), functools.partial(compute_group, cfg, corpus, store.checkpoints_dir),
+      grid(cfg), functools.partial(compute_group, cfg, corpus, store.workdir),
       point_key, store, desc='language model')
   store.remove_checkpoints()
   return computed

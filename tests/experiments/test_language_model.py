@@ -9,11 +9,14 @@ import signal
 import subprocess
 import sys
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from lib import experiments
 from lib.data import text
+from lib.experiments import language_model
 from lib.runtime.errors import UserError
 from tests.conftest import ROOT
 
@@ -71,6 +74,18 @@ def test_a_tiny_run_learns_a_repeating_text(tmp_path, repeating_text):
   assert 'test bpc' in out and 'sample of lstm' in out
   for name in ('test_metric.png', 'position_loss.png', 'training_curves.png'):
     assert os.path.getsize(tmp_path / 'w' / 'plots' / name) > 0
+  # the saved final parameters are the ones measured: their test loss, recomputed, is the record's
+  cfg = experiments.validate(config(**TINY))
+  corpus = language_model.prepare(cfg)
+  for r in records:
+    saved = language_model.load_params(
+        language_model.params_path(str(tmp_path / 'w'), r['model'], r['context_len']))
+    model = language_model._setup(cfg, corpus, (r['model'], r['context_len']))[0]  # pylint: disable=protected-access
+    params = jax.tree.map(lambda a: jnp.asarray(a[0]), saved)  # seed 0
+    total, count = jax.jit(lambda p: language_model.stream_loss(
+        model, p, np.asarray(corpus['test'], np.int32), r['context_len'],
+        cfg['eval_streams']))(params)
+    assert float(total / count) == pytest.approx(r['test_loss'], rel=1e-5), r['model']
 
 
 def test_killed_run_resumes_to_the_same_bytes(tmp_path, repeating_text):
