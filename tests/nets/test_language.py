@@ -39,6 +39,17 @@ def test_transformer_is_causal():
     language.transformer_lm(VOCAB, width=6, num_heads=4, num_layers=1, context_len=4)
 
 
+def _read_whole_and_in_two(model, params, x):
+  """(logits of x read at once, of its first 4 tokens, of the rest from the carry they left),
+  in one program."""
+  @jax.jit
+  def read(params, x):
+    whole, _ = model.apply(params, x, model.zero_carry(x.shape[0]))
+    first, carry = model.apply(params, x[:, :4], model.zero_carry(x.shape[0]))
+    return whole, first, model.apply(params, x[:, 4:], carry)[0]
+  return read(params, x)
+
+
 def test_recurrent_carry_is_the_state_of_the_stream():
   """Two segments read one after the other, the carry passed on, give the logits of the whole
   sequence read at once; the uniform init draws every parameter in [-a, a]."""
@@ -46,12 +57,7 @@ def test_recurrent_carry_is_the_state_of_the_stream():
   params = jax.jit(model.init)(jax.random.key(1))
   x = _tokens((3, 10))
 
-  @jax.jit
-  def read(params, x):
-    whole, _ = model.apply(params, x, model.zero_carry(3))
-    first, carry = model.apply(params, x[:, :4], model.zero_carry(3))
-    return whole, first, model.apply(params, x[:, 4:], carry)[0]
-  whole, first, second = read(params, x)
+  whole, first, second = _read_whole_and_in_two(model, params, x)
   np.testing.assert_allclose(np.concatenate([first, second], axis=1), whole, rtol=1e-6,
                              atol=1e-6)
   uniform = jax.jit(_lstm(init='uniform', init_scale=0.05).init)(jax.random.key(1))
@@ -70,12 +76,7 @@ def test_an_lru_language_model_carries_its_state(parallel_scan):
   params = jax.jit(model.init)(jax.random.key(1))
   x = _tokens((3, 10))
 
-  @jax.jit
-  def read(params, x):
-    whole, _ = model.apply(params, x, model.zero_carry(3))
-    first, carry = model.apply(params, x[:, :4], model.zero_carry(3))
-    return whole, first, model.apply(params, x[:, 4:], carry)[0]
-  whole, first, second = read(params, x)
+  whole, first, second = _read_whole_and_in_two(model, params, x)
   np.testing.assert_allclose(np.concatenate([first, second], axis=1), whole, rtol=1e-5,
                              atol=1e-5)
   assert not np.allclose(second, model.apply(params, x[:, 4:], model.zero_carry(3))[0],
