@@ -20,6 +20,7 @@ EXPERIMENTS = {
     'image_classification': 'lib.experiments.image_classification',
     'language_model': 'lib.experiments.language_model',
     'curse_of_memory': 'lib.experiments.curse_of_memory',
+    'context_use': 'lib.experiments.context_use',
 }
 
 

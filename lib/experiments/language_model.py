@@ -76,7 +76,12 @@ SPEC = {
 
 
 def validate(config) -> dict:
-  cfg = config_lib.validate(config, SPEC)
+  return check(config_lib.validate(config, SPEC))
+
+
+def check(cfg: dict) -> dict:
+  """What validate checks beyond each key's own checker (an experiment that trains these models,
+  lib/experiments/context_use, runs it on its own config)."""
   train.check_schedule(cfg)
   cells.linear_options(cfg)  # the linear cells' keys, checked
   if cfg['dropout'] >= 1:

@@ -200,3 +200,67 @@ def curse_of_memory_table(records: list) -> str:
         lines.append(f'{model:<8} {nu:>6g} {lr:>8g} {_mean_std(losses):>22} '
                      f'{_mean_std(relative):>22}  {bad or "-"}')
   return '\n'.join(lines)
+
+
+def _range_text(values: list, beyond: str) -> str:
+  """Integers over seeds: one value, or min-max; a None (never reached) shown as `beyond`."""
+  if not values:
+    return '-'
+  numbers = sorted(v for v in values if v is not None)
+  text = ('' if not numbers else str(numbers[0]) if numbers[0] == numbers[-1]
+          else f'{numbers[0]}-{numbers[-1]}')
+  if len(numbers) < len(values):
+    text = f'{text}/{beyond}' if text else beyond
+  return text
+
+
+def context_use_table(records: list) -> str:
+  """Per model and context length (mean over the 'ok' seeds; integers as min-max over seeds):
+  the test metric of the training, the full-history loss on the measured targets, the effective
+  context (truncation), the order-sensitive range (shuffle) and the content range (replace),
+  the gradient reach's slope per token at init and trained beside the gradient-decay sweep's
+  rate for the cell, the gradient half-life, and how far the model can read."""
+  reach = [r for r in records if r['part'] == 'reach']
+  if not reach:
+    return 'context use: no model measured yet'
+  first = reach[0]
+  metric = 'bpc' if first.get('level', 'char') == 'char' else 'perplexity'
+  beyond = f'>{first["max_lag"]}'
+  rows = collections.defaultdict(list)
+  for r in reach:
+    rows[(r['model'], r['context_len'])].append(r)
+  lines = [f'Context use on {first["dataset"]}: {first["num_targets"]} targets of the test '
+           f'split, each with {first["max_lag"]} tokens of history (mean over seeds; lags as '
+           'min-max over seeds). Effective context: the shortest truncation within '
+           f'{first.get("relative_tolerance", 0):.0%} of the full-history loss; order / content '
+           'range: the first lag at which shuffling / replacing what lies further back changes '
+           'the loss by less than 2 standard errors; reach slope: d ln ||d log p / d e_{t-k}||^2 / '
+           'dk (init, trained) beside the gradient-decay sweep\'s rate for the cell at init; '
+           'half-life: tokens over which the trained gradient\'s norm halves.',
+           f'{"model":<12} {"ctx":>4} {"test " + metric:>10} {"full " + metric:>10} '
+           f'{"effective":>9} {"order":>7} {"content":>7} {"slope init":>10} '
+           f'{"trained":>8} {"sweep":>8} {"half-life":>9} {"can read":>9}  not ok']
+  to_metric = ((lambda nats: nats / np.log(2)) if metric == 'bpc' else np.exp)
+
+  def mean_of(rows_ok, field, fmt):
+    values = [r[field] for r in rows_ok if r.get(field) is not None]
+    return format(float(np.mean(values)), fmt) if values else '-'
+  for (model, length), rs in rows.items():
+    ok = [r for r in rs if r['status'] == 'ok']
+    bad = ', '.join(f'{r["status"]}@seed={r["seed"]}' for r in rs if r['status'] != 'ok')
+    full = (format(float(np.mean([to_metric(r['full_loss']) for r in ok])), '.3f')
+            if ok else '-')
+    half = [r['gradient_half_life'] for r in ok]
+    half_text = ('-' if not half else 'no decay' if any(h is None for h in half)
+                 else format(float(np.mean(half)), '.3g'))
+    window = next((r['window'] for r in ok), None)
+    lines.append(
+        f'{model:<12} {length:>4} {mean_of(ok, "test_" + metric, ".3f"):>10} {full:>10} '
+        f'{_range_text([r["effective_context"] for r in ok], beyond) if ok else "-":>9} '
+        f'{_range_text([r["order_range"] for r in ok], beyond) if ok else "-":>7} '
+        f'{_range_text([r["content_range"] for r in ok], beyond) if ok else "-":>7} '
+        f'{mean_of(ok, "reach_slope_init", ".4f"):>10} '
+        f'{mean_of(ok, "reach_slope_trained", ".4f"):>8} '
+        f'{mean_of(ok, "sweep_decay_rate", ".4f"):>8} {half_text:>9} '
+        f'{"unbounded" if window is None else window:>9}  {bad or "-"}')
+  return '\n'.join(lines)

@@ -1,0 +1,462 @@
+"""How far back each trained language model reads: Khandelwal, He, Qi & Jurafsky's (2018) context
+measurements (lib/measure/context) on the language models of lib/experiments/language_model,
+beside their gradient reach at initialisation and after training.
+
+Two ways to get the models:
+  train      (config.from_workdir = '') each (model, context_len) is trained here exactly as the
+             language_model experiment trains it (its records, part 'training'; its final
+             parameters in workdir/params), then measured
+  from_workdir=DIR
+             DIR is a finished language_model workdir: its config replaces every model and
+             training key of this one (what was trained there is what is measured here: the
+             workdir's config.json says which), its final parameters (DIR/params) and its test
+             losses (DIR/results.jsonl) are read, nothing is trained
+
+The measurements, per seed, on `num_targets` positions t of the test split, each with `max_lag`
+tokens of history, the same positions and the same perturbations for every model (the 'context'
+stream of config.seed): every model reads its context from the start (a zero state for a
+recurrent model; a transformer the last min(d, context_len) tokens, its window, at positions
+0, 1, ...).
+  part 'curve' (model, context_len, seed, perturbation, lag): the mean loss (nats) of the targets
+             with the last `lag` tokens kept and the rest truncated, shuffled or replaced from
+             the training split's unigram, its standard error, and the paired increase over the
+             full-history loss with its standard error
+  part 'reach' (model, context_len, seed): the full-history loss; the effective context (the
+             smallest lag whose truncated loss is within relative_tolerance of it), the
+             order-sensitive range (shuffle) and the content range (replace): the first lag
+             whose increase is within 2 standard errors of 0 (context.zero_crossing); the
+             gradient reach
+             ln mean_targets ||d log p(x_t) / d e_{t-1-k}||^2, k = 0..max_lag-1 (k = 0 the last
+             token read; e the input embedding; the recurrent models through the renormalised
+             reverse pass, so e^-300 is a number; None where it is exactly 0: beyond a
+             transformer's window) at initialisation and trained, its least-squares slope per
+             token over fit_k_min <= k <= fit_k_max, the gradient half-life -2 ln 2 / slope (the
+             tokens over which the gradient's norm halves) and, beside them, the decay rate that
+             the gradient-decay sweep measures for one such cell at this init (random inputs;
+             lib/experiments/gradient_decay.measure_point), and the test loss of the training.
+
+Each (model, context_len) is two groups: its training, then its measurement, so a run killed
+while measuring resumes from the saved parameters without training again.
+"""
+
+import functools
+import math
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tqdm
+from jax import lax
+
+from lib.experiments import gradient_decay
+from lib.experiments import language_model
+from lib.measure import context
+from lib.measure import gradients
+from lib.nets import cells
+from lib.nets import language
+from lib.report import tables
+from lib.runtime import compiled
+from lib.runtime import config as config_lib
+from lib.runtime import rng
+from lib.runtime import sweep
+from lib.runtime.errors import UserError
+from lib.runtime.results import CONFIG_FILE
+from lib.runtime.results import json_floats
+from lib.runtime.results import read_json
+from lib.runtime.results import RESULTS_FILE
+from lib.runtime.results import ResultStore
+
+LENGTH = language_model.LENGTH
+RECORD_FIELDS = ('part', 'model', LENGTH, 'seed', 'status')
+# the model and training keys: a workdir's (from_workdir) replace this config's
+LM_KEYS = tuple(key for key in language_model.SPEC if key != 'experiment')
+SWEEP_BATCH = 16  # examples behind the gradient-decay sweep's rate beside the reach (its default)
+
+SPEC = {
+    **language_model.SPEC,
+    'from_workdir': config_lib.optional_text(),
+    'max_lag': config_lib.integer(1, 'a positive integer number of tokens'),
+    'lags': config_lib.integers(1, 'a positive integer number of tokens'),
+    'num_targets': config_lib.integer(2, 'an integer number of targets >= 2'),
+    'batch_targets': config_lib.integer(1, 'a positive integer'),
+    'perturbations': config_lib.choices(context.PERTURBATIONS, 'perturbation'),
+    'relative_tolerance': config_lib.real(0.0, 'a relative tolerance in (0, 1)'),
+    'fit_k_min': config_lib.integer(0, 'a non-negative integer'),
+    'fit_k_max': config_lib.integer(-1, 'a non-negative integer or -1 (up to max_lag - 1)'),
+}
+
+
+def source_config(workdir: str) -> dict:
+  """The validated config of the language_model workdir `workdir`, or a one-line UserError
+  saying why it is not one this experiment can read."""
+  where = f'config.from_workdir: {workdir}'
+  if not os.path.isdir(workdir):
+    raise UserError(f'{where} is not a folder')
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.exists(path):
+    raise UserError(f'{where} has no {CONFIG_FILE}: not the workdir of a run')
+  source = read_json(path)
+  name = source.get('experiment') if isinstance(source, dict) else None
+  if name != 'language_model':
+    raise UserError(f'{where} is a workdir of {name!r}; context_use reads a language_model '
+                    'workdir (experiments/language_model.py or experiments/ptb_small.py)')
+  if source.get('shard'):
+    raise UserError(f'{where} is shard {source["shard"][0]} of {source["shard"][1]} of a run; '
+                    'measure a whole run')
+  try:
+    return language_model.validate({k: v for k, v in source.items() if k != 'points_batch'})
+  except UserError as e:
+    raise UserError(f"{where}'s config is not one this version reads: {e}") from None
+
+
+def validate(config) -> dict:
+  cfg = config_lib.validate(config, SPEC)
+  if cfg['from_workdir']:
+    source = source_config(cfg['from_workdir'])
+    cfg.update({key: source[key] for key in LM_KEYS})
+  language_model.check(cfg)
+  cfg['lags'] = tuple(sorted(cfg['lags']))
+  if cfg['lags'][-1] > cfg['max_lag']:
+    raise UserError(f'config.lags: {cfg["lags"][-1]} is longer than config.max_lag '
+                    f'({cfg["max_lag"]}), the history every target has')
+  if not 0 < cfg['relative_tolerance'] < 1:
+    raise UserError(f'config.relative_tolerance ({cfg["relative_tolerance"]}) must be in (0, 1)')
+  if cfg['fit_k_max'] >= cfg['max_lag'] or 0 <= cfg['fit_k_max'] <= cfg['fit_k_min']:
+    raise UserError(f'config.fit_k_max ({cfg["fit_k_max"]}) must be -1 or in '
+                    f'(fit_k_min, max_lag) = ({cfg["fit_k_min"]}, {cfg["max_lag"]})')
+  if cfg['fit_k_min'] >= cfg['max_lag'] - 1:
+    raise UserError(f'config.fit_k_min ({cfg["fit_k_min"]}) leaves fewer than two lags below '
+                    f'config.max_lag ({cfg["max_lag"]}) to fit')
+  return cfg
+
+
+# ---- the grid --------------------------------------------------------------------------------
+
+
+def point_key(record: dict) -> tuple:
+  key = (record['part'], record['model'], record[LENGTH], record['seed'])
+  return key + (record['perturbation'], record['lag']) if record['part'] == 'curve' else key
+
+
+def grid(cfg: dict) -> list:
+  groups = []
+  for name in cfg['models']:
+    for length in cfg['context_lens']:
+      seeds = sweep.seeds(cfg)
+      if not cfg['from_workdir']:
+        groups.append((('training', name, length), [('training', name, length, s)
+                                                     for s in seeds]))
+      keys = []
+      for s in seeds:
+        keys += [('curve', name, length, s, p, d) for p in cfg['perturbations']
+                 for d in cfg['lags']]
+        keys.append(('reach', name, length, s))
+      groups.append((('measure', name, length), keys))
+  return groups
+
+
+def prepare(cfg: dict) -> dict:
+  """The corpus; and, reading a workdir, every group's saved parameters and records checked
+  there, before anything is written here."""
+  if cfg.get('shard', (0, 1))[1] > 1 and not cfg['from_workdir']:
+    raise UserError('context_use trains and measures each model in one run: run it unsharded, '
+                    'or shard a language_model run and measure it with config.from_workdir')
+  corpus = language_model.prepare(cfg)
+  context.check(len(corpus['test']), cfg['max_lag'], cfg['lags'], cfg['num_targets'])
+  if cfg['from_workdir']:
+    records = source_records(cfg['from_workdir'])
+    for name in cfg['models']:
+      for length in cfg['context_lens']:
+        path = language_model.params_path(cfg['from_workdir'], name, length)
+        if not os.path.exists(path):
+          raise UserError(f'config.from_workdir: {path} is missing (a run that has not '
+                          'finished this model, or one from before final parameters were '
+                          'saved: run it again)')
+        missing = [s for s in sweep.seeds(cfg) if (name, length, s) not in records]
+        if missing:
+          raise UserError(f'config.from_workdir: {cfg["from_workdir"]} has no record of '
+                          f'{name} at context {length}, seed {missing[0]}')
+  return corpus
+
+
+def source_records(workdir: str) -> dict:
+  """{(model, context_len, seed): record} of a language_model workdir."""
+  store = ResultStore(workdir, language_model.RECORD_FIELDS)
+  if not os.path.exists(os.path.join(workdir, RESULTS_FILE)):
+    raise UserError(f'config.from_workdir: {workdir} has no {RESULTS_FILE}: no model finished')
+  return {language_model.point_key(r): r for r in store.records()}
+
+
+# ---- the measurements ------------------------------------------------------------------------
+
+
+def _targets(cfg: dict, corpus: dict):
+  """(contexts (N, max_lag), targets (N,), unigram of the training split): the same for every
+  model of the run."""
+  def build():
+    test = np.asarray(corpus['test'], np.int32)
+    positions = context.target_positions(len(test), cfg['max_lag'], cfg['num_targets'],
+                                         rng.stream_key(cfg['seed'], 'context', 0))
+    contexts, targets = context.windows(test, positions, cfg['max_lag'])
+    return contexts, targets, context.unigram(corpus['train'], len(corpus['vocabulary']))
+  return compiled.memo(('context_use.targets', compiled.config_key(cfg), id(corpus)), build,
+                       corpus)
+
+
+def _window(cfg: dict, name: str, length: int):
+  """The tokens a model reads at most: a transformer's window (its context_len, up to max_lag);
+  None for a recurrent model (its state is unbounded)."""
+  return min(length, cfg['max_lag']) if name == language.TRANSFORMER else None
+
+
+def _programs(cfg: dict, corpus: dict, name: str, length: int):
+  """(model, loss, reach): the jitted programs of one (model, context_len), for batch_targets
+  targets at a time (`compiled.Program`s: the memory check compiles what the run runs).
+
+  loss(params, contexts (B, max_lag), read (int32), targets (B,)) -> (B,) nats: a recurrent
+  model reads every token, its state reset to zero before the last `read` (one program for
+  every truncation); a transformer reads the last `read` tokens at positions 0..read-1.
+  reach(params, contexts, targets, weights (B,)) -> (max_lag,) ln of the mean over the B
+  targets of ||d (weight log p) / d e_t||^2, t = 0..max_lag-1 (-inf where it is exactly 0)."""
+  def build():
+    model = language.language_model(name, cfg, len(corpus['vocabulary']), length)
+    window, lag, batch = _window(cfg, name, length), cfg['max_lag'], cfg['batch_targets']
+
+    def log_prob_of(logits, targets):
+      logits = jax.nn.log_softmax(logits.astype(jnp.promote_types(logits.dtype, jnp.float32)))
+      return jnp.take_along_axis(logits, targets[:, None], axis=-1)[:, 0]
+
+    if model.recurrent:
+      def loss(params, contexts, read, targets):
+        embed, step, log_prob = model.reader(params)
+        zero = model.zero_carry(batch)
+
+        def body(carry, inputs):
+          t, e = inputs
+          new = step(carry, e)
+          return jax.tree.map(lambda n, z: jnp.where(t < lag - read, z, n), new, zero), None
+        last, _ = lax.scan(body, zero, (jnp.arange(lag), embed(contexts)))
+        return -log_prob(last, targets)
+
+      def reach(params, contexts, targets, weights):
+        embed, step, log_prob = model.reader(params)
+        return context.log_gradient_reach(step, log_prob, model.zero_carry(batch),
+                                          embed(contexts), targets, weights)
+    else:
+      def loss(params, contexts, read, targets):
+        j = jnp.arange(window)
+        x = jnp.where(j < read, contexts[:, jnp.clip(lag - read + j, 0, lag - 1)], 0)
+        logits = model.apply(params, x, ())[0]
+        return -log_prob_of(lax.dynamic_index_in_dim(logits, read - 1, 1, False), targets)
+
+      def reach(params, contexts, targets, weights):
+        seen, unseen = context.windowed(contexts, window)
+
+        def log_prob(delta):
+          return log_prob_of(model.apply(params, seen, (), None, delta)[0][:, -1], targets)
+        inside = context.log_gradient_reach_direct(
+            log_prob, (batch, window, cfg['hidden_size']), weights=weights)
+        return jnp.concatenate([jnp.full((unseen,), -jnp.inf, inside.dtype), inside])
+
+    device = [jax.devices()[0]]
+    return (model, compiled.Program(jax.jit(loss, keep_unused=True), device),
+            compiled.Program(jax.jit(reach, keep_unused=True), device))
+  return compiled.memo(('context_use.programs', compiled.config_key(cfg), name, length,
+                        id(corpus)), build, corpus)
+
+
+def _chunks(count: int, batch: int):
+  """Index arrays of `batch` rows covering 0..count-1, the last padded with row count-1, and
+  each one's weights (1 for a row of its own, 0 for padding)."""
+  out = []
+  for start in range(0, count, batch):
+    index = np.arange(start, start + batch)
+    out.append((np.minimum(index, count - 1), (index < count).astype(np.float32)))
+  return out
+
+
+def next_loss(cfg: dict, program, params, window):
+  """context.curves' next_loss: contexts (N, d) -> (N,) nats, by `program` in batches, the
+  contexts left-padded to max_lag (never read: the program reads the last d, or its window)."""
+  def fn(contexts, targets):
+    contexts, targets = np.asarray(contexts), np.asarray(targets)
+    n, d = contexts.shape
+    padded = np.zeros((n, cfg['max_lag']), np.int32)
+    padded[:, cfg['max_lag'] - d:] = contexts
+    read = np.int32(d if window is None else min(d, window))
+    out = [np.asarray(program(params, padded[i], read, targets[i]))
+           for i, _ in _chunks(n, cfg['batch_targets'])]
+    return np.concatenate(out)[:n]
+  return fn
+
+
+def reach_profile(cfg: dict, program, params, contexts, targets) -> np.ndarray:
+  """ln mean over all targets of ||d log p / d e_{t-1-k}||^2 by k = 0..max_lag-1 (float64): the
+  batches' log means combined in the log domain (each batch's mean is over batch_targets
+  rows, its padding rows adding 0)."""
+  n = len(targets)
+  logs = np.stack([np.asarray(program(params, contexts[i], targets[i], w), np.float64)
+                   for i, w in _chunks(n, cfg['batch_targets'])])
+  top = np.max(logs, axis=0)
+  safe = np.where(np.isfinite(top), top, 0.0)
+  with np.errstate(divide='ignore'):
+    total = safe + np.log(np.sum(np.exp(logs - safe), axis=0))
+  total = np.where(np.isneginf(top), -np.inf, total)
+  return (total + math.log(cfg['batch_targets'] / n))[::-1]
+
+
+def sweep_decay_rate(cfg: dict, name: str, seed: int):
+  """The decay rate the gradient-decay sweep measures for one cell of this model at its init
+  (hidden_size states, inputs N(0, I) of embed_size like the embedding's, the same variances
+  and recurrent init, SWEEP_BATCH examples, max_lag steps; fitted over the same window), or
+  None: the transformer, or the uniform init (which the sweep does not draw)."""
+  if name == language.TRANSFORMER or cfg['init'] != 'default':
+    return None
+  relu = name == 'relu'  # the IRNN, as recurrent_lm makes it
+  sweep_cfg = {'dtype': 'float32', 'batch_size': SWEEP_BATCH, 'hidden_size': cfg['hidden_size'],
+               'input_size': cfg['embed_size'], 'sigma_v2': cfg['sigma_v2'],
+               'recurrent_init': 'identity' if relu else cfg['recurrent_init'],
+               'gate_bias': cfg['gate_bias'], **cells.linear_options(cfg)}
+  length = cfg['max_lag']
+  log_h, _, finite, _ = jax.jit(functools.partial(
+      gradient_decay.measure_point, name, length, sweep_cfg))(
+          1.0 if relu else cfg['sigma_w2'], 0.0 if relu else cfg['sigma_b2'], seed, length)
+  if gradients.status_of(log_h, bool(finite)) != 'ok':
+    return None
+  return gradients.fit_decay_rate(log_h, cfg['fit_k_min'], cfg['fit_k_max'])
+
+
+def _finite(*values) -> bool:
+  return all(v is not None and math.isfinite(v) for v in values)
+
+
+def measure(cfg: dict, corpus: dict, name: str, length: int, seed: int, params, trained: dict,
+            bar) -> list:
+  """The curve records and the reach record of one seed's model (`params` trained, `trained`
+  its language_model record)."""
+  model, loss_program, reach_program = _programs(cfg, corpus, name, length)
+  contexts, targets, unigram = _targets(cfg, corpus)
+  window = _window(cfg, name, length)
+  base = {'model': name, LENGTH: length, 'seed': seed, 'dataset': cfg['dataset'],
+          'max_lag': cfg['max_lag'], 'num_targets': len(targets)}
+  if trained['status'] != 'ok':  # nothing to measure: the records say so
+    bar.update(len(cfg['perturbations']) * len(cfg['lags']) + 2)
+    return ([{'part': 'curve', **base, 'status': trained['status'], 'perturbation': p, 'lag': d,
+              'loss': None, 'loss_stderr': None, 'loss_increase': None,
+              'loss_increase_stderr': None}
+             for p in cfg['perturbations'] for d in cfg['lags']]
+            + [{'part': 'reach', **base, 'status': trained['status']}])
+  result = context.curves(next_loss(cfg, loss_program, params, window), contexts, targets,
+                          cfg['lags'], cfg['perturbations'],
+                          rng.stream_key(cfg['seed'], 'context', 1), unigram,
+                          progress=lambda: bar.update(1))
+  records = []
+  for p in cfg['perturbations']:
+    for d in cfg['lags']:
+      mean, stderr, increase, increase_stderr = result[p][d]
+      records.append({'part': 'curve', **base, 'perturbation': p, 'lag': d,
+                      'status': 'ok' if _finite(mean, increase) else 'nan', 'loss': mean,
+                      'loss_stderr': stderr, 'loss_increase': increase,
+                      'loss_increase_stderr': increase_stderr})
+  full, full_stderr = result['full']
+  curve = lambda p, i: [result[p][d][i] for d in cfg['lags']]
+  effective = order = content = None
+  if 'truncate' in result:
+    effective = context.effective_context(cfg['lags'], curve('truncate', 0), full,
+                                          cfg['relative_tolerance'])
+  if 'shuffle' in result:
+    order = context.zero_crossing(cfg['lags'], curve('shuffle', 2), curve('shuffle', 3))
+  if 'replace' in result:
+    content = context.zero_crossing(cfg['lags'], curve('replace', 2), curve('replace', 3))
+  reach = {}
+  for when, p in (('init', model.init(rng.stream_key(seed, 'init'))), ('trained', params)):
+    reach[when] = reach_profile(cfg, reach_program, p, contexts, targets)
+    bar.update(1)
+  slope = {when: gradients.fit_decay_rate(profile[::-1], cfg['fit_k_min'], cfg['fit_k_max'])
+           for when, profile in reach.items()}
+  trained_slope = slope['trained']
+  level = trained['level']
+  finite = _finite(full) and not np.isnan(reach['trained']).any() and not np.isposinf(
+      reach['trained']).any()
+  records.append({
+      'part': 'reach', **base, 'status': 'ok' if finite else 'nan', 'level': level,
+      'window': window, 'test_loss': trained['test_loss'],
+      **({'test_perplexity': trained['test_perplexity']} if level == 'word'
+         else {'test_bpc': trained['test_bpc']}),
+      'full_loss': full, 'full_loss_stderr': full_stderr,
+      'effective_context': effective, 'order_range': order, 'content_range': content,
+      'relative_tolerance': cfg['relative_tolerance'],
+      'log_grad_sq_reach_init': json_floats(reach['init']),
+      'log_grad_sq_reach_trained': json_floats(reach['trained']),
+      'reach_slope_init': slope['init'], 'reach_slope_trained': trained_slope,
+      'gradient_half_life': (-2 * math.log(2) / trained_slope
+                             if trained_slope is not None and trained_slope < 0 else None),
+      'sweep_decay_rate': sweep_decay_rate(cfg, name, seed),
+      'fit_k_min': cfg['fit_k_min'], 'fit_k_max': cfg['fit_k_max'],
+      **{k: cfg[k] for k in ('num_layers', 'hidden_size', 'embed_size', 'init', 'num_steps')},
+  })
+  return records
+
+
+def compute_group(cfg: dict, corpus: dict, store: ResultStore, group: tuple) -> list:
+  kind, name, length = group
+  if kind == 'training':
+    return [{'part': 'training', **r}
+            for r in language_model.compute_group(cfg, corpus, store.workdir, (name, length))]
+  source = cfg['from_workdir'] or store.workdir
+  if cfg['from_workdir']:
+    trained = source_records(source)
+  else:
+    trained = {language_model.point_key(r): r for r in store.records() if r['part'] == 'training'}
+  params = language_model.load_params(language_model.params_path(source, name, length))
+  seeds = sweep.seeds(cfg)
+  records = []
+  per_seed = len(cfg['perturbations']) * len(cfg['lags']) + 2
+  with tqdm.tqdm(total=per_seed * len(seeds), desc=f'measure {name} L={length}', leave=False,
+                 dynamic_ncols=True) as bar:
+    for j, seed in enumerate(seeds):
+      records += measure(cfg, corpus, name, length, seed,
+                         jax.tree.map(lambda a, j=j: a[j], params),
+                         trained[(name, length, seed)], bar)
+  return records
+
+
+def programs(cfg: dict, groups, corpus: dict) -> list:
+  """The training programs of the training groups (language_model's) and the two measurement
+  programs of each measured model, at the size they run."""
+  from lib.runtime import dry_run  # pylint: disable=g-import-not-at-top
+  out = language_model.programs(
+      cfg, [(group[1:], keys) for group, keys in groups if group[0] == 'training'], corpus)
+  batch, lag = cfg['batch_targets'], cfg['max_lag']
+  ints = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.int32)
+  for group, _ in groups:
+    if group[0] != 'measure':
+      continue
+    model, loss_program, reach_program = _programs(cfg, corpus, *group[1:])
+    params = jax.eval_shape(model.init, jax.random.key(0))
+    label = f'{group[1]} L={group[2]}'
+    calls = cfg['num_seeds'] * math.ceil(cfg['num_targets'] / batch)
+    out.append(dry_run.Program(f'{label} context loss', loss_program,
+                               (params, ints(batch, lag), ints(), ints(batch)),
+                               calls * (1 + len(cfg['lags']) * len(cfg['perturbations']))))
+    out.append(dry_run.Program(f'{label} gradient reach', reach_program,
+                               (params, ints(batch, lag), ints(batch),
+                                jax.ShapeDtypeStruct((batch,), jnp.float32)), 2 * calls))
+  return out
+
+
+def run(cfg: dict, store: ResultStore, corpus: dict) -> int:
+  computed = sweep.run_groups(grid(cfg), functools.partial(compute_group, cfg, corpus, store),
+                              point_key, store, desc='context use')
+  store.remove_checkpoints()
+  return computed
+
+
+def plot(records: list, plots_dir: str) -> list:
+  from lib.report import context_plots  # matplotlib: only to draw
+  return context_plots.context_use(records, plots_dir)
+
+
+def summary(records: list) -> str:
+  return tables.context_use_table(records)

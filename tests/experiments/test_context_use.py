@@ -1,0 +1,259 @@
+"""The context-use experiment on a repeating text (tests/experiments/test_language_model's: period
+9, each symbol determined by the two before it): a language_model workdir measured from its
+saved parameters, the same numbers when context_use trains the model itself, a resumed
+measurement that does not train again, and bad workdirs refused in one line."""
+
+import json
+import os
+import runpy
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lib import experiments
+from lib.data import text
+from lib.experiments import context_use
+from lib.experiments import language_model
+from lib.measure import context
+from lib.runtime import rng
+from lib.runtime.errors import UserError
+from tests.conftest import ROOT
+from tests.experiments import test_language_model
+from tests.experiments.test_language_model import repeating_corpus
+
+CONFIG = os.path.join(ROOT, 'experiments', 'context_use.py')
+LM_CONFIG = os.path.join(ROOT, 'experiments', 'language_model.py')
+# the language-model test's tiny run (its training programs then come from the compilation
+# cache): an LSTM and a transformer of window 8, 200 steps
+TRAINING = test_language_model.TINY
+# 60 targets in batches of 32: the second batch padded (its padding must add nothing)
+MEASURING = dict(max_lag=16, lags=(1, 2, 3, 4, 8, 12, 16), num_targets=60, batch_targets=32)
+WINDOW = 8
+
+
+def config(path=CONFIG, **overrides):
+  cfg = runpy.run_path(path)['get_config']()
+  cfg.update(overrides)
+  return cfg
+
+
+def _records(workdir, part=None):
+  records = [json.loads(line) for line in open(os.path.join(workdir, 'results.jsonl'))]
+  return [r for r in records if part is None or r.get('part') == part]
+
+
+@pytest.fixture(scope='module')
+def lm_workdir(tmp_path_factory):
+  """A finished language_model workdir: an LSTM and a window-8 transformer, 200 steps each."""
+  workdir = str(tmp_path_factory.mktemp('lm') / 'w')
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(text, 'corpus', repeating_corpus)
+    experiments.run(experiments.validate(config(LM_CONFIG, **TRAINING)), workdir)
+  return workdir
+
+
+@pytest.fixture
+def repeating_text(monkeypatch):
+  monkeypatch.setattr(text, 'corpus', repeating_corpus)
+
+
+@pytest.fixture(scope='module')
+def measured(lm_workdir, tmp_path_factory):
+  """context_use of lm_workdir: (its workdir, its summary)."""
+  workdir = str(tmp_path_factory.mktemp('cu') / 'w')
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(text, 'corpus', repeating_corpus)
+    out = experiments.run(experiments.validate(config(from_workdir=lm_workdir, **MEASURING)),
+                          workdir)
+  return workdir, out
+
+
+def _direct_losses(model, params, contexts, targets, d):
+  """-log p(target) of each context's last d tokens (the transformer: its last window of them)
+  by the model's own apply from a zero state: not the measurement's programs."""
+  seen = contexts[:, -min(d, WINDOW):] if not model.recurrent else contexts[:, -d:]
+  logits = jax.jit(model.apply)(params, jnp.asarray(seen), model.zero_carry(len(seen)))[0][:, -1]
+  return -np.asarray(jax.nn.log_softmax(logits)[np.arange(len(targets)), targets], np.float64)
+
+
+def _direct_reach(model, params, contexts, targets):
+  """ln mean over every target of ||d log p / d e_{t-1-k}||^2 by k, by one plain jax.grad with
+  respect to the embedded inputs over all targets at once (no batches, no renormalisation:
+  nothing underflows at 16 tokens)."""
+  if model.recurrent:
+    embed, step, log_prob = model.reader(params)
+
+    def total(xs):
+      carry = model.zero_carry(len(targets))
+      for x in xs:
+        carry = step(carry, x)
+      return jnp.sum(log_prob(carry, jnp.asarray(targets)))
+    g = jax.grad(total)(embed(jnp.asarray(contexts)))  # (T, N, E)
+    by_t = jnp.log(jnp.mean(jnp.sum(g ** 2, axis=-1), axis=1))
+  else:
+    seen = jnp.asarray(contexts[:, -WINDOW:])
+
+    def total(delta):
+      logits = model.apply(params, seen, (), None, delta)[0][:, -1]
+      return jnp.sum(jax.nn.log_softmax(logits)[np.arange(len(targets)), targets])
+    g = jax.grad(total)(jnp.zeros(seen.shape + (TRAINING['hidden_size'],)))
+    by_t = jnp.log(jnp.mean(jnp.sum(g ** 2, axis=-1), axis=0))
+  return by_t[::-1]
+
+
+def test_a_workdir_is_measured_from_its_saved_parameters(lm_workdir, measured, repeating_text):
+  """From a language_model workdir: records in grid order; each truncated loss and the full
+  history's equal the mean of the model's own apply on the last d tokens (1e-5); a window-8
+  transformer's loss changes by exactly 0 when anything beyond its window is perturbed or cut,
+  and its gradient reach is exactly 0 (None) there and finite inside; the LSTM's reach is finite
+  at every lag, and both equal a plain jax.grad over all targets at once (1e-4: the
+  measurement's batches, padding and renormalised reverse pass checked); one token is not
+  enough (its loss is at least the empirical conditional entropy of the targets given one
+  symbol) and the effective context is at least 2; the table, the test metric of the training,
+  the plots."""
+  workdir, out = measured
+  records = _records(workdir)
+  lags, perturbations = MEASURING['lags'], context.PERTURBATIONS
+  assert [context_use.point_key(r) for r in records] == [
+      k for name in ('lstm', 'transformer') for k in
+      [('curve', name, 8, 0, p, d) for p in perturbations for d in lags]
+      + [('reach', name, 8, 0)]]
+  cfg = experiments.validate(config(from_workdir=lm_workdir, **MEASURING))
+  corpus = repeating_corpus('ptb_char')
+  test = np.asarray(corpus['test'], np.int32)
+  positions = context.target_positions(len(test), 16, 60, rng.stream_key(0, 'context', 0))
+  contexts, targets = context.windows(test, positions, 16)
+  # the empirical lower bound of the loss given one symbol: sum over the previous symbol s of
+  # n_s H(successor | s) over the targets (q(a) + q(b) <= 1 for the two successors a, b)
+  previous = contexts[:, -1]
+  bound = 0.0
+  for s in np.unique(previous):
+    counts = np.bincount(targets[previous == s])
+    p = counts[counts > 0] / counts.sum()
+    bound += counts.sum() * -(p * np.log(p)).sum()
+  bound /= len(targets)
+  assert bound > 0.3  # a third of the pattern's symbols have two successors
+  lm_records = {r['model']: r for r in _records(lm_workdir)}
+  for name in ('lstm', 'transformer'):
+    rows = {(r['perturbation'], r['lag']): r for r in records
+            if r['model'] == name and r['part'] == 'curve'}
+    reach = next(r for r in records if r['model'] == name and r['part'] == 'reach')
+    assert reach['status'] == 'ok' and all(r['status'] == 'ok' for r in rows.values())
+    model = language_model._setup(cfg, corpus, (name, 8))[0]  # pylint: disable=protected-access
+    params = jax.tree.map(lambda a: jnp.asarray(a[0]), language_model.load_params(
+        language_model.params_path(lm_workdir, name, 8)))
+    for d in (3, 16):
+      direct = _direct_losses(model, params, contexts, targets, d)
+      measured_loss = reach['full_loss'] if d == 16 else rows[('truncate', d)]['loss']
+      assert measured_loss == pytest.approx(direct.mean(), rel=1e-5), (name, d)
+    assert rows[('truncate', 1)]['loss'] >= bound - 1e-6
+    assert reach['effective_context'] >= 2
+    assert reach['test_bpc'] == lm_records[name]['test_bpc']
+    profile = reach['log_grad_sq_reach_trained']
+    assert len(profile) == 16 and len(reach['log_grad_sq_reach_init']) == 16
+    direct = jax.jit(_direct_reach, static_argnums=0)(model, params, contexts, targets)
+    seen = len(direct)
+    np.testing.assert_allclose(np.asarray(profile[:seen], np.float64), np.asarray(direct),
+                               rtol=1e-4, atol=1e-4, err_msg=name)
+    if name == 'transformer':
+      assert reach['window'] == WINDOW
+      for d in lags:
+        if d >= WINDOW:
+          assert rows[('truncate', d)]['loss'] == reach['full_loss']
+          for p in ('shuffle', 'replace'):
+            assert rows[(p, d)]['loss_increase'] == 0.0 == rows[(p, d)]['loss_increase_stderr']
+      for when in ('init', 'trained'):
+        k_profile = reach[f'log_grad_sq_reach_{when}']
+        assert all(v is None for v in k_profile[WINDOW:]), when
+        assert all(v is not None and np.isfinite(v) for v in k_profile[:WINDOW]), when
+    else:
+      assert reach['window'] is None
+      assert all(v is not None and np.isfinite(v) for v in profile)
+      assert reach['sweep_decay_rate'] is not None and reach['sweep_decay_rate'] < 0
+  assert 'unbounded' in out and 'transformer' in out
+  for name in ('context_curves.png', 'gradient_reach.png'):
+    assert os.path.getsize(os.path.join(workdir, 'plots', name)) > 0
+
+
+def test_training_here_measures_the_same_and_resumes_without_training(lm_workdir, measured,
+                                                                      tmp_path, repeating_text):
+  """context_use training the LSTM itself (the same keys) writes the language_model records
+  (part 'training') and measures exactly what it measured from the workdir; a run that lost
+  its measurement records (killed while measuring) measures again from the saved parameters
+  without training (their file untouched) and writes the same records."""
+  workdir = str(tmp_path / 'w')
+  cfg = experiments.validate(config(**{**TRAINING, 'models': ('lstm',)}, **MEASURING))
+  experiments.run(cfg, workdir)
+  trained = _records(workdir, 'training')
+  assert [r['model'] for r in trained] == ['lstm']
+  assert trained[0]['test_loss'] == _records(lm_workdir)[0]['test_loss']
+  measured_here = [r for r in _records(workdir) if r['part'] != 'training']
+  from_workdir = [r for r in _records(measured[0]) if r['model'] == 'lstm']
+  assert measured_here == from_workdir
+  params = language_model.params_path(workdir, 'lstm', 8)
+  stamp = os.stat(params).st_mtime_ns
+  lines = open(os.path.join(workdir, 'results.jsonl')).readlines()
+  with open(os.path.join(workdir, 'results.jsonl'), 'w') as f:
+    f.writelines(lines[:1])  # the training record alone
+  experiments.run(cfg, workdir)
+  assert os.stat(params).st_mtime_ns == stamp
+  assert [r for r in _records(workdir) if r['part'] != 'training'] == from_workdir
+
+
+def _copy_without_params(lm_workdir, tmp_path):
+  copy = tmp_path / 'no_params'
+  shutil.copytree(lm_workdir, copy, ignore=shutil.ignore_patterns('params'))
+  return str(copy)
+
+
+@pytest.mark.parametrize('case, message', [
+    ('missing', r'config.from_workdir: .*nowhere is not a folder'),
+    ('empty', r'config.from_workdir: .*empty has no config.json: not the workdir of a run'),
+    ('other', r"is a workdir of 'gradient_decay'; context_use reads a language_model workdir"),
+    ('old', r"config is not one this version reads: config is missing key 'r_min'"),
+    ('no_params', r'no_params/params/lstm-L8.msgpack is missing \(a run that has not finished'),
+])
+def test_a_workdir_it_cannot_read_fails_with_one_line(case, message, lm_workdir, tmp_path,
+                                                      repeating_text):
+  if case == 'missing':
+    source = str(tmp_path / 'nowhere')
+  elif case == 'empty':
+    source = str(tmp_path / 'empty')
+    os.makedirs(source)
+  elif case == 'other':
+    source = str(tmp_path / 'other')
+    os.makedirs(source)
+    json.dump({'experiment': 'gradient_decay', 'cells': ['tanh']},
+              open(os.path.join(source, 'config.json'), 'w'))
+  elif case == 'old':  # a language_model workdir from before the linear cells' keys
+    source = _copy_without_params(lm_workdir, tmp_path)
+    old = json.load(open(os.path.join(source, 'config.json')))
+    del old['r_min']
+    json.dump(old, open(os.path.join(source, 'config.json'), 'w'))
+  else:
+    source = _copy_without_params(lm_workdir, tmp_path)
+  with pytest.raises(UserError, match=message) as error:
+    context_use.prepare(experiments.validate(config(from_workdir=source, **MEASURING)))
+  assert '\n' not in str(error.value)
+
+
+@pytest.mark.parametrize('overrides, message', [
+    (dict(lags=(1, 300)), r'config.lags: 300 is longer than config.max_lag \(256\)'),
+    (dict(relative_tolerance=0.0), r'config.relative_tolerance \(0.0\) must be in \(0, 1\)'),
+    (dict(perturbations=('drop',)), "unknown perturbation 'drop'; valid choices: truncate, "
+                                    'shuffle, replace'),
+    (dict(fit_k_max=256), r'config.fit_k_max \(256\) must be -1 or in \(fit_k_min, max_lag\)'),
+])
+def test_bad_measurement_keys_fail_with_one_line(overrides, message):
+  with pytest.raises(UserError, match=message):
+    experiments.validate(config(**overrides))
+
+
+def test_a_history_longer_than_the_test_split_is_refused(repeating_text):
+  with pytest.raises(UserError, match=r'the stream \(400 tokens\) is not longer than max_lag'):
+    context_use.prepare(experiments.validate(config(**{**TRAINING, **MEASURING,
+                                                       'max_lag': 400, 'lags': (1,)})))
+
