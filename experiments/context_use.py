@@ -29,7 +29,7 @@ def get_config():
   config.num_targets = 1000  # positions of the test split (the same for every model)
   config.batch_targets = 250  # targets per call of the measuring programs (memory)
   config.perturbations = ('truncate', 'shuffle', 'replace')
-  config.relative_tolerance = 0.01  # effective context: truncated loss within 1% of the full
+  config.relative_tolerance = 0.01  # effective context: truncated loss at most 1% above the full
   config.fit_k_min = 1  # reach slope: least squares over fit_k_min <= k <= fit_k_max
   config.fit_k_max = -1  # -1: up to max_lag - 1
   return config

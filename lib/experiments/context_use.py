@@ -7,8 +7,9 @@ Two ways to get the models:
              language_model experiment trains it (its records, part 'training'; its final
              parameters in workdir/params), then measured
   from_workdir=DIR
-             DIR is a finished language_model workdir: its config replaces every model and
-             training key of this one (what was trained there is what is measured here: the
+             DIR is a finished language_model workdir (or a context_use workdir that trained
+             its models, to measure them another way): its config replaces every model
+             and training key of this one (what was trained there is what is measured here: the
              workdir's config.json says which), its final parameters (DIR/params) and its test
              losses (DIR/results.jsonl) are read, nothing is trained
 
@@ -22,17 +23,17 @@ recurrent model; a transformer the last min(d, context_len) tokens, its window, 
              the training split's unigram, its standard error, and the paired increase over the
              full-history loss with its standard error
   part 'reach' (model, context_len, seed): the full-history loss; the effective context (the
-             smallest lag whose truncated loss is within relative_tolerance of it), the
-             order-sensitive range (shuffle) and the content range (replace): the first lag
-             whose increase is within 2 standard errors of 0 (context.zero_crossing); the
-             gradient reach
-             ln mean_targets ||d log p(x_t) / d e_{t-1-k}||^2, k = 0..max_lag-1 (k = 0 the last
-             token read; e the input embedding; the recurrent models through the renormalised
-             reverse pass, so e^-300 is a number; None where it is exactly 0: beyond a
-             transformer's window) at initialisation and trained, its least-squares slope per
-             token over fit_k_min <= k <= fit_k_max, the gradient half-life -2 ln 2 / slope (the
-             tokens over which the gradient's norm halves) and, beside them, the decay rate that
-             the gradient-decay sweep measures for one such cell at this init (random inputs;
+             smallest lag from which the truncated loss is at most relative_tolerance above
+             it), the order-sensitive range (shuffle) and the content range (replace): the
+             first lag whose increase is within 2 standard errors of 0
+             (context.zero_crossing); the gradient reach ln mean_targets ||d log p(x_t) /
+             d e_{t-1-k}||^2, k = 0..max_lag-1 (k = 0 the last token read; e the input
+             embedding; the recurrent models through the renormalised reverse pass, so e^-300
+             is a number; None where it is exactly 0: beyond a transformer's window) at
+             initialisation and trained, its least-squares slope per token over fit_k_min <= k
+             <= fit_k_max, the gradient half-life -2 ln 2 / slope (the tokens over which the
+             gradient's norm halves) and, beside them, the decay rate that the gradient-decay
+             sweep measures for one such cell at this init (random inputs;
              lib/experiments/gradient_decay.measure_point), and the test loss of the training.
 
 Each (model, context_len) is two groups: its training, then its measurement, so a run killed
@@ -98,12 +99,18 @@ def source_config(workdir: str) -> dict:
     raise UserError(f'{where} has no {CONFIG_FILE}: not the workdir of a run')
   source = read_json(path)
   name = source.get('experiment') if isinstance(source, dict) else None
-  if name != 'language_model':
-    raise UserError(f'{where} is a workdir of {name!r}; context_use reads a language_model '
-                    'workdir (experiments/language_model.py or experiments/ptb_small.py)')
+  trained_here = name == 'context_use' and not source.get('from_workdir')
+  if name != 'language_model' and not trained_here:
+    raise UserError(f'{where} is a workdir of {name!r}'
+                    + (' that measured another workdir' if name == 'context_use' else '')
+                    + '; context_use reads a language_model workdir (experiments/'
+                    'language_model.py or experiments/ptb_small.py) or a context_use workdir '
+                    'that trained its models')
   if source.get('shard'):
     raise UserError(f'{where} is shard {source["shard"][0]} of {source["shard"][1]} of a run; '
                     'measure a whole run')
+  if trained_here:  # its model and training keys are language_model's
+    source = {**{k: source[k] for k in LM_KEYS if k in source}, 'experiment': 'language_model'}
   try:
     return language_model.validate({k: v for k, v in source.items() if k != 'points_batch'})
   except UserError as e:
@@ -159,6 +166,10 @@ def grid(cfg: dict) -> list:
 def prepare(cfg: dict) -> dict:
   """The corpus; and, reading a workdir, every group's saved parameters and records checked
   there, before anything is written here."""
+  if jax.process_count() > 1:
+    raise UserError('context_use runs as one process (its measurements are on one device); '
+                    'train the models with a multi-process language_model run and measure that '
+                    'workdir with config.from_workdir')
   if cfg.get('shard', (0, 1))[1] > 1 and not cfg['from_workdir']:
     raise UserError('context_use trains and measures each model in one run: run it unsharded, '
                     'or shard a language_model run and measure it with config.from_workdir')
@@ -181,11 +192,16 @@ def prepare(cfg: dict) -> dict:
 
 
 def source_records(workdir: str) -> dict:
-  """{(model, context_len, seed): record} of a language_model workdir."""
-  store = ResultStore(workdir, language_model.RECORD_FIELDS)
+  """{(model, context_len, seed): record} of the trained models of a language_model workdir (or
+  of a context_use workdir that trained them: its part 'training')."""
   if not os.path.exists(os.path.join(workdir, RESULTS_FILE)):
     raise UserError(f'config.from_workdir: {workdir} has no {RESULTS_FILE}: no model finished')
-  return {language_model.point_key(r): r for r in store.records()}
+  if read_json(os.path.join(workdir, CONFIG_FILE)).get('experiment') == 'context_use':
+    records = [r for r in ResultStore(workdir, RECORD_FIELDS).records()
+               if r['part'] == 'training']
+  else:
+    records = ResultStore(workdir, language_model.RECORD_FIELDS).records()
+  return {language_model.point_key(r): r for r in records}
 
 
 # ---- the measurements ------------------------------------------------------------------------
@@ -405,10 +421,7 @@ def compute_group(cfg: dict, corpus: dict, store: ResultStore, group: tuple) -> 
     return [{'part': 'training', **r}
             for r in language_model.compute_group(cfg, corpus, store.workdir, (name, length))]
   source = cfg['from_workdir'] or store.workdir
-  if cfg['from_workdir']:
-    trained = source_records(source)
-  else:
-    trained = {language_model.point_key(r): r for r in store.records() if r['part'] == 'training'}
+  trained = source_records(source)
   params = language_model.load_params(language_model.params_path(source, name, length))
   seeds = sweep.seeds(cfg)
   records = []

@@ -231,8 +231,8 @@ def context_use_table(records: list) -> str:
     rows[(r['model'], r['context_len'])].append(r)
   lines = [f'Context use on {first["dataset"]}: {first["num_targets"]} targets of the test '
            f'split, each with {first["max_lag"]} tokens of history (mean over seeds; lags as '
-           'min-max over seeds). Effective context: the shortest truncation within '
-           f'{first.get("relative_tolerance", 0):.0%} of the full-history loss; order / content '
+           'min-max over seeds). Effective context: the shortest truncation at most '
+           f'{first.get("relative_tolerance", 0):.0%} above the full-history loss; order / content '
            'range: the first lag at which shuffling / replacing what lies further back changes '
            'the loss by less than 2 standard errors; reach slope: d ln ||d log p / d e_{t-k}||^2 / '
            'dk (init, trained) beside the gradient-decay sweep\'s rate for the cell at init; '

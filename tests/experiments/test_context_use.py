@@ -183,7 +183,8 @@ def test_training_here_measures_the_same_and_resumes_without_training(lm_workdir
   """context_use training the LSTM itself (the same keys) writes the language_model records
   (part 'training') and measures exactly what it measured from the workdir; a run that lost
   its measurement records (killed while measuring) measures again from the saved parameters
-  without training (their file untouched) and writes the same records."""
+  without training (their file untouched) and writes the same records; measured from this
+  workdir (config.from_workdir), the same records again."""
   workdir = str(tmp_path / 'w')
   cfg = experiments.validate(config(**{**TRAINING, 'models': ('lstm',)}, **MEASURING))
   experiments.run(cfg, workdir)
@@ -201,6 +202,10 @@ def test_training_here_measures_the_same_and_resumes_without_training(lm_workdir
   experiments.run(cfg, workdir)
   assert os.stat(params).st_mtime_ns == stamp
   assert [r for r in _records(workdir) if r['part'] != 'training'] == from_workdir
+  # and a context_use workdir that trained its models is one to measure from, too
+  again = str(tmp_path / 'again')
+  experiments.run(experiments.validate(config(from_workdir=workdir, **MEASURING)), again)
+  assert _records(again) == from_workdir
 
 
 def _copy_without_params(lm_workdir, tmp_path):
@@ -213,6 +218,8 @@ def _copy_without_params(lm_workdir, tmp_path):
     ('missing', r'config.from_workdir: .*nowhere is not a folder'),
     ('empty', r'config.from_workdir: .*empty has no config.json: not the workdir of a run'),
     ('other', r"is a workdir of 'gradient_decay'; context_use reads a language_model workdir"),
+    ('measured', r"is a workdir of 'context_use' that measured another workdir; context_use "
+                 'reads'),
     ('old', r"config is not one this version reads: config is missing key 'r_min'"),
     ('no_params', r'no_params/params/lstm-L8.msgpack is missing \(a run that has not finished'),
 ])
@@ -227,6 +234,11 @@ def test_a_workdir_it_cannot_read_fails_with_one_line(case, message, lm_workdir,
     source = str(tmp_path / 'other')
     os.makedirs(source)
     json.dump({'experiment': 'gradient_decay', 'cells': ['tanh']},
+              open(os.path.join(source, 'config.json'), 'w'))
+  elif case == 'measured':
+    source = str(tmp_path / 'measured')
+    os.makedirs(source)
+    json.dump({'experiment': 'context_use', 'from_workdir': lm_workdir},
               open(os.path.join(source, 'config.json'), 'w'))
   elif case == 'old':  # a language_model workdir from before the linear cells' keys
     source = _copy_without_params(lm_workdir, tmp_path)

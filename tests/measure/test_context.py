@@ -165,3 +165,16 @@ def test_a_transformer_has_no_gradient_beyond_its_window():
     numeric = (log_prob(bump) - log_prob(-bump)) / (2 * step)
     exact = jax.grad(lambda d: jnp.sum(log_prob(d)))(jnp.zeros((6, 9, 8), jnp.float64))
     np.testing.assert_allclose(exact[:, 7, 2], numeric, rtol=1e-6, atol=1e-9)
+
+
+def test_the_summaries_of_a_curve_by_hand():
+  """Worked by hand: the effective context is one-sided (a truncation that lowers the loss, as
+  the transformer's last window position does, costs nothing: 2, not the 8 of a two-sided
+  rule); the zero crossing is the first lag within 2 standard errors (2, not the 8 that asking
+  every later lag to pass gives after one chance excursion at 4)."""
+  lags = (1, 2, 4, 8)
+  assert context.effective_context(lags, (2.0, 1.5, 1.4, 1.5), 1.5, 0.01) == 2
+  assert context.effective_context(lags, (2.0, 1.6, 1.52, 1.5), 1.5, 0.01) == 8
+  assert context.effective_context(lags, (2.0, 1.6, 1.52, 1.53), 1.5, 0.01) is None
+  assert context.zero_crossing(lags, (1.0, 0.01, 0.05, 0.0), (0.1, 0.01, 0.01, 0.0)) == 2
+  assert context.zero_crossing(lags, (1.0, 0.5, 0.3, 0.2), (0.1, 0.1, 0.1, 0.05)) is None
