@@ -48,7 +48,9 @@ def tiny_config():
 # one running a long file alone at the end. (By default xdist orders files by their number of
 # tests: test_long_range_memory, test_image_classification and test_distributed, long with few
 # tests, then came last: one worker ended 18 s after the other.) Ranked by their time in a full
-# run; the files not listed follow in their own order.
+# run; the files not listed follow in their own order. test_context_use comes a few files after
+# test_language_model: it trains that file's tiny run again, whose programs it then loads from
+# the compilation cache.
 LONGEST_FIRST = ('tests/test_run.py', 'tests/experiments/test_long_range_memory.py',
                  'tests/runtime/test_devices.py', 'tests/measure/test_theory.py',
                  'tests/nets/test_cnn.py', 'tests/experiments/test_image_classification.py',
@@ -57,7 +59,8 @@ LONGEST_FIRST = ('tests/test_run.py', 'tests/experiments/test_long_range_memory.
                  'tests/experiments/test_gradient_decay.py',
                  'tests/experiments/test_curse_of_memory.py', 'tests/runtime/test_train.py',
                  'tests/experiments/test_language_model.py', 'tests/nets/test_language.py',
-                 'tests/runtime/test_dry_run.py', 'tests/data/test_text.py',
+                 'tests/runtime/test_dry_run.py', 'tests/experiments/test_context_use.py',
+                 'tests/data/test_text.py',
                  'tests/data/test_datasets.py',
                  'tests/test_bench.py', 'tests/data/test_tasks.py')
 

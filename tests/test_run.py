@@ -53,8 +53,8 @@ BAD_INPUTS = {
         'need 0 <= process_id < num_processes'),
     'stray argument': (['stray'], 'unexpected argument(s): stray; flags are --config'),
     'missing config file': (['--config=nofile.py'], 'config file not found: nofile.py; '
-                            'experiments: experiments/curse_of_memory.py, '
-                            'experiments/depth_decay.py'),
+                            'experiments: experiments/context_use.py, '
+                            'experiments/curse_of_memory.py'),
     'unknown flag': (['--nosuch'], "Unknown command line flag 'nosuch'"),
     'plot_only without results': (['--plot_only', '--workdir={tmp}/none'], 'does not exist'),
     'plot_only with a config': (['--plot_only', '--workdir={tmp}/none', '--config.cells=tanh'],
