@@ -148,22 +148,24 @@ def test_a_transformer_has_no_gradient_beyond_its_window():
   from lib.nets import language  # pylint: disable=g-import-not-at-top
   with jax.enable_x64(True):
     model = language.transformer_lm(VOCAB, width=8, num_heads=2, num_layers=1, context_len=4)
-    params = jax.tree.map(lambda a: a.astype(jnp.float64), model.init(jax.random.key(0)))
+    params = jax.tree.map(lambda a: a.astype(jnp.float64), jax.jit(model.init)(jax.random.key(0)))
     rng = np.random.default_rng(5)
     contexts = jnp.asarray(rng.integers(0, VOCAB, (6, 9)), jnp.int32)
     targets = jnp.asarray(rng.integers(0, VOCAB, 6), jnp.int32)
     seen, unseen = context.windowed(contexts, 4)
 
+    @jax.jit
     def log_prob(delta):
       logits = model.apply(params, seen, (), None, delta[:, unseen:])[0][:, -1]
       return jnp.take_along_axis(jax.nn.log_softmax(logits), targets[:, None], 1)[:, 0]
-    reach = np.asarray(context.log_gradient_reach_direct(log_prob, (6, 9, 8), jnp.float64))
+    reach = np.asarray(jax.jit(lambda: context.log_gradient_reach_direct(
+        log_prob, (6, 9, 8), jnp.float64))())
     assert unseen == 5 and np.all(np.isneginf(reach[:5])) and np.all(np.isfinite(reach[5:]))
     # one coordinate of one embedding, by central difference
     step = 1e-6
     bump = jnp.zeros((6, 9, 8), jnp.float64).at[:, 7, 2].set(step)
     numeric = (log_prob(bump) - log_prob(-bump)) / (2 * step)
-    exact = jax.grad(lambda d: jnp.sum(log_prob(d)))(jnp.zeros((6, 9, 8), jnp.float64))
+    exact = jax.jit(jax.grad(lambda d: jnp.sum(log_prob(d))))(jnp.zeros((6, 9, 8), jnp.float64))
     np.testing.assert_allclose(exact[:, 7, 2], numeric, rtol=1e-6, atol=1e-9)
 
 
