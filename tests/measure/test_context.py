@@ -99,6 +99,22 @@ def test_perturbations_never_touch_the_last_tokens():
   assert np.mean(shuffled[:, :11] != np.asarray(contexts)[:, :11]) > 0.5  # it does permute
 
 
+def test_replace_draws_from_the_unigram():
+  """200,000 replaced tokens: each token's frequency within 4 standard errors of its
+  probability, a token of probability 0 never drawn (at a 10,000-word vocabulary too: the draw
+  is by the inverse distribution, no (N, L, V) noise)."""
+  p = np.asarray([0.1, 0.2, 0.0, 0.3, 0.4])
+  out = np.asarray(context.perturb(jnp.zeros((400, 501), jnp.int32), 1, 'replace',
+                                   jax.random.key(7), p))[:, :500]
+  freq = np.bincount(out.ravel(), minlength=VOCAB) / out.size
+  np.testing.assert_array_less(np.abs(freq - p), 4 * np.sqrt(p * (1 - p) / out.size) + 1e-12)
+  words = np.full(10_000, 1e-5)
+  words[123] = 1.0 - words.sum() + 1e-5
+  many = np.asarray(context.perturb(jnp.zeros((1000, 300), jnp.int32), 1, 'replace',
+                                    jax.random.key(8), words))
+  assert 0.88 < np.mean(many[:, :299] == 123) < 0.92
+
+
 def test_estimates_are_reproducible_per_key():
   a, _ = _curves(2, lags=(1, 4), perturbations=('shuffle', 'replace'))
   b, _ = _curves(2, lags=(1, 4), perturbations=('shuffle', 'replace'))
