@@ -335,9 +335,11 @@ def sweep_decay_rate(cfg: dict, name: str, seed: int):
                'recurrent_init': 'identity' if relu else cfg['recurrent_init'],
                'gate_bias': cfg['gate_bias'], **cells.linear_options(cfg)}
   length = cfg['max_lag']
-  log_h, _, finite, _ = jax.jit(functools.partial(
-      gradient_decay.measure_point, name, length, sweep_cfg))(
-          1.0 if relu else cfg['sigma_w2'], 0.0 if relu else cfg['sigma_b2'], seed, length)
+  program = compiled.memo(  # one compile per cell, whatever the number of seeds
+      ('context_use.sweep', compiled.config_key(cfg), name),
+      lambda: jax.jit(functools.partial(gradient_decay.measure_point, name, length, sweep_cfg)))
+  log_h, _, finite, _ = program(1.0 if relu else cfg['sigma_w2'],
+                                0.0 if relu else cfg['sigma_b2'], np.int32(seed), length)
   if gradients.status_of(log_h, bool(finite)) != 'ok':
     return None
   return gradients.fit_decay_rate(log_h, cfg['fit_k_min'], cfg['fit_k_max'])
