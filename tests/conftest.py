@@ -60,6 +60,7 @@ LONGEST_FIRST = ('tests/test_run.py', 'tests/experiments/test_long_range_memory.
                  'tests/experiments/test_curse_of_memory.py', 'tests/runtime/test_train.py',
                  'tests/experiments/test_language_model.py', 'tests/nets/test_language.py',
                  'tests/runtime/test_dry_run.py', 'tests/experiments/test_context_use.py',
+                 'tests/nets/test_transformer.py', 'tests/experiments/test_transformer_depth.py',
                  'tests/data/test_text.py',
                  'tests/data/test_datasets.py',
                  'tests/test_bench.py', 'tests/data/test_tasks.py')

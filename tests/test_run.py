@@ -56,6 +56,12 @@ BAD_INPUTS = {
                             'experiments: experiments/context_use.py, '
                             'experiments/curse_of_memory.py'),
     'unknown flag': (['--nosuch'], "Unknown command line flag 'nosuch'"),
+    'unknown transformer variant': (
+        ['--config={root}/experiments/transformer_depth.py', '--config.variants=pre_ln,preln'],
+        "config.variants: unknown transformer variant 'preln' (norm 'preln'); valid: <norm>"),
+    'transformer width and heads': (
+        ['--config={root}/experiments/transformer_depth.py', '--config.num_heads=5'],
+        'transformer width 64 must be a positive multiple of num_heads 5'),
     'plot_only without results': (['--plot_only', '--workdir={tmp}/none'], 'does not exist'),
     'plot_only with a config': (['--plot_only', '--workdir={tmp}/none', '--config.cells=tanh'],
                                 'takes no --config.cells=tanh'),
@@ -93,7 +99,7 @@ def bad_input_runs(tmp_path_factory):
 
   def args_of(name):
     args, _ = BAD_INPUTS[name]
-    args = [a.format(blocker=tmp / 'blocker', tmp=tmp, configs=configs) for a in args]
+    args = [a.format(blocker=tmp / 'blocker', tmp=tmp, configs=configs, root=ROOT) for a in args]
     if not any(a.startswith('--workdir') for a in args):
       args.append(f'--workdir={tmp}/w')
     return args

@@ -21,6 +21,7 @@ EXPERIMENTS = {
     'language_model': 'lib.experiments.language_model',
     'curse_of_memory': 'lib.experiments.curse_of_memory',
     'context_use': 'lib.experiments.context_use',
+    'transformer_depth': 'lib.experiments.transformer_depth',
 }
 
 

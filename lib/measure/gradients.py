@@ -39,6 +39,7 @@ class Profile(NamedTuple):
   log_grad_sq_input: Optional[jax.Array]  # (T,): ln mean_b ||dl_b/dx_t||^2, or None
   log_grad_sq_initial: jax.Array  # (): ln mean_b ||dl_b/ds_{-1}||^2 (the initial state / input)
   forward_finite: jax.Array  # (): False if the forward pass overflowed to inf or NaN
+  observed: Optional[object] = None  # observe(s_t) stacked over t = 0..T-1, or None
 
 
 @jax.custom_vjp
@@ -66,13 +67,17 @@ def _renormalise_bwd(active, cotangents):
 _renormalise.defvjp(_renormalise_fwd, _renormalise_bwd)
 
 
-def log_grad_profile(step, output_fn, carry0, xs, readout, input_grads: bool = True,
-                     length=None) -> Profile:
+def log_grad_profile(step, output_fn, carry0, xs, readout, input_grads=True,
+                     length=None, observe=None) -> Profile:
   """ln mean_b ||dl_b/ds_t||^2 for t = 0..T-1 (and for the inputs x_t, if `input_grads`).
 
   step(s_{t-1}, x_t) -> s_t is any recurrence: a Flax cell (`lib.nets.cells.step_of`), or a
   network's layers with x_t the parameters of layer t (then `input_grads=False`: x_t has no batch
-  axis). Exactly zero gradients give -inf; a forward pass that overflowed gives NaN or inf.
+  axis; or `input_grads='parameters'`, for a batch of one example: log_grad_sq_input is then a
+  pytree like x_t of (T,) arrays, ln ||dl/dx_t[leaf]||^2 per leaf, the gradient of each layer's
+  every parameter array). Exactly zero gradients give -inf; a forward pass that overflowed gives
+  NaN or inf. observe(s_t) -> pytree, where given, is evaluated on every state of the forward
+  pass (not differentiated): Profile.observed stacks them, (T, ...) per leaf.
 
   How: one reverse-mode pass through the scan, as jax.grad takes it (the forward pass saves what
   each step's VJP needs, nothing is recomputed), with two additions. Each step's state passes
@@ -92,6 +97,12 @@ def log_grad_profile(step, output_fn, carry0, xs, readout, input_grads: bool = T
   num_steps = len(jax.tree.leaves(xs)[0])
   leaf0 = jax.tree.leaves(carry0)[0]
   batch, dtype = leaf0.shape[0], leaf0.dtype
+  if input_grads not in (True, False, 'parameters'):
+    raise ValueError(f"input_grads must be True, False or 'parameters', got {input_grads!r}")
+  if input_grads == 'parameters' and batch != 1:
+    raise ValueError(f"input_grads='parameters' needs a batch of one example, got {batch}: a "
+                     'parameter shared by several examples would sum cotangents renormalised '
+                     'by different units')
 
   def loss(eps, delta, carry0, log_scale0, xs):
     def scan_step(carry, step_inputs):
@@ -102,16 +113,17 @@ def log_grad_profile(step, output_fn, carry0, xs, readout, input_grads: bool = T
       if length is not None:
         new = jax.tree.map(lambda n, c: jnp.where(active, n, c), new, state)
       finite = finite & jnp.all(jnp.stack([jnp.all(jnp.isfinite(s)) for s in jax.tree.leaves(new)]))
+      seen = None if observe is None else observe(jax.lax.stop_gradient(new))
       new, log_scale = _renormalise(new, log_scale, active)
-      return (jax.tree.map(jnp.add, new, eps_t), log_scale + delta_t, finite), None
-    (last, _, finite), _ = lax.scan(
+      return (jax.tree.map(jnp.add, new, eps_t), log_scale + delta_t, finite), seen
+    (last, _, finite), observed = lax.scan(
         scan_step, (carry0, log_scale0, jnp.bool_(True)), (jnp.arange(num_steps), xs, eps, delta))
-    return jnp.sum(output_fn(last) * readout), finite
+    return jnp.sum(output_fn(last) * readout), (finite, observed)
 
   eps = jax.tree.map(lambda s: jnp.zeros((num_steps,) + s.shape, s.dtype), carry0)
   delta = jnp.zeros((num_steps, batch), dtype)
   argnums = (0, 1, 2, 3, 4) if input_grads else (0, 1, 2, 3)
-  grads, forward_finite = jax.grad(loss, argnums, has_aux=True)(
+  grads, (forward_finite, observed) = jax.grad(loss, argnums, has_aux=True)(
       eps, delta, carry0, jnp.zeros((batch,), dtype), xs)
   g_states, log_units, g_initial, log_unit_initial = grads[:4]
 
@@ -124,6 +136,10 @@ def log_grad_profile(step, output_fn, carry0, xs, readout, input_grads: bool = T
     if not input_grads:
       return _log_batch_mean(log_sq_state), None
     # x_t's cotangent is in the units of g_t renormalised at step t
+    if input_grads == 'parameters':  # no batch axis; the batch is one example
+      return (log_sq_state[0],
+              jax.tree.map(lambda leaf: log_sq_state[0] + jnp.log(jnp.sum(jnp.square(leaf))),
+                           g_input))
     return (_log_batch_mean(log_sq_state),
             _log_batch_mean(log_sq_state + jnp.log(_sq_norm(g_input))))
 
@@ -134,7 +150,8 @@ def log_grad_profile(step, output_fn, carry0, xs, readout, input_grads: bool = T
       log_grad_sq_input=log_grad_sq_input,
       log_grad_sq_initial=_log_batch_mean(
           2.0 * log_unit_initial + jnp.log(_sq_norm(g_initial))),
-      forward_finite=forward_finite)
+      forward_finite=forward_finite,
+      observed=observed)
 
 
 def direct_grad_profile(step, output_fn, carry0, xs, readout, input_grads: bool = True):

@@ -140,3 +140,20 @@ def critical_sigma_w2(activation: str, sigma_b2: float, sigma_v2: float = 0.0) -
   while excess(hi) > 0:
     hi *= 2.0
   return _root(excess, 1.0, hi)
+
+
+def w2_depth_exponent(norm: str, skip: bool, mlp: bool, scaled: bool):
+  """The exponent p of ||dL/dW2_L||_F ~ L^p for the last block's second MLP matrix at
+  initialisation (Xiong et al. 2020, Theorem 1), or None where no theory predicts one.
+
+  Post-LN: O(d sqrt(ln d)) whatever the depth, p = 0: the stream is renormalised after every
+  sublayer, so the last LayerNorm's Jacobian does not depend on L. Pre-LN: O(d sqrt(ln d / L)),
+  p = -1/2: each block adds O(1) variance to an unnormalised stream, E ||x_L||^2 ~ L d, and the
+  final LayerNorm divides the gradient by ||x_L|| / sqrt(d). With residual scale alpha = 1/sqrt(L)
+  (our derivation, the same argument): pre-LN's stream stays O(1) but every branch is multiplied
+  by alpha, p = -1/2 again; post-LN's also gets the factor alpha, p = -1/2. Without skips, an
+  MLP, or a normalisation, the theorem says nothing.
+  """
+  if not (skip and mlp) or norm not in ('post_ln', 'pre_ln'):
+    return None
+  return -0.5 if (norm == 'pre_ln' or scaled) else 0.0

@@ -264,3 +264,51 @@ def context_use_table(records: list) -> str:
         f'{mean_of(ok, "sweep_decay_rate", ".4f"):>8} {half_text:>9} '
         f'{"unbounded" if window is None else window:>9}  {bad or "-"}')
   return '\n'.join(lines)
+
+
+def _mean_ok(rows: list, pick):
+  values = [pick(r) for r in rows if r['status'] == 'ok']
+  values = [v for v in values if v is not None]
+  return float(np.mean(values)) if values else None
+
+
+def transformer_depth_table(records: list, fits: dict, collapse: dict, threshold: float) -> str:
+  """Per variant: the last block's ln ||dL/dW2_L||^2 slope against ln L (+- its standard error)
+  beside the theory; then, at the deepest depth (means over 'ok' seeds), the gradient's fall
+  through the stack ln ||dL/dX_0||^2 - ln ||dL/dX_L||^2, the first block's W2 gradient over the
+  last one's (Xiong et al.'s imbalance, ln), the first block's ln ||dL/dW_QK||^2, the last rank
+  residual, the mean token cosine, and the first layer whose rank residual is below `threshold`
+  per seed (- where it never falls below)."""
+  variants = list(dict.fromkeys(r['variant'] for r in records))
+  deepest = max(r['depth'] for r in records)
+  width = max(len(v) for v in variants + ['variant'])
+  fmt = lambda v, spec: '-' if v is None else format(v, spec)
+  lines = [f'Last block ||dL/dW2_L||^2 ~ L^slope over depths '
+           f'{", ".join(str(d) for d in sorted({r["depth"] for r in records}))} '
+           f'(theory: Xiong et al. 2020, 0 post-LN, -1 pre-LN); per layer at L={deepest}:',
+           f'{"variant":<{width}} {"slope":>7} {"+-":>5} {"theory":>6}  {"ln g0/gL":>9} '
+           f'{"ln W2_1/L":>9} {"ln QK_1":>8} {"rank_L":>8} {"cos_L":>6}  '
+           f'{"collapse<" + format(threshold, "g"):>14}   not ok']
+  for v in variants:
+    fit = fits.get(v)
+    rows = [r for r in records if r['variant'] == v and r['depth'] == deepest]
+    fall = _mean_ok(rows, lambda r: None if None in (r['log_grad_sq'][0], r['log_grad_sq'][-1])
+                    else r['log_grad_sq'][0] - r['log_grad_sq'][-1])
+    w2 = _mean_ok(rows, lambda r: None if not r['log_weight_grad_sq']
+                  or None in (r['log_weight_grad_sq'][0], r['log_weight_grad_sq'][-1])
+                  else r['log_weight_grad_sq'][0] - r['log_weight_grad_sq'][-1])
+    layers = collapse.get((v, deepest), [])
+    bad = sorted({f'{r["status"]}@L={r["depth"]}' for r in records
+                  if r['variant'] == v and r['status'] != 'ok'})
+    lines.append(
+        f'{v:<{width}} {fmt(fit and fit["slope"], "+7.3f"):>7} '
+        f'{fmt(fit and fit["stderr"], "5.3f"):>5} '
+        f'{fmt(fit and fit["theory"], "+6.0f"):>6}  {fmt(fall, "+9.2f"):>9} {fmt(w2, "+9.2f"):>9} '
+        f'{fmt(_mean_ok(rows, lambda r: r["log_qk_grad_sq"][0]), "8.2f"):>8} '
+        f'{fmt(_mean_ok(rows, lambda r: r["rank_residual"][-1]), "8.2g"):>8} '
+        f'{fmt(_mean_ok(rows, lambda r: r["token_cosine"][-1]), "6.3f"):>6}  '
+        f'{",".join("-" if l is None else str(l) for l in layers):>14}   {", ".join(bad) or "-"}')
+  lines.append('ln g0/gL: ln ||dL/dX_0||^2 - ln ||dL/dX_L||^2; ln W2_1/L: the same for block 1 '
+               "and block L's W2; ln QK_1: block 1's ln ||dL/dW_Q,K||^2; collapse: per seed, the "
+               'first layer whose rank residual is below the threshold')
+  return '\n'.join(lines)

@@ -81,6 +81,20 @@ def choices(valid: tuple, what: str) -> Checker:
   return _listed(choice(valid, what), f'nothing to sweep; valid choices: {", ".join(valid)}')
 
 
+def parsed(parse: Callable[[str], Any], if_empty: str) -> Checker:
+  """A non-empty list of names, each checked by parse(name) (which raises a UserError naming the
+  problem), repeats dropped: names with a grammar rather than a list of choices."""
+  def one(key, value):
+    if not isinstance(value, str):
+      raise UserError(f'config.{key}: expected a name, got {value!r}')
+    try:
+      parse(value)
+    except UserError as e:
+      raise UserError(f'config.{key}: {e}') from None
+    return value
+  return _listed(one, if_empty)
+
+
 def integer(minimum: int, what: str, maximum: float = float('inf')) -> Checker:
   return lambda key, value: _as_int(key, value, minimum, what, maximum)
 

@@ -64,7 +64,7 @@ def test_profile_equals_separate_grads_per_step(name):
         expect_x.append(_log_mean_sq(jax.grad(lambda x: loss_from(t, s_prev, x))(xs[t])))
       return profile, jnp.stack(expect_h), jnp.stack(expect_x)
 
-    (log_h, log_x, _, finite), expect_h, expect_x = jax.jit(both)()
+    (log_h, log_x, _, finite, _), expect_h, expect_x = jax.jit(both)()
     np.testing.assert_allclose(log_h, expect_h, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(log_x, expect_x, rtol=1e-10, atol=1e-10)
     assert bool(finite)
@@ -81,7 +81,7 @@ def test_hand_worked_three_step_linear_recurrence():
   params = {'params': {'h': {'kernel': jnp.array([[w]])},
                        'i': {'kernel': jnp.array([[v]]), 'bias': jnp.array([0.1])}}}
   xs = jnp.array([[[1.0], [-2.0]], [[0.5], [0.0]], [[3.0], [1.0]]])  # (T=3, B=2, D=1)
-  log_h, log_x, log_initial, _ = jax.jit(lambda: gradients.log_grad_profile(
+  log_h, log_x, log_initial, _, _ = jax.jit(lambda: gradients.log_grad_profile(
       cells.step_of(cell, params), lambda c: c, jnp.zeros((2, 1)), xs, jnp.array([r])))()
   expect_h = np.log([r**2 * w**4, r**2 * w**2, r**2])
   np.testing.assert_allclose(log_h, expect_h, rtol=1e-6)
@@ -96,7 +96,7 @@ def test_log_domain_equals_float64_direct(name):
   with jax.enable_x64(True):
     net64 = _network(name, seq_len=40, sigma_w2=1.5)
     direct_h, direct_x = jax.jit(lambda: gradients.direct_grad_profile(*net64))()
-    log_h, log_x, _, _ = jax.jit(lambda: gradients.log_grad_profile(*net64))()
+    log_h, log_x, _, _, _ = jax.jit(lambda: gradients.log_grad_profile(*net64))()
     np.testing.assert_allclose(log_h, direct_h, rtol=1e-12, atol=1e-11)
     np.testing.assert_allclose(log_x, direct_x, rtol=1e-12, atol=1e-11)
   with jax.enable_x64(True):
@@ -225,3 +225,16 @@ def test_status_of_each_kind_of_profile(profile, forward_finite, status):
   +inf anywhere in the log profile (before 'vanished'), 'vanished' for -inf (a gradient that is
   exactly zero), else 'ok'."""
   assert gradients.status_of(np.array(profile, np.float32), forward_finite) == status
+
+
+def test_parameter_gradients_need_a_batch_of_one():
+  """input_grads='parameters' sums each layer's parameter cotangent over the batch, which is only
+  the gradient when every example shares one renormalisation unit: a batch of 2 is refused."""
+  step = lambda h, w: jnp.tanh(h @ w)
+  ws = jnp.ones((3, 2, 2))
+  with pytest.raises(ValueError, match='needs a batch of one example, got 2'):
+    gradients.log_grad_profile(step, lambda h: h, jnp.ones((2, 2)), ws, jnp.ones((2, 2)),
+                               input_grads='parameters')
+  with pytest.raises(ValueError, match="input_grads must be True, False or 'parameters'"):
+    gradients.log_grad_profile(step, lambda h: h, jnp.ones((1, 2)), ws, jnp.ones((1, 2)),
+                               input_grads='params')
