@@ -82,7 +82,7 @@ def prepare(cfg: dict):
   if len(corpus['train']) < cfg['seq_len']:
     raise UserError(f'the training split of {cfg["inputs"]} ({len(corpus["train"])} tokens) is '
                     f'shorter than config.seq_len ({cfg["seq_len"]})')
-  return {'ids': corpus['train'], 'vocab_size': len(corpus['vocabulary'])}
+  return {'ids': np.asarray(corpus['train'], np.int32), 'vocab_size': len(corpus['vocabulary'])}
 
 
 def point_key(record: dict) -> tuple:
@@ -166,16 +166,21 @@ def program(cfg: dict, variant: str, depth: int, vocab_size: int = 0):
 
 
 def _shared(data) -> tuple:
-  return () if data is None else (np.asarray(data['ids'], np.int32),)
+  """The programs' shared arguments: the text's ids, or none for Gaussian tokens."""
+  return () if data is None else (data['ids'],)
+
+
+def _vocab_size(data) -> int:
+  return 0 if data is None else data['vocab_size']
 
 
 def programs(cfg: dict, groups, data=None) -> list:
   """One `lib.runtime.dry_run.Program` per (variant, depth) group."""
   from lib.runtime import dry_run  # pylint: disable=g-import-not-at-top
-  vocab = 0 if data is None else data['vocab_size']
   args = dry_run.points_args(cfg['num_seeds'], 'int32')[0]
   shared = tuple(jax.ShapeDtypeStruct(a.shape, a.dtype) for a in _shared(data))
-  return [dry_run.Program(f'{variant} depth {depth}', program(cfg, variant, depth, vocab),
+  return [dry_run.Program(f'{variant} depth {depth}',
+                          program(cfg, variant, depth, _vocab_size(data)),
                           (args,) + shared, 1)
           for (variant, depth), _ in groups]
 
@@ -190,8 +195,7 @@ def compute_group(cfg: dict, group: tuple, data=None) -> list:
   """Records of every seed of one (variant, depth), in seed order."""
   variant_name, depth = group
   variant = transformer.parse_variant(variant_name)
-  vocab = 0 if data is None else data['vocab_size']
-  prog = program(cfg, variant_name, depth, vocab)
+  prog = program(cfg, variant_name, depth, _vocab_size(data))
   with jax.enable_x64(cfg['dtype'] == 'float64'):
     out, finite = devices.run_points(prog, np.asarray(sweep.seeds(cfg), np.int32), *_shared(data))
   records = []
@@ -205,8 +209,8 @@ def compute_group(cfg: dict, group: tuple, data=None) -> list:
         'causal': cfg['causal'], 'activation': cfg['activation'], 'init': cfg['init'],
         'sigma_w2': cfg['sigma_w2'], 'inputs': cfg['inputs'], 'dtype': cfg['dtype'],
         'seed': seed, 'status': status,
-        **{name: json_floats(value) for name, value in profile.items()},
-        'log_weight_grad_sq': json_floats(profile['log_weight_grad_sq']) if variant.mlp else None,
+        **{name: json_floats(value) if variant.mlp or name != 'log_weight_grad_sq' else None
+           for name, value in profile.items()},
     })
   return records
 

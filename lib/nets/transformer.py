@@ -34,7 +34,6 @@ from lib.runtime.errors import UserError
 NORMS = ('post_ln', 'pre_ln', 'none')
 INITS = ('gaussian', 'xavier')
 ACTIVATIONS = {'relu': nn.relu, 'gelu': nn.gelu, 'tanh': jnp.tanh}
-MODIFIERS = ('noskip', 'nomlp', 'scaled', 'alpha=<a>')
 LN_EPSILON = 1e-6
 SCALED = '1/sqrt(L)'
 
