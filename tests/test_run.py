@@ -1,5 +1,10 @@
-"""run.py end to end, in subprocesses: the main job at a tiny size, resume after kill -9, and
-every bad input as a one-line error with nothing written."""
+"""run.py end to end, in subprocesses: every bad input as a one-line error with nothing written;
+the main job at a tiny size (its summary against its records, the cache, --plot_only, shards);
+and the one end-to-end test of each kind of stop: a sweep and a training run stopped by kill -9,
+Ctrl-C, SIGTERM or a full disk, then run again, end byte-identical to a run never stopped.
+
+Every test here starts Python processes: the file is in the slow tier. What run.py calls is tested
+in-process in the fast tier (tests/runtime, tests/experiments)."""
 
 import json
 import os
@@ -15,12 +20,20 @@ import time
 import pytest
 
 from lib.runtime import cli
+from tests.conftest import checkpoint_steps
+from tests.conftest import flags as flags_of
+from tests.conftest import records
 from tests.conftest import ROOT
+from tests.conftest import RUN
+from tests.conftest import run_in_process
+from tests.conftest import TINY
+from tests.conftest import TINY_FLAGS
+from tests.conftest import TRAIN
+from tests.conftest import TRAIN_FLAGS
+from tests.conftest import validated
 
-RUN = os.path.join(ROOT, 'run.py')
-TINY_FLAGS = ['--config.cells=tanh,gru', '--config.seq_lens=3,5', '--config.sigma_w2=0.5,4',
-              '--config.hidden_size=6', '--config.input_size=3', '--config.batch_size=4',
-              '--config.num_seeds=2']
+pytestmark = pytest.mark.slow
+PATCHED = os.path.join(ROOT, 'tests', 'run_patched.py')
 
 
 def run(args, cwd, **kw):
@@ -128,20 +141,6 @@ def test_bad_input_is_one_line_error_and_writes_nothing(name, bad_input_runs):
   assert sorted(os.listdir(tmp)) == ['blocker']
 
 
-def _records(workdir):
-  with open(os.path.join(workdir, 'results.jsonl')) as f:
-    return [json.loads(line) for line in f]
-
-
-def _tiny_cfg(**overrides):
-  """The validated config of TINY_FLAGS, for the in-process parts of the tests below."""
-  from lib import experiments  # pylint: disable=g-import-not-at-top
-  from tests.conftest import TINY, default_config  # pylint: disable=g-import-not-at-top
-  config = default_config()
-  config.update({**TINY, **overrides})
-  return experiments.validate(config)
-
-
 @pytest.fixture(scope='module')
 def tiny_run(tmp_path_factory):
   """The main job at a tiny size, run once by run.py with --verbose (which logs every compile)
@@ -155,24 +154,55 @@ def tiny_run(tmp_path_factory):
   return result, tmp / 'w', cache
 
 
+def _summary_rows(stdout: str) -> dict:
+  """The rows of the decay table run.py prints: {(cell, sigma_w2): [rate, +-, theory, error,
+  T=3 column, T=5 column, not ok]} as strings."""
+  lines = stdout.splitlines()
+  start = next(i for i, line in enumerate(lines) if line.startswith('Decay rate per step'))
+  rows = {}
+  for line in lines[start + 2:]:
+    fields = line.split()
+    if len(fields) < 9 or fields[0] not in TINY['cells']:
+      break
+    rows[fields[0], float(fields[1])] = fields[3:]
+  return rows
+
+
 def test_main_job_end_to_end_cache_resume_plot_only_and_config_guard(tiny_run, tmp_path):
-  """run.py at a tiny size: its summary, progress bar, records, config, environment and plots (a
+  """run.py at a tiny size: its summary (each row's rate and spread over seeds, theory and
+  per-length column recomputed from the records and mean-field theory), progress bar, records, config, environment and plots (a
   second run.py with its compilation cache and no --workdir is the shards test's shard 0); and,
   in-process on a copy (the code run.py calls; its flags reach it in the bad-input tests above),
   --plot_only redraws the plots, a rerun of a finished workdir computes nothing, a workdir of
   another config is refused, and --overwrite replaces it (seq_lens (5,): the programs of
   tiny_run's one bucket, loaded from the cache)."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
   from lib import experiments  # pylint: disable=g-import-not-at-top
+  from lib.measure import theory  # pylint: disable=g-import-not-at-top
   from lib.runtime.errors import UserError  # pylint: disable=g-import-not-at-top
-  first, done, cache = tiny_run
+  first, done, _ = tiny_run
   assert 'Decay rate per step fitted at the longest seq_len (theory: ln chi1)' in first.stdout
-  assert 'tanh' in first.stdout and 'gru' in first.stdout
   assert '100%' in first.stderr  # the progress bar ran to the end
-  records = _records(done)
-  assert len(records) == 2 * 2 * 2 * 2
+  done_records = records(done)
+  rows = _summary_rows(first.stdout)
+  assert sorted(rows) == sorted((c, w) for c in TINY['cells'] for w in TINY['sigma_w2'])
+  for (cell, sigma_w2), row in rows.items():
+    mine = [r for r in done_records if (r['cell'], r['sigma_w2']) == (cell, sigma_w2)]
+    ok = lambda t: [r for r in mine if r['seq_len'] == t and r['status'] == 'ok']
+    rates = [r['decay_rate'] for r in ok(5)]
+    assert (float(row[0]), float(row[1])) == pytest.approx(
+        (np.mean(rates), np.std(rates)), abs=5e-5), (cell, sigma_w2, row)
+    predicted = (theory.decay_rate(cell, sigma_w2, mine[0]['sigma_b2'], mine[0]['sigma_v2'])
+                 if cell == 'tanh' else None)
+    assert row[2] == '-' if predicted is None else float(row[2]) == pytest.approx(
+        predicted, abs=5e-5), (cell, sigma_w2, row)
+    for column, t in zip(row[4:6], TINY['seq_lens']):
+      assert float(column) == pytest.approx(np.mean([r['log_grad_sq'][0] for r in ok(t)]),
+                                            abs=5e-3), (cell, sigma_w2, t, row)
+  assert len(done_records) == 2 * 2 * 2 * 2
   assert {'cell', 'seq_len', 'seed', 'sigma_w2', 'sigma_b2', 'sigma_v2', 'hidden_size', 'dtype',
-          'status', 'log_grad_sq', 'log_grad_sq_input', 'decay_rate'} <= set(records[0])
-  assert len(records[0]['log_grad_sq']) == records[0]['seq_len']
+          'status', 'log_grad_sq', 'log_grad_sq_input', 'decay_rate'} <= set(done_records[0])
+  assert len(done_records[0]['log_grad_sq']) == done_records[0]['seq_len']
   config = json.load(open(os.path.join(done, 'config.json')))
   assert config['cells'] == ['tanh', 'gru'] and config['seq_lens'] == [3, 5]
   (env,) = json.load(open(os.path.join(done, 'environment.json')))['runs']
@@ -192,93 +222,14 @@ def test_main_job_end_to_end_cache_resume_plot_only_and_config_guard(tiny_run, t
   assert 'decay_rate.png' in experiments.plot_only(str(workdir))  # what --plot_only prints
   assert sorted(os.listdir(workdir / 'plots')) == plots
 
-  cfg = _tiny_cfg()
-  experiments.run(cfg, str(workdir))  # nothing left to do
-  assert _records(workdir) == records
-  other = _tiny_cfg(seq_lens=(5,))
+  experiments.run(validated(**TINY), str(workdir))  # nothing left to do
+  assert records(workdir) == done_records
+  other = validated(**{**TINY, 'seq_lens': (5,)})
   with pytest.raises(UserError, match=r'^workdir .*seq_lens'):
     experiments.run(other, str(workdir))
-  assert _records(workdir) == records
+  assert records(workdir) == done_records
   experiments.run(other, str(workdir), overwrite=True)
-  assert {r['seq_len'] for r in _records(workdir)} == {5}
-
-
-KILL_FLAGS = [f for f in TINY_FLAGS if 'cells' not in f and 'seq_lens' not in f] + [
-    '--config.cells=tanh', '--config.seq_lens=2,3,4,5,6']
-
-
-KILL_CFG = dict(cells=('tanh',), seq_lens=(2, 3, 4, 5, 6))  # KILL_FLAGS, for _tiny_cfg
-
-
-def _run_in_process(cfg: dict, workdir, **kw):
-  """experiments.run, what run.py calls, in this process and without the plots (what the tests
-  that use this compare is the records; the plots are checked end to end above)."""
-  from lib import experiments  # pylint: disable=g-import-not-at-top
-  with pytest.MonkeyPatch.context() as patch:
-    patch.setattr(experiments.get(cfg['experiment']), 'plot', lambda records, plots_dir: [])
-    return experiments.run(cfg, str(workdir), **kw)
-
-
-@pytest.fixture(scope='module')
-def uninterrupted_sweep(tmp_path_factory):
-  """results.jsonl of the kill tests' sweep run once without interruption (in this process: run.py
-  and this call reach the same experiments.run; that one device or one per core computes the
-  same bits is tests/runtime/test_devices.py's)."""
-  workdir = tmp_path_factory.mktemp('whole') / 'w'
-  _run_in_process(_tiny_cfg(**KILL_CFG), workdir)
-  return (workdir / 'results.jsonl').read_bytes()
-
-
-# run.py with half a second's pause after each group's records are written: with its programs
-# in the compilation cache the kill tests' tiny sweep ran whole in less time than the signal took
-# to arrive; now it lands while run.py waits after the first group. argv = run.py's flags.
-def run_py_patched(patch: str) -> str:
-  """A `python -c` script (run in the repository root): `patch`, code that changes lib in this
-  process, then run.py with the script's arguments as its flags."""
-  return patch + ("import runpy, sys\nsys.argv = ['run.py', *sys.argv[1:]]\n"
-                  "runpy.run_path('run.py', run_name='__main__')\n")
-
-
-SLOW_GROUPS = run_py_patched('''
-import time
-from lib.runtime.results import ResultStore
-append = ResultStore.append
-def slow_append(self, records):
-  append(self, records)
-  time.sleep(0.5)
-ResultStore.append = slow_append
-''')
-
-
-@pytest.mark.parametrize('sig', [signal.SIGKILL, signal.SIGINT, signal.SIGTERM])
-def test_killed_mid_sweep_then_rerun_equals_uninterrupted(tmp_path, sig, uninterrupted_sweep):
-  """kill -9, Ctrl-C (one line, exit 130) or SIGTERM (the group in flight is written, one line,
-  exit 143) of run.py mid-sweep: the rerun (in-process) ends byte-identical to a run never
-  stopped."""
-  killed = str(tmp_path / 'killed')
-  victim = subprocess.Popen([sys.executable, '-c', SLOW_GROUPS, *KILL_FLAGS,
-                             f'--workdir={killed}'], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-  results = os.path.join(killed, 'results.jsonl')
-  deadline = time.time() + 120
-  while time.time() < deadline and victim.poll() is None:
-    if os.path.exists(results) and os.path.getsize(results) > 0:
-      break
-    time.sleep(0.02)
-  victim.send_signal(sig)
-  _, stderr = victim.communicate(timeout=60)
-  if sig == signal.SIGINT:
-    assert victim.returncode == 130 and 'Traceback' not in stderr
-    assert stderr.splitlines()[-1].startswith('interrupted: every finished point is saved')
-  if sig == signal.SIGTERM:
-    assert victim.returncode == 143 and 'Traceback' not in stderr
-    assert stderr.splitlines()[-1].startswith('preempted (SIGTERM): every finished point')
-  partial = len(_records(killed))
-  assert 0 < partial < 4 * 5, 'the kill should land mid-sweep'
-  if sig == signal.SIGTERM:
-    assert partial % 4 == 0  # whole groups (2 scales x 2 seeds): the one in flight was finished
-  _run_in_process(_tiny_cfg(**KILL_CFG), killed)  # the rerun: what run.py would call
-  assert open(os.path.join(killed, 'results.jsonl'), 'rb').read() == uninterrupted_sweep
+  assert {r['seq_len'] for r in records(workdir)} == {5}
 
 
 def test_shards_merged_equal_one_run(tiny_run, tmp_path):
@@ -301,9 +252,9 @@ def test_shards_merged_equal_one_run(tiny_run, tmp_path):
   (name,) = os.listdir(tmp_path / 'runs')  # runs/<experiment>-<timestamp> in the working dir
   assert re.fullmatch(r'gradient_decay-\d{8}-\d{6}', name), name
   (tmp_path / 'runs' / name).rename(tmp_path / 'shard0')
-  _run_in_process(_tiny_cfg(), tmp_path / 'shard1', shard=(1, 2))  # what --shard_index=1 calls
-  sizes = [len(_records(tmp_path / f'shard{i}')) for i in range(2)]
-  assert sum(sizes) == len(_records(whole)) and min(sizes) > 0
+  run_in_process(validated(**TINY), tmp_path / 'shard1', shard=(1, 2))  # what --shard_index=1 calls
+  sizes = [len(records(tmp_path / f'shard{i}')) for i in range(2)]
+  assert sum(sizes) == len(records(whole)) and min(sizes) > 0
   partial = experiments.merge([str(tmp_path / 'shard0')], str(tmp_path / 'partial'))
   assert f'{sizes[1]} missing' in partial
   merged = experiments.merge([str(tmp_path / 'shard0'), str(tmp_path / 'shard1')],
@@ -319,7 +270,8 @@ def test_shards_merged_equal_one_run(tiny_run, tmp_path):
                       str(tmp_path / 'bad'))
   assert not os.path.exists(tmp_path / 'bad')
   with pytest.raises(UserError, match='differs in: shard'):
-    experiments.run(_tiny_cfg(), str(tmp_path / 'shard0'), shard=(1, 2))
+    experiments.run(validated(**TINY), str(tmp_path / 'shard0'), shard=(1, 2))
+
 
 
 @pytest.fixture
@@ -346,84 +298,138 @@ def small_disk():
   disk.rmdir()
 
 
-def _error_lines(result) -> list:
-  return [line for line in result.stderr.splitlines() if line.startswith('error:')]
+
+def _error_lines(stderr: str) -> list:
+  return [line for line in stderr.splitlines() if line.startswith('error:')]
 
 
-def test_a_full_disk_mid_sweep_is_one_line_and_the_rerun_resumes(tmp_path, small_disk,
-                                                                 tiny_run):
-  """A tmpfs with the pages config.json and environment.json take (as a run that never failed
-  wrote them) and one page for results.jsonl, whose 16 records need more. The run stops with
-  exit status 3 and one line naming the disk, the file and the workdir, and leaves whole records
-  only; with room, the same run (in-process) finishes byte-identical to the run that never
-  failed."""
-  _, whole, _ = tiny_run
-  page = os.sysconf('SC_PAGE_SIZE')
+def _pages(path) -> int:
+  return -(-path.stat().st_size // os.sysconf('SC_PAGE_SIZE'))
 
-  def pages(name):
-    return -(-(whole / name).stat().st_size // page)
-  assert pages('results.jsonl') > 1
-  workdir = small_disk(str((pages('config.json') + pages('environment.json') + 1) * page)) / 'w'
-  full = run(TINY_FLAGS + [f'--workdir={workdir}'], cwd=tmp_path)
-  assert full.returncode == 3, full.stderr
-  (line,) = _error_lines(full)
-  assert line.startswith(f'error: no space left on the disk writing {workdir}/results.jsonl '
-                         f'(workdir {workdir});'), line
-  assert 'Traceback' not in full.stderr
+
+# The sweep the stop tests interrupt: one cell, 5 groups (lengths 2..6, one program) of 2 scales
+# x 2 seeds, 20 points.
+STOPPED_SWEEP = {**TINY, 'cells': ('tanh',), 'seq_lens': (2, 3, 4, 5, 6)}
+STOPS = ['SIGKILL', 'SIGINT', 'SIGTERM', 'full disk']
+
+
+@pytest.fixture(scope='module')
+def uninterrupted_sweep(tmp_path_factory):
+  """The workdir of STOPPED_SWEEP run once without interruption, in this process (run.py and
+  this call reach the same experiments.run, on one device as the stopped runs are)."""
+  workdir = tmp_path_factory.mktemp('whole') / 'w'
+  run_in_process(validated(**STOPPED_SWEEP), workdir)
+  return workdir
+
+
+@pytest.mark.parametrize('stop', STOPS)
+def test_a_sweep_stopped_then_rerun_equals_one_never_stopped(stop, tmp_path, small_disk,
+                                                            uninterrupted_sweep):
+  """run.py on STOPPED_SWEEP, stopped mid-sweep (tests/run_patched.py's slow_groups: half a
+  second after each group's records, so that a signal lands mid-sweep), then run again
+  in-process: results.jsonl byte-identical to the run never stopped (a resume that loses,
+  repeats or reorders a point changes it). kill -9; Ctrl-C (one line, exit 130); SIGTERM (the
+  group in flight is written, one line, exit 143); a full disk: a tmpfs with the pages
+  config.json and environment.json take (as the run that never failed wrote them) and one page
+  for results.jsonl, whose 20 records need more (exit 3, one line naming the disk, the file and
+  the workdir, whole records only)."""
+  whole = uninterrupted_sweep
+  workdir = tmp_path / 'w'
+  if stop == 'full disk':
+    assert _pages(whole / 'results.jsonl') > 1
+    page = os.sysconf('SC_PAGE_SIZE')
+    size = (_pages(whole / 'config.json') + _pages(whole / 'environment.json') + 1) * page
+    workdir = small_disk(str(size)) / 'w'
+  victim = subprocess.Popen(
+      [sys.executable, PATCHED, 'slow_groups', '--', *flags_of(STOPPED_SWEEP),
+       '--cpu_devices=1', f'--workdir={workdir}'], cwd=ROOT, stdout=subprocess.DEVNULL,
+      stderr=subprocess.PIPE, text=True)
+  if stop != 'full disk':
+    results = workdir / 'results.jsonl'
+    deadline = time.time() + 120
+    while time.time() < deadline and victim.poll() is None:
+      if results.exists() and results.stat().st_size > 0:
+        break
+      time.sleep(0.02)
+    victim.send_signal(getattr(signal, stop))
+  _, stderr = victim.communicate(timeout=120)
+  assert 'Traceback' not in stderr, stderr
+  lines = stderr.splitlines()
+  status, last = {'SIGKILL': (-9, None),
+                  'SIGINT': (130, 'interrupted: every finished point is saved'),
+                  'SIGTERM': (143, 'preempted (SIGTERM): every finished point'),
+                  'full disk': (3, f'error: no space left on the disk writing {workdir}/results.jsonl '
+                                   f'(workdir {workdir});')}[stop]
+  assert victim.returncode == status, stderr
+  if stop == 'full disk':
+    (line,) = _error_lines(stderr)
+    assert line.startswith(last), stderr
+  elif last:
+    assert lines[-1].startswith(last), stderr
   data = (workdir / 'results.jsonl').read_bytes()
-  assert data.endswith(b'\n') and 0 < data.count(b'\n') < 16
-  assert all(json.loads(line) for line in data.splitlines())
-  small_disk('1m')
-  _run_in_process(_tiny_cfg(), workdir)  # the same run again (in-process), with room
+  assert 0 < data.count(b'\n') < 20, 'the stop should land mid-sweep'
+  if stop != 'SIGKILL':
+    assert data.endswith(b'\n') and all(json.loads(line) for line in data.splitlines())
+  if stop == 'SIGTERM':
+    assert data.count(b'\n') % 4 == 0  # whole groups: the one in flight was finished
+  if stop == 'full disk':
+    small_disk('1m')
+  run_in_process(validated(**STOPPED_SWEEP), workdir)  # the rerun: what run.py would call
   assert (workdir / 'results.jsonl').read_bytes() == (whole / 'results.jsonl').read_bytes()
 
 
-# run.py, with the disk made full (`spare` pages left) once the checkpoint at step `step_full` is
-# saved: argv = disk, step_full, spare, run.py's flags (the first three taken off). Where a save fails is then the same in every
-# run, whatever orbax's files weigh.
-FULL_AFTER_A_CHECKPOINT = run_py_patched('''
-import os, subprocess, sys
-from lib.runtime import train
-disk, step_full, spare = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-del sys.argv[1:4]
-real_save = train.Checkpoints.save
-def save(self, step, state):
-  real_save(self, step, state)
-  if step == step_full:
-    stat = os.statvfs(disk)
-    size = (stat.f_blocks - stat.f_bfree + spare) * stat.f_frsize
-    subprocess.run(['mount', '-o', f'remount,size={size}', 'tmpfs', disk], check=True)
-train.Checkpoints.save = save
-''')
+@pytest.fixture(scope='module')
+def uninterrupted_training(tmp_path_factory):
+  """The workdir of conftest's TRAIN (long_range_memory: a tanh RNN, 3 seeds, 200 steps in chunks
+  of 20, a checkpoint every 20) run once without interruption, in this process (one device, as
+  the stopped runs are)."""
+  workdir = tmp_path_factory.mktemp('trained') / 'w'
+  run_in_process(validated('long_range_memory', **TRAIN), workdir)
+  return workdir
 
 
-def test_a_full_disk_at_a_checkpoint_keeps_the_last_one_and_the_rerun_resumes_from_it(
-    tmp_path, small_disk, caplog):
-  """Training with a checkpoint every 20 of 200 steps (tests/runtime/test_distributed.py's tiny
-  tanh run: its one-device programs, which the session's compilation cache may already hold);
-  once the one at step 20 is saved, the disk fills up but for 2 pages, so the one at step 40
-  fails part-written (orbax writes it beside the last before it drops that one). One line, exit
-  status 3, the step-20 checkpoint whole; with room, the rerun (in-process, on the one device
-  run.py was given) resumes from it and finishes (that a resumed run ends byte-identical to one
-  never stopped is tests/runtime/test_train.py's)."""
-  from tests.runtime.test_distributed import TRAIN, TRAIN_FLAGS  # pylint: disable=g-import-not-at-top
+@pytest.mark.parametrize('stop', ['SIGKILL', 'SIGTERM', 'full disk'])
+def test_training_stopped_then_rerun_resumes_from_its_checkpoint(stop, tmp_path, small_disk,
+                                                                 uninterrupted_training, caplog):
+  """run.py training TRAIN, stopped at a known step, then run again in-process: it resumes from
+  the checkpoint the stop left (its log says which) and writes a results.jsonl byte-identical
+  to the uninterrupted run's (same programs on one device: bit-identical, so any difference is a
+  resume that lost, repeated or skipped steps). No results.jsonl before the end, and the
+  checkpoints removed once the records are safe.
+  - kill -9 while it waits after the checkpoint at step 40 (tests/run_patched.py's
+    stall_after_checkpoint): that checkpoint, the only one kept, is where the rerun starts.
+  - SIGTERM there: it saves the next chunk's state (step 60) and stops, one line, exit 143.
+  - a full disk: once the checkpoint at 20 is saved the tmpfs is left 2 pages, so the one at 40
+    fails part-written (orbax writes it beside the last before it drops that one): one line,
+    exit 3, the checkpoint at 20 whole; with room the rerun starts there."""
   disk = small_disk('4m')
   workdir = disk / 'w'
-  full = subprocess.run([sys.executable, '-c', FULL_AFTER_A_CHECKPOINT, str(disk), '20', '2',
-                         *TRAIN_FLAGS, '--cpu_devices=1', f'--workdir={workdir}'], cwd=ROOT,
-                        capture_output=True, text=True, timeout=300)
-  assert full.returncode == 3, full.stderr
-  (line,) = _error_lines(full)
-  assert line.startswith('error: no space left on the disk') and f'(workdir {workdir})' in line
-  assert 'Traceback' not in full.stderr
-  kept = workdir / 'checkpoints' / 'tanh-clip1.0-T2' / '20'
-  assert (kept / 'commit_success.txt').exists(), (line, sorted(
-      str(path.relative_to(workdir)) for path in workdir.rglob('*')))
+  patch = ('stall_after_checkpoint=40' if stop != 'full disk' else
+           f'fill_disk_after_checkpoint={disk}:20:2')
+  victim = subprocess.Popen([sys.executable, PATCHED, patch, '--', *TRAIN_FLAGS,
+                             '--cpu_devices=1', f'--workdir={workdir}'], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  if stop != 'full disk':
+    for line in victim.stderr:  # the progress bar, then the stall's line
+      if 'stalled after the checkpoint at 40' in line:
+        break
+    victim.send_signal(getattr(signal, stop))
+  _, stderr = victim.communicate(timeout=120)
+  assert 'Traceback' not in stderr, stderr
+  status, start = {'SIGKILL': (-9, 40), 'SIGTERM': (143, 60), 'full disk': (3, 20)}[stop]
+  assert victim.returncode == status, stderr
+  if stop == 'SIGTERM':
+    assert stderr.splitlines()[-1].startswith('preempted (SIGTERM)'), stderr
+  if stop == 'full disk':
+    (line,) = _error_lines(stderr)
+    assert line.startswith('error: no space left on the disk') and f'(workdir {workdir})' in line
+    assert (workdir / 'checkpoints' / 'tanh-clip1.0-T2' / '20' / 'commit_success.txt').exists()
+    small_disk('4m')
+  assert checkpoint_steps(workdir) == [start]
   assert not (workdir / 'results.jsonl').exists() or not (workdir / 'results.jsonl').read_bytes()
-  small_disk('4m')
-  from lib import experiments  # pylint: disable=g-import-not-at-top
-  from tests.experiments.test_long_range_memory import config  # pylint: disable=g-import-not-at-top
   caplog.set_level('INFO')
-  _run_in_process(experiments.validate(config(**TRAIN)), workdir)
-  assert 'resumed from the checkpoint at step 20' in caplog.text
-  assert [r['steps'] for r in _records(workdir)] == [200] * TRAIN['num_seeds']
+  run_in_process(validated('long_range_memory', **TRAIN), workdir)
+  assert f'resumed from the checkpoint at step {start}' in caplog.text
+  assert (workdir / 'results.jsonl').read_bytes() == \
+      (uninterrupted_training / 'results.jsonl').read_bytes()
+  assert not (workdir / 'checkpoints').exists()

@@ -1,11 +1,10 @@
-"""The context-use experiment on a repeating text (tests/experiments/test_language_model's: period
-9, each symbol determined by the two before it): a language_model workdir measured from its
+"""The context-use experiment on a repeating text (conftest's: period 9, each symbol determined
+by the two before it): a language_model workdir measured from its
 saved parameters, the same numbers when context_use trains the model itself, a resumed
 measurement that does not train again, and bad workdirs refused in one line."""
 
 import json
 import os
-import runpy
 import shutil
 
 import jax
@@ -20,29 +19,14 @@ from lib.experiments import language_model
 from lib.measure import context
 from lib.runtime import rng
 from lib.runtime.errors import UserError
-from tests.conftest import ROOT
-from tests.experiments import test_language_model
-from tests.experiments.test_language_model import repeating_corpus
+from tests.conftest import LANGUAGE_TINY as TRAINING
+from tests.conftest import records
+from tests.conftest import repeating_corpus
+from tests.conftest import validated
 
-CONFIG = os.path.join(ROOT, 'experiments', 'context_use.py')
-LM_CONFIG = os.path.join(ROOT, 'experiments', 'language_model.py')
-# the language-model test's tiny run (its training programs then come from the compilation
-# cache): an LSTM and a transformer of window 8, 200 steps
-TRAINING = test_language_model.TINY
 # 60 targets in batches of 32: the second batch padded (its padding must add nothing)
 MEASURING = dict(max_lag=16, lags=(1, 2, 3, 4, 8, 12, 16), num_targets=60, batch_targets=32)
 WINDOW = 8
-
-
-def config(path=CONFIG, **overrides):
-  cfg = runpy.run_path(path)['get_config']()
-  cfg.update(overrides)
-  return cfg
-
-
-def _records(workdir, part=None):
-  records = [json.loads(line) for line in open(os.path.join(workdir, 'results.jsonl'))]
-  return [r for r in records if part is None or r.get('part') == part]
 
 
 @pytest.fixture(scope='module')
@@ -51,13 +35,8 @@ def lm_workdir(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp('lm') / 'w')
   with pytest.MonkeyPatch.context() as patch:
     patch.setattr(text, 'corpus', repeating_corpus)
-    experiments.run(experiments.validate(config(LM_CONFIG, **TRAINING)), workdir)
+    experiments.run(validated('language_model', **TRAINING), workdir)
   return workdir
-
-
-@pytest.fixture
-def repeating_text(monkeypatch):
-  monkeypatch.setattr(text, 'corpus', repeating_corpus)
 
 
 @pytest.fixture(scope='module')
@@ -66,7 +45,7 @@ def measured(lm_workdir, tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp('cu') / 'w')
   with pytest.MonkeyPatch.context() as patch:
     patch.setattr(text, 'corpus', repeating_corpus)
-    out = experiments.run(experiments.validate(config(from_workdir=lm_workdir, **MEASURING)),
+    out = experiments.run(validated('context_use', from_workdir=lm_workdir, **MEASURING),
                           workdir)
   return workdir, out
 
@@ -115,13 +94,13 @@ def test_a_workdir_is_measured_from_its_saved_parameters(lm_workdir, measured, r
   symbol) and the effective context is at least 2; the table, the test metric of the training,
   the plots."""
   workdir, out = measured
-  records = _records(workdir)
+  done = records(workdir)
   lags, perturbations = MEASURING['lags'], context.PERTURBATIONS
-  assert [context_use.point_key(r) for r in records] == [
+  assert [context_use.point_key(r) for r in done] == [
       k for name in ('lstm', 'transformer') for k in
       [('curve', name, 8, 0, p, d) for p in perturbations for d in lags]
       + [('reach', name, 8, 0)]]
-  cfg = experiments.validate(config(from_workdir=lm_workdir, **MEASURING))
+  cfg = validated('context_use', from_workdir=lm_workdir, **MEASURING)
   corpus = repeating_corpus('ptb_char')
   test = np.asarray(corpus['test'], np.int32)
   positions = context.target_positions(len(test), 16, 60, rng.stream_key(0, 'context', 0))
@@ -136,11 +115,11 @@ def test_a_workdir_is_measured_from_its_saved_parameters(lm_workdir, measured, r
     bound += counts.sum() * -(p * np.log(p)).sum()
   bound /= len(targets)
   assert bound > 0.3  # a third of the pattern's symbols have two successors
-  lm_records = {r['model']: r for r in _records(lm_workdir)}
+  lm_records = {r['model']: r for r in records(lm_workdir)}
   for name in ('lstm', 'transformer'):
-    rows = {(r['perturbation'], r['lag']): r for r in records
+    rows = {(r['perturbation'], r['lag']): r for r in done
             if r['model'] == name and r['part'] == 'curve'}
-    reach = next(r for r in records if r['model'] == name and r['part'] == 'reach')
+    reach = next(r for r in done if r['model'] == name and r['part'] == 'reach')
     assert reach['status'] == 'ok' and all(r['status'] == 'ok' for r in rows.values())
     model = language_model._setup(cfg, corpus, (name, 8))[0]  # pylint: disable=protected-access
     params = jax.tree.map(lambda a: jnp.asarray(a[0]), language_model.load_params(
@@ -186,13 +165,13 @@ def test_training_here_measures_the_same_and_resumes_without_training(lm_workdir
   without training (their file untouched) and writes the same records; measured from this
   workdir (config.from_workdir), the same records again."""
   workdir = str(tmp_path / 'w')
-  cfg = experiments.validate(config(**{**TRAINING, 'models': ('lstm',)}, **MEASURING))
+  cfg = validated('context_use', **{**TRAINING, 'models': ('lstm',)}, **MEASURING)
   experiments.run(cfg, workdir)
-  trained = _records(workdir, 'training')
+  trained = records(workdir, 'training')
   assert [r['model'] for r in trained] == ['lstm']
-  assert trained[0]['test_loss'] == _records(lm_workdir)[0]['test_loss']
-  measured_here = [r for r in _records(workdir) if r['part'] != 'training']
-  from_workdir = [r for r in _records(measured[0]) if r['model'] == 'lstm']
+  assert trained[0]['test_loss'] == records(lm_workdir)[0]['test_loss']
+  measured_here = [r for r in records(workdir) if r['part'] != 'training']
+  from_workdir = [r for r in records(measured[0]) if r['model'] == 'lstm']
   assert measured_here == from_workdir
   params = language_model.params_path(workdir, 'lstm', 8)
   stamp = os.stat(params).st_mtime_ns
@@ -201,11 +180,11 @@ def test_training_here_measures_the_same_and_resumes_without_training(lm_workdir
     f.writelines(lines[:1])  # the training record alone
   experiments.run(cfg, workdir)
   assert os.stat(params).st_mtime_ns == stamp
-  assert [r for r in _records(workdir) if r['part'] != 'training'] == from_workdir
+  assert [r for r in records(workdir) if r['part'] != 'training'] == from_workdir
   # and a context_use workdir that trained its models is one to measure from, too
   again = str(tmp_path / 'again')
-  experiments.run(experiments.validate(config(from_workdir=workdir, **MEASURING)), again)
-  assert _records(again) == from_workdir
+  experiments.run(validated('context_use', from_workdir=workdir, **MEASURING), again)
+  assert records(again) == from_workdir
 
 
 def _copy_without_params(lm_workdir, tmp_path):
@@ -248,7 +227,7 @@ def test_a_workdir_it_cannot_read_fails_with_one_line(case, message, lm_workdir,
   else:
     source = _copy_without_params(lm_workdir, tmp_path)
   with pytest.raises(UserError, match=message) as error:
-    context_use.prepare(experiments.validate(config(from_workdir=source, **MEASURING)))
+    context_use.prepare(validated('context_use', from_workdir=source, **MEASURING))
   assert '\n' not in str(error.value)
 
 
@@ -261,11 +240,11 @@ def test_a_workdir_it_cannot_read_fails_with_one_line(case, message, lm_workdir,
 ])
 def test_bad_measurement_keys_fail_with_one_line(overrides, message):
   with pytest.raises(UserError, match=message):
-    experiments.validate(config(**overrides))
+    validated('context_use', **overrides)
 
 
 def test_a_history_longer_than_the_test_split_is_refused(repeating_text):
   with pytest.raises(UserError, match=r'the stream \(400 tokens\) is not longer than max_lag'):
-    context_use.prepare(experiments.validate(config(**{**TRAINING, **MEASURING,
-                                                       'max_lag': 400, 'lags': (1,)})))
+    context_use.prepare(validated('context_use', **{**TRAINING, **MEASURING,
+                                                    'max_lag': 400, 'lags': (1,)}))
 

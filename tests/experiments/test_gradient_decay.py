@@ -1,5 +1,6 @@
 """The gradient-decay sweep: numbers equal a per-point computation, one compile per (cell, T),
-resume without loss or duplication, and overflow recorded as a status.
+resume across a change of length buckets, and overflow recorded as a status. (A sweep stopped
+and resumed, end to end: tests/test_run.py.)
 
 Most tests share two runs of one config (module fixtures, each run once, read and never
 written): the sweep without length buckets (one program per (cell, T)) and the same sweep with
@@ -19,7 +20,8 @@ from lib.measure import gradients
 from lib.nets import cells
 from lib.runtime.errors import UserError
 from lib.runtime.results import ResultStore
-from tests.conftest import default_config
+from tests.conftest import config
+from tests.conftest import programs_loaded
 from tests.conftest import TINY
 
 # The shared sweep: 2 cells x T = 3, 5 x 2 scales x 2 seeds. Hidden 64 and batch 16, so that XLA
@@ -31,9 +33,7 @@ BUCKET = 8 * max(TINY['seq_lens'])
 
 
 def _config(**overrides) -> dict:
-  config = default_config()
-  config.update({**SHARED, **overrides})
-  return gradient_decay.validate(config)
+  return gradient_decay.validate(config(**{**SHARED, **overrides}))
 
 
 def _run(cfg, workdir):
@@ -44,18 +44,8 @@ def _run(cfg, workdir):
 
 def _count_compiles(run):
   """(compiles, run()): a compile is counted whether XLA compiles or the cache serves it."""
-  compiles = []
-
-  def listener(event, *_, **__):
-    if event == '/jax/core/compile/backend_compile_duration':
-      compiles.append(event)
-
-  jax.monitoring.register_event_duration_secs_listener(listener)
-  try:
-    result = run()
-  finally:
-    jax.monitoring.unregister_event_duration_listener(listener)
-  return len(compiles), result
+  out = []
+  return programs_loaded(lambda: out.append(run())), out[0]
 
 
 @pytest.fixture(scope='module')
@@ -162,16 +152,16 @@ def test_automatic_buckets_hold_every_length_within_four_times_its_steps():
 
 
 def test_the_main_job_chooses_its_buckets_and_empty_means_none():
-  config = default_config()
-  cfg = gradient_decay.validate(config)
+  main = config()
+  cfg = gradient_decay.validate(main)
   assert cfg['length_buckets'] == (64, 512)
   assert len(gradient_decay.programs(cfg)) == 6  # 3 cells x 2 buckets
-  config.length_buckets = ()
-  assert gradient_decay.validate(config)['length_buckets'] == ()
-  config.length_buckets = ('nope',)
+  main.length_buckets = ()
+  assert gradient_decay.validate(main)['length_buckets'] == ()
+  main.length_buckets = ('nope',)
   with pytest.raises(UserError, match="config.length_buckets: 'nope' is not a positive integer "
                      'length, or auto'):
-    gradient_decay.validate(config)
+    gradient_decay.validate(main)
 
 
 def test_a_length_beyond_every_bucket_is_a_user_error(tiny_config):
@@ -179,38 +169,6 @@ def test_a_length_beyond_every_bucket_is_a_user_error(tiny_config):
   with pytest.raises(UserError, match=r'config.seq_lens: \d+ is longer than the longest of '
                      r'config.length_buckets \(4\)'):
     gradient_decay.validate(tiny_config)
-
-
-def test_resume_after_a_crash_mid_group_gives_identical_results(bucketed, tmp_path,
-                                                                 monkeypatch):
-  """A kill in the third group, after half its records and a cut line: the rerun drops the cut
-  line, computes what is missing and ends byte-identical to the uninterrupted (bucketed) run; a
-  third run computes nothing."""
-  cfg, _, uninterrupted = bucketed
-  whole = open(uninterrupted.results_path, 'rb').read()
-
-  workdir = tmp_path / 'crashed'
-  store = ResultStore.create(str(workdir), cfg)
-  real_append = ResultStore.append
-  calls = []
-
-  def crash_in_third_group(self, records):
-    calls.append(1)
-    records = list(records)
-    if len(calls) == 3:  # half of the group lands, then a kill cuts the next line
-      real_append(self, records[:3])
-      with open(self.results_path, 'ab') as f:
-        f.write(b'{"cell": "gru", "seq_len": 3, "log_gr')
-      raise KeyboardInterrupt
-    real_append(self, records)
-
-  monkeypatch.setattr(ResultStore, 'append', crash_in_third_group)
-  with pytest.raises(KeyboardInterrupt):
-    gradient_decay.run(cfg, store)
-  monkeypatch.setattr(ResultStore, 'append', real_append)
-  _run(cfg, workdir)
-  assert open(workdir / 'results.jsonl', 'rb').read() == whole
-  assert gradient_decay.run(cfg, ResultStore.create(str(workdir), cfg)) == 0  # all done
 
 
 def test_overflow_is_a_status_not_a_crash(tiny_config, tmp_path):

@@ -1,13 +1,8 @@
 """The language-model experiment: a tiny run learns a repeating text (records, table, plots), a
-run killed with kill -9 after a checkpoint resumes to the same bytes (the carried state
-included), and bad input fails with one line."""
+run stopped after a checkpoint resumes to the same bytes (the carried state included), and bad
+input fails with one line."""
 
-import json
 import os
-import runpy
-import signal
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -15,42 +10,16 @@ import numpy as np
 import pytest
 
 from lib import experiments
-from lib.data import text
 from lib.experiments import language_model
+from lib.runtime import train
 from lib.runtime.errors import UserError
-from tests.conftest import ROOT
+from tests.conftest import config
+from tests.conftest import LANGUAGE_TINY
+from tests.conftest import records
+from tests.conftest import run_in_process
+from tests.conftest import SYMBOLS
 
-CONFIG = os.path.join(ROOT, 'experiments', 'language_model.py')
-SYMBOLS = list('\n abcd')
-PATTERN = [2, 3, 1, 4, 4, 5, 2, 1, 0]  # 'ab cc da\n' repeated: period 9, 6 symbols
-TINY = dict(dataset='ptb_char', models=('lstm', 'transformer'), context_lens=(8,),
-            hidden_size=16, embed_size=8, num_heads=2, batch_size=4, num_steps=200,
-            log_every=50, checkpoint_every=100, learning_rate=1e-2, eval_tokens=200,
-            eval_streams=2, sample_len=18, num_seeds=1)
-
-
-def config(**overrides):
-  cfg = runpy.run_path(CONFIG)['get_config']()
-  cfg.update(overrides)
-  return cfg
-
-
-def repeating_corpus(name, data_dir=None, download=False):
-  """PATTERN repeated (train 2000 tokens, valid and test 400) as ptb_char, in text.corpus's
-  place."""
-  del name, data_dir, download
-  tile = lambda n: np.resize(np.asarray(PATTERN, np.int32), n)
-  return {'train': tile(2000), 'valid': tile(400), 'test': tile(400), 'vocabulary': SYMBOLS,
-          'level': 'char'}
-
-
-@pytest.fixture
-def repeating_text(monkeypatch):
-  monkeypatch.setattr(text, 'corpus', repeating_corpus)
-
-
-def _records(workdir):
-  return [json.loads(line) for line in open(os.path.join(workdir, 'results.jsonl'))]
+TINY = LANGUAGE_TINY
 
 
 def test_a_tiny_run_learns_a_repeating_text(tmp_path, repeating_text):
@@ -60,11 +29,11 @@ def test_a_tiny_run_learns_a_repeating_text(tmp_path, repeating_text):
   the text's conditional entropy given one symbol, 6/9 ln 2 = 0.462 nats) to under 0.2 nats by
   position 7; the sample is 18 symbols of the text's alphabet; a record per
   model with its curves, the table and the three plots."""
-  out = experiments.run(experiments.validate(config(**TINY)), str(tmp_path / 'w'))
-  records = _records(tmp_path / 'w')
-  assert [(r['model'], r['context_len'], r['seed']) for r in records] == [
+  out = experiments.run(experiments.validate(config('language_model', **TINY)), str(tmp_path / 'w'))
+  done = records(tmp_path / 'w')
+  assert [(r['model'], r['context_len'], r['seed']) for r in done] == [
       ('lstm', 8, 0), ('transformer', 8, 0)]
-  for r in records:
+  for r in done:
     assert r['status'] == 'ok' and r['test_bpc'] < 0.3 and r['valid_bpc'] < 0.3, r['model']
     assert r['test_bpc'] == pytest.approx(r['test_loss'] / np.log(2))
     assert len(r['position_loss']) == 8
@@ -75,9 +44,9 @@ def test_a_tiny_run_learns_a_repeating_text(tmp_path, repeating_text):
   for name in ('test_metric.png', 'position_loss.png', 'training_curves.png'):
     assert os.path.getsize(tmp_path / 'w' / 'plots' / name) > 0
   # the saved final parameters are the ones measured: their test loss, recomputed, is the record's
-  cfg = experiments.validate(config(**TINY))
+  cfg = experiments.validate(config('language_model', **TINY))
   corpus = language_model.prepare(cfg)
-  for r in records:
+  for r in done:
     saved = language_model.load_params(
         language_model.params_path(str(tmp_path / 'w'), r['model'], r['context_len']))
     model = language_model._setup(cfg, corpus, (r['model'], r['context_len']))[0]  # pylint: disable=protected-access
@@ -88,33 +57,36 @@ def test_a_tiny_run_learns_a_repeating_text(tmp_path, repeating_text):
     assert float(total / count) == pytest.approx(r['test_loss'], rel=1e-5), r['model']
 
 
-def test_killed_run_resumes_to_the_same_bytes(tmp_path, repeating_text):
-  """The LSTM alone, end to end in run.py (on the repeating text, tests/experiments/
-  repeating_text_run.py): killed with kill -9 once its checkpoint at step 100 is saved (the
-  checkpoint holds the state carried between segments), then run again (in this process): the
-  records equal an uninterrupted run's byte for byte (a lost carry, or a resume that repeats or
-  skips a segment, changes them). No results.jsonl before the end."""
-  overrides = {**TINY, 'models': ('lstm',), 'sample_len': 0}
-  cfg = experiments.validate(config(**overrides))
-  experiments.run(cfg, str(tmp_path / 'whole'))
-  killed = tmp_path / 'killed'
-  flags = [f'--config.{k}={",".join(map(str, v)) if isinstance(v, tuple) else v}'
-           for k, v in overrides.items()]
-  victim = subprocess.Popen(
-      [sys.executable, os.path.join(ROOT, 'tests', 'experiments', 'repeating_text_run.py'), '100',
-       f'--config={CONFIG}', f'--workdir={killed}', '--cpu_devices=1', *flags],
-      cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-  for line in victim.stderr:  # the bar, then the stall's line
-    if 'stalled after the checkpoint at 100' in line:
-      break
-  victim.kill()
-  victim.wait(timeout=60)
-  assert victim.returncode == -signal.SIGKILL
-  assert os.listdir(killed / 'checkpoints' / 'lstm-L8') == ['100']
-  assert not os.path.exists(killed / 'results.jsonl')
-  experiments.run(cfg, str(killed))
-  assert (killed / 'results.jsonl').read_bytes() == (tmp_path / 'whole' /
-                                                     'results.jsonl').read_bytes()
+class _Stopped(Exception):
+  pass
+
+
+def test_a_run_stopped_after_a_checkpoint_resumes_to_the_same_bytes(tmp_path, repeating_text,
+                                                                    monkeypatch):
+  """The LSTM alone, stopped as soon as its checkpoint at step 100 is saved (the checkpoint
+  holds the state carried between segments), then run again: the records equal an
+  uninterrupted run's byte for byte (a lost carry, or a resume that repeats or skips a segment,
+  changes them). No results.jsonl before the end. (A kill of run.py itself, end to end, is
+  tests/test_run.py's.)"""
+  cfg = experiments.validate(config('language_model', **{**TINY, 'models': ('lstm',),
+                                                         'sample_len': 0}))
+  run_in_process(cfg, tmp_path / 'whole')
+  stopped = tmp_path / 'stopped'
+  save = train.Checkpoints.save
+
+  def save_then_stop(self, step, state):
+    save(self, step, state)
+    assert 'carry' in state  # the state carried between segments is in the checkpoint
+    raise _Stopped()
+  monkeypatch.setattr(train.Checkpoints, 'save', save_then_stop)
+  with pytest.raises(_Stopped):
+    run_in_process(cfg, stopped)
+  monkeypatch.setattr(train.Checkpoints, 'save', save)
+  assert os.listdir(stopped / 'checkpoints' / 'lstm-L8') == ['100']
+  assert not os.path.exists(stopped / 'results.jsonl')
+  run_in_process(cfg, stopped)
+  assert (stopped / 'results.jsonl').read_bytes() == (tmp_path / 'whole' /
+                                                      'results.jsonl').read_bytes()
 
 
 @pytest.mark.parametrize('overrides, message', [
@@ -129,7 +101,7 @@ def test_killed_run_resumes_to_the_same_bytes(tmp_path, repeating_text):
 ])
 def test_bad_input_is_a_user_error(overrides, message):
   with pytest.raises(UserError, match=message):
-    experiments.validate(config(**overrides))
+    experiments.validate(config('language_model', **overrides))
 
 
 def test_a_context_longer_than_the_streams_is_refused(repeating_text):
@@ -137,4 +109,4 @@ def test_a_context_longer_than_the_streams_is_refused(repeating_text):
   from lib.experiments import language_model  # pylint: disable=g-import-not-at-top
   with pytest.raises(UserError, match=r'\(2000 tokens\) is too short for config.batch_size \(4\) '
                                       'streams of one segment of 600 tokens'):
-    language_model.prepare(experiments.validate(config(**{**TINY, 'context_lens': (600,)})))
+    language_model.prepare(experiments.validate(config('language_model', **{**TINY, 'context_lens': (600,)})))

@@ -6,9 +6,10 @@ run's, with no padding in them.
 A process's device count is fixed when JAX starts, so the many-device side runs in subprocesses
 and the one-device side in this (pytest's, one CPU device) process. Two processes of 4 devices
 start with the module (`started`) and compute while this one does: run.py end to end
-(--points_batch, the device count recorded in the workdir), and FOUR_DEVICES, which runs a
+(--points_batch, the device count recorded in the workdir), and tests/runtime/many_devices.py's
+`four`, which runs a
 sweep, two trainings and the fewer-points programs that several tests below compare with this
-process's. Every draw is seeded (the sweeps' by their config's seeds, training by its seeds)."""
+process's. The tests that start processes are in the slow tier. Every draw is seeded (the sweeps' by their config's seeds, training by its seeds)."""
 
 import json
 import os
@@ -19,13 +20,17 @@ import sys
 import numpy as np
 import pytest
 
+from tests.conftest import records
 from tests.conftest import ROOT
 from tests.conftest import TINY
-from tests.test_run import TINY_FLAGS
+from tests.conftest import TINY_FLAGS
+from tests.conftest import validated
+from tests.runtime import many_devices
+from tests.runtime.many_devices import FEWER
+from tests.runtime.many_devices import SWEEP
+from tests.runtime.many_devices import TRAIN_SEEDS
 
-# one cell, 2 lengths (one program: bucket 5), 3 scales x 2 seeds: 6 points per group, padded to
-# 8 on 4 devices (2 a device, the last device's second a copy of point 6)
-SWEEP = {**TINY, 'sigma_w2': (0.5, 1.0, 4.0), 'cells': ('gru',)}
+MANY_DEVICES = os.path.join(ROOT, 'tests', 'runtime', 'many_devices.py')
 # --points_batch=2: one group of 7 scales x 1 seed, 7 points: on 4 devices 2 a batch on each (8,
 # 1 of them padding); on one device 4 batches (8 as well)
 SCALES = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0)
@@ -34,107 +39,15 @@ BATCHED_FLAGS = [f for f in TINY_FLAGS if not f.startswith(
         f'--config.sigma_w2={",".join(map(str, SCALES))}', '--config.cells=gru',
         '--config.seq_lens=5', '--config.num_seeds=1', '--points_batch=2']
 BATCHED = {**TINY, 'sigma_w2': SCALES, 'cells': ('gru',), 'seq_lens': (5,), 'num_seeds': 1}
-# the tiny GRU of tests/runtime/test_train.py on 5 seeds (padded to 8 on 4 devices, 2 a device;
-# 3 or 4 seeds would use 3 or 4 devices, unpadded): 40 steps in chunks of 10, a checkpoint every 20
-TRAIN_SEEDS, TRAIN_STEPS, LOG_EVERY, CHECKPOINT_EVERY = [3, 4, 5, 6, 7], 40, 10, 20
-# the smallest sizes: they compile in 3/5 the time of test_train's (T=6, 8 units, batches of 16, 64)
-TRAIN_MODEL = {'seq_len': 2, 'hidden_size': 2, 'batch_size': 2, 'test_size': 2}
-# (points, points batch) of the fewer-points programs, and how many of 4 devices each uses
-FEWER = [(1, 1, 1), (3, 1, 3), (6, 1, 4), (3, 2, 2), (6, 4, 2)]
 
 
 def _env(devices: int) -> dict:
   return {**os.environ, 'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices}'}
 
 
-def _records(workdir) -> list:
-  with open(os.path.join(workdir, 'results.jsonl')) as f:
-    return [json.loads(line) for line in f]
-
-
 def _devices_recorded(workdir) -> int:
   with open(os.path.join(workdir, 'environment.json')) as f:
     return len(json.load(f)['runs'][-1]['devices'])
-
-
-def _config(values: dict):
-  from lib.experiments import gradient_decay  # pylint: disable=g-import-not-at-top
-  from tests.conftest import default_config  # pylint: disable=g-import-not-at-top
-  config = default_config()
-  config.update(values)
-  return gradient_decay.validate(config)
-
-
-def _counted(chunk_program, calls: list, stop_at: int = 0):
-  """train.chunk_program whose chunks append to `calls`, raising _Stopped in chunk `stop_at`
-  (as a kill would stop the run there; 0: never)."""
-  def program(*args):
-    chunk = chunk_program(*args)
-
-    def wrapped(*chunk_args):
-      calls.append(1)
-      if len(calls) == stop_at:
-        raise _Stopped()
-      return chunk(*chunk_args)
-    return wrapped
-  return program
-
-
-class _Stopped(Exception):
-  pass
-
-
-def _train(checkpoint_dir=None, stop_at: int = 0):
-  """The tiny GRU trained on TRAIN_SEEDS in this process: (final state, chunks run)."""
-  from lib.runtime import train  # pylint: disable=g-import-not-at-top
-  from tests.runtime.test_train import _setup  # pylint: disable=g-import-not-at-top
-  model, task = _setup('gru', **TRAIN_MODEL)
-  calls, real = [], train.chunk_program
-  train.chunk_program = _counted(real, calls, stop_at)
-  try:
-    final = train.train(model.init, task, train.optimizer('adam', 1e-2, 1.0), TRAIN_SEEDS,
-                        TRAIN_STEPS, LOG_EVERY, checkpoint_dir, checkpoint_every=CHECKPOINT_EVERY)
-  finally:
-    train.chunk_program = real
-  return final, len(calls)
-
-
-# Run with 4 devices: argv = output folder. Writes there: sweep/ (a workdir of SWEEP, plots not
-# drawn), four.npz (training uninterrupted), ckpt/ (training stopped in its third chunk, after the
-# checkpoint at step 20), out.json (chunk counts, and what each fewer-points program did).
-FOUR_DEVICES = '''
-import json, os, sys
-import jax
-import numpy as np
-from lib import experiments
-from lib.experiments import gradient_decay
-from lib.runtime import devices
-from tests.runtime import test_devices as t
-out = sys.argv[1]
-assert jax.device_count() == 4
-gradient_decay.plot = lambda records, plots_dir: []  # the records are what is compared
-experiments.run(t._config(t.SWEEP), os.path.join(out, 'sweep'))
-final, chunks = t._train()
-assert len(jax.tree.leaves(final['params'])[0]) == len(t.TRAIN_SEEDS)  # no padded seed
-np.savez(os.path.join(out, 'four.npz'), *[np.asarray(a) for a in jax.tree.leaves(final)])
-try:
-  t._train(os.path.join(out, 'ckpt'), stop_at=3)
-  raise AssertionError('the stopped training ran to the end')
-except t._Stopped:
-  pass
-fewer = []
-for count, batch, _ in t.FEWER:
-  devices.set_points_batch(batch)
-  program = devices.map_points(lambda p: 2.0 * p, count)
-  points = np.arange(count, dtype=np.float32)
-  padded = devices.put(devices.pad(points, count), True, count)
-  fewer.append({'used': len(devices.used_devices(count)), 'padded': devices.padded_count(count),
-                'input_devices': len(padded.sharding.device_set),
-                'output_devices': len(program(padded).sharding.device_set),
-                'out': devices.run_points(program, points).tolist()})
-with open(os.path.join(out, 'out.json'), 'w') as f:
-  json.dump({'chunks': chunks, 'fewer': fewer}, f)
-'''
 
 
 class _Started:
@@ -161,11 +74,12 @@ class _Started:
 @pytest.fixture(scope='module')
 def started(tmp_path_factory):
   """The 4-device processes, started by the first test that asks (the first in the file), so
-  that they compile while this process computes the one-device side: 'four' (FOUR_DEVICES) and
+  that they compile while this process computes the one-device side: 'four' (many_devices.py
+  four) and
   'run.py' (BATCHED_FLAGS, a workdir 'w' in its folder)."""
   four, batched = tmp_path_factory.mktemp('four'), tmp_path_factory.mktemp('batched')
   processes = {
-      'four': _Started(four, [sys.executable, '-c', FOUR_DEVICES, str(four)], 4),
+      'four': _Started(four, [sys.executable, MANY_DEVICES, 'four', str(four)], 4),
       'run.py': _Started(batched, [sys.executable, os.path.join(ROOT, 'run.py'), *BATCHED_FLAGS,
                                    f'--workdir={batched / "w"}'], 4)}
   yield processes
@@ -174,7 +88,7 @@ def started(tmp_path_factory):
 
 
 def _four_devices(started_) -> tuple:
-  """(the folder FOUR_DEVICES wrote, its out.json), once that process has ended well."""
+  """(the folder many_devices.py four wrote, its out.json), once that process has ended well."""
   started_['four'].wait()
   with open(started_['four'].folder / 'out.json') as f:
     return started_['four'].folder, json.load(f)
@@ -193,6 +107,7 @@ def one_device():
   devices.set_points_batch(1)
 
 
+@pytest.mark.slow
 def test_sharded_sweep_is_bit_identical_to_the_single_device_run(tmp_path, started,
                                                                   one_device):
   """6 points per group on 4 devices (padded to 8, 2 a device) against one device (6 in one
@@ -200,16 +115,17 @@ def test_sharded_sweep_is_bit_identical_to_the_single_device_run(tmp_path, start
   per-point program over its points; lib/runtime/devices), of one config, with no padding."""
   from lib import experiments  # pylint: disable=g-import-not-at-top
   del one_device
-  experiments.run(_config(SWEEP), str(tmp_path / 'one'))
+  experiments.run(validated(**SWEEP), str(tmp_path / 'one'))
   many = _four_devices(started)[0] / 'sweep'
   assert _devices_recorded(many) == 4 and _devices_recorded(tmp_path / 'one') == 1
   assert json.loads((many / 'config.json').read_text()) == json.loads(
       (tmp_path / 'one' / 'config.json').read_text())
-  assert _records(many) == _records(tmp_path / 'one')
-  assert len(_records(many)) == 2 * 6  # 2 lengths x 6 points
-  assert len({(r['sigma_w2'], r['seed']) for r in _records(many)}) == 6  # no padding
+  assert records(many) == records(tmp_path / 'one')
+  assert len(records(many)) == 2 * 6  # 2 lengths x 6 points
+  assert len({(r['sigma_w2'], r['seed']) for r in records(many)}) == 6  # no padding
 
 
+@pytest.mark.slow
 def test_a_points_batch_is_bit_identical_across_device_counts(tmp_path, started, one_device):
   """--points_batch=2 (run.py end to end, 4 devices): 7 points vmapped two at a time on each of
   4 devices (padded to 8) agree bit for bit with one device's (4 batches of 2), no padding in
@@ -220,7 +136,7 @@ def test_a_points_batch_is_bit_identical_across_device_counts(tmp_path, started,
   from lib.runtime.errors import UserError  # pylint: disable=g-import-not-at-top
   del one_device
   try:
-    experiments.run(_config(BATCHED), str(tmp_path / 'one'), points_batch=2)
+    experiments.run(validated(**BATCHED), str(tmp_path / 'one'), points_batch=2)
   finally:
     devices.set_points_batch(1)
   started['run.py'].wait()
@@ -228,15 +144,16 @@ def test_a_points_batch_is_bit_identical_across_device_counts(tmp_path, started,
   assert _devices_recorded(four) == 4
   with open(four / 'config.json') as f:
     assert json.load(f)['points_batch'] == 2
-  assert _records(four) == _records(tmp_path / 'one')
-  assert len({(r['sigma_w2'], r['seed']) for r in _records(four)}) == len(_records(four)) == 7
+  assert records(four) == records(tmp_path / 'one')
+  assert len({(r['sigma_w2'], r['seed']) for r in records(four)}) == len(records(four)) == 7
   before = (four / 'results.jsonl').read_bytes()
   with pytest.raises(UserError, match='differs in: points_batch') as error:
-    experiments.run(_config(BATCHED), str(four))
+    experiments.run(validated(**BATCHED), str(four))
   assert error.value.exit_status == 2 and '\n' not in str(error.value)
   assert (four / 'results.jsonl').read_bytes() == before
 
 
+@pytest.mark.slow
 def test_training_stopped_on_4_devices_resumes_on_1_to_the_same_bits(tmp_path, started,
                                                                        one_device):
   """A run stopped on 4 devices in its third chunk, after its checkpoint at step 20 (5 seeds
@@ -248,7 +165,7 @@ def test_training_stopped_on_4_devices_resumes_on_1_to_the_same_bits(tmp_path, s
   out, reported = _four_devices(started)
   four = list(np.load(out / 'four.npz').values())
   shutil.copytree(out / 'ckpt', tmp_path / 'ckpt')
-  resumed, resumed_chunks = _train(str(tmp_path / 'ckpt'))
+  resumed, resumed_chunks = many_devices.train(str(tmp_path / 'ckpt'))
   assert len(jax.tree.leaves(resumed['params'])[0]) == len(TRAIN_SEEDS)  # no padded seed
   assert (reported['chunks'], resumed_chunks) == (4, 2)  # steps 20..39: 0..19 were checkpointed
   resumed = [np.asarray(leaf) for leaf in jax.tree.leaves(resumed)]
@@ -295,6 +212,7 @@ def test_a_container_cpu_quota_caps_the_core_count(tmp_path):
   assert cli.cgroup_cpu_limit(((str(tmp_path / 'missing'),),)) is None
 
 
+@pytest.mark.slow
 def test_a_program_of_fewer_points_than_devices_uses_only_that_many(started):
   """On 4 devices: 1 point runs on 1 device, 3 on 3, 6 on all 4 (padded to 8); with points
   batched 2 at a time, 3 points need 2 devices (padded to 4), and 4 at a time 6 need 2 (padded
@@ -306,27 +224,14 @@ def test_a_program_of_fewer_points_than_devices_uses_only_that_many(started):
     np.testing.assert_array_equal(got['out'], 2.0 * np.arange(count, dtype=np.float32))
 
 
-DELTA_ORTHOGONAL_ON_2_DEVICES = '''
-import numpy as np, jax
-from lib.nets import cnn
-from lib.runtime import devices
-devices.set_points_batch(2)
-program = devices.map_points(lambda seed: cnn.init_params(
-    jax.random.key(seed), 8, 64, 3, 1, sigma_w2=1.0, sigma_b2=0.0, init='delta_orthogonal',
-    dtype=np.float32)['kernel'].sum(), 8)
-for i in range(20):
-  devices.run_points(program, np.arange(8, dtype=np.int32) + 8 * i)
-print('ok')
-'''
-
-
+@pytest.mark.slow
 def test_batched_qr_inside_programs_on_every_core_does_not_deadlock():
   """2 CPU devices on 2 cores, each computing 2 points at a time of 8 delta-orthogonal layers
   (a QR each): jaxlib's batched CPU QR waits on XLA's thread pool, which both devices occupy,
   and hung here before `devices.one_at_a_time`. (The hang is a race: with the layers' QRs
   batched again, these 20 calls hung in about 1 run of 4 on a 2-core machine; the next test
   checks its cause, every time.)"""
-  result = subprocess.run([sys.executable, '-c', DELTA_ORTHOGONAL_ON_2_DEVICES], cwd=ROOT,
+  result = subprocess.run([sys.executable, MANY_DEVICES, 'qr_on_2'], cwd=ROOT,
                           env=_env(2), capture_output=True, text=True, timeout=60)
   assert result.returncode == 0 and result.stdout.strip() == 'ok', result.stderr
 
@@ -337,14 +242,10 @@ def test_every_qr_of_a_batched_program_takes_one_matrix():
   matrix, never a batch of them, so none waits on XLA's thread pool (`devices.one_at_a_time`).
   With the layers' QRs batched they take (2, 8, 64, 64)."""
   import re  # pylint: disable=g-import-not-at-top
-  import jax  # pylint: disable=g-import-not-at-top
-  from lib.nets import cnn  # pylint: disable=g-import-not-at-top
   from lib.runtime import devices  # pylint: disable=g-import-not-at-top
   devices.set_points_batch(2)
   try:
-    program = devices.map_points(lambda seed: cnn.init_params(
-        jax.random.key(seed), 8, 64, 3, 1, sigma_w2=1.0, sigma_b2=0.0, init='delta_orthogonal',
-        dtype=np.float32)['kernel'].sum(), 8)
+    program = many_devices.delta_orthogonal_program()
     text = program.trace(devices.abstract(np.arange(8, dtype=np.int32), True, 8)).lower().as_text()
   finally:
     devices.set_points_batch(1)

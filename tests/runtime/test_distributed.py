@@ -3,12 +3,12 @@ devices' share of every program, process 0 alone writes, and the results are byt
 single-process run; training checkpointed by one process resumes in two.
 
 The two-process runs are run.py end to end; the single-process runs they are compared with run
-in this (pytest's, one CPU device) process, their plots not drawn (the results are compared)."""
+in this (pytest's, one CPU device) process, their plots not drawn (the results are compared).
+Every test here starts processes: the file is in the slow tier."""
 
 import json
 import os
 import re
-import runpy
 import shutil
 import signal
 import socket
@@ -18,28 +18,20 @@ import threading
 
 import pytest
 
+from tests.conftest import checkpoint_steps
 from tests.conftest import ROOT
+from tests.conftest import RUN
 from tests.conftest import TINY
-from tests.experiments.test_long_range_memory import _latest_checkpoint
-from tests.experiments.test_long_range_memory import CONFIG as MEMORY_CONFIG
-from tests.test_run import TINY_FLAGS
+from tests.conftest import TINY_FLAGS
+from tests.conftest import TRAIN
+from tests.conftest import TRAIN_FLAGS
+from tests.conftest import validated
 
-RUN = os.path.join(ROOT, 'run.py')
-# a tanh RNN at the smallest sizes (its training programs compile in 3/5 the time of a GRU's):
-# 3 seeds, 200 steps in chunks of 20, a checkpoint every 20. The 160 steps after the resume on 4
-# devices are what lets a difference between 1 and 4 devices grow into the records: with vmap in
-# place of lax.map on a device (lib/runtime/devices), the records differ (tried).
-TRAIN = {'cells': ('tanh',), 'seq_lens': (2,), 'hidden_size': 2, 'batch_size': 2, 'test_size': 2,
-         'num_seeds': 3, 'num_steps': 200, 'log_every': 20, 'checkpoint_every': 20}
-TRAIN_FLAGS = [f'--config={MEMORY_CONFIG}'] + [
-    f'--config.{key}={",".join(map(str, value)) if isinstance(value, tuple) else value}'
-    for key, value in TRAIN.items()]
-
-
-def _memory_config():
-  config = runpy.run_path(MEMORY_CONFIG)['get_config']()
-  config.update(TRAIN)
-  return config
+pytestmark = pytest.mark.slow
+# TRAIN (conftest: a tanh RNN at the smallest sizes, 3 seeds, 200 steps in chunks of 20, a
+# checkpoint every 20): the 160 steps after the resume on 4 devices are what lets a difference
+# between 1 and 4 devices grow into the records: with vmap in place of lax.map on a device
+# (lib/runtime/devices), the records differ (tried).
 
 
 def _free_port() -> int:
@@ -114,15 +106,12 @@ def test_two_processes_resume_and_write_what_one_process_writes(tmp_path, one_pr
   """3 points per group on 2 devices (padded to 4); the workdir already holds the first of 2
   groups (process 0 reads it, the other learns it by broadcast): the two processes compute the
   other 3 points, and the results are byte-identical to one process's run."""
-  from lib.experiments import gradient_decay  # pylint: disable=g-import-not-at-top
-  from tests.conftest import default_config  # pylint: disable=g-import-not-at-top
   flags = [f for f in TINY_FLAGS if not f.startswith(('--config.sigma_w2', '--config.num_seeds',
                                                       '--config.cells'))] + [
       '--config.sigma_w2=0.5,1,4', '--config.num_seeds=1', '--config.cells=gru']
-  config = default_config()
-  config.update({**TINY, 'sigma_w2': (0.5, 1.0, 4.0), 'num_seeds': 1, 'cells': ('gru',)})
   one, two = tmp_path / 'one', tmp_path / 'two'
-  one_process(gradient_decay.validate(config), str(one))
+  one_process(validated(**{**TINY, 'sigma_w2': (0.5, 1.0, 4.0), 'num_seeds': 1,
+                           'cells': ('gru',)}), str(one))
   shutil.copytree(one, two)
   lines = (one / 'results.jsonl').read_bytes().splitlines(keepends=True)
   assert len(lines) == 6  # 2 groups (lengths) of 3 points
@@ -149,11 +138,10 @@ def test_when_process_0_fails_both_stop_with_one_line(tmp_path):
 def test_training_preempted_in_one_process_resumes_in_two(tmp_path, one_process, monkeypatch):
   """One process (this one), SIGTERM after its first checkpoint (step 20): it saves the next
   chunk's state (step 40), the latest and only checkpoint kept, and stops (run.py's exit with
-  143 in one line on Preempted is test_long_range_memory's SIGTERM test, end to end); then two
+  143 in one line on Preempted is tests/test_run.py's SIGTERM test, end to end); then two
   processes of 2 devices each (3 seeds padded to 4) continue from that checkpoint: results
   byte-identical to an uninterrupted one-process run (run here while the two processes run, its
   programs the preempted run's, compiled in this process)."""
-  from lib import experiments  # pylint: disable=g-import-not-at-top
   from lib.runtime import preemption  # pylint: disable=g-import-not-at-top
   from lib.runtime import results  # pylint: disable=g-import-not-at-top
   from lib.runtime import train  # pylint: disable=g-import-not-at-top
@@ -172,7 +160,7 @@ def test_training_preempted_in_one_process_resumes_in_two(tmp_path, one_process,
   preemption.install()  # as run.py does
   try:
     with pytest.raises(preemption.Preempted):
-      one_process(experiments.validate(_memory_config()), str(stopped))
+      one_process(validated('long_range_memory', **TRAIN), str(stopped))
   finally:
     signal.signal(signal.SIGTERM, previous)
   preemption._requested.clear()  # pylint: disable=protected-access  (the stop is done)
@@ -180,14 +168,14 @@ def test_training_preempted_in_one_process_resumes_in_two(tmp_path, one_process,
   # the workdir's lock released, as the preempted process's exit would
   results._LOCKS.pop(os.path.realpath(stopped)).close()  # pylint: disable=protected-access
   assert not (stopped / 'results.jsonl').exists()
-  start = _latest_checkpoint(stopped)
+  start = max(checkpoint_steps(stopped))
   assert saved == [20, 40] and start == 40  # the chunk after the signal
   kept = [name for _, dirs, _ in os.walk(stopped / 'checkpoints') for name in dirs
           if name.isdigit()]
   assert kept == ['40']  # the checkpoint at 20 is gone (the latest kept)
   two = _start_two_processes(stopped, TRAIN_FLAGS, devices=2)
   try:
-    one_process(experiments.validate(_memory_config()), str(whole))
+    one_process(validated('long_range_memory', **TRAIN), str(whole))
   finally:
     outputs = two.finish()
   # process 0's progress bar starts at the checkpoint (a run from step 0 passes 40/200 too)

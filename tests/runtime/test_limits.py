@@ -20,6 +20,9 @@ from lib.runtime import results
 from lib.runtime.errors import ResourceError
 from lib.runtime.errors import UserError
 from lib.runtime.results import ResultStore
+from tests.conftest import programs_loaded
+from tests.conftest import TINY
+from tests.conftest import validated
 
 GIB = 2**30
 
@@ -113,10 +116,7 @@ def _tiny(hidden_size=8, **overrides):
   """A tiny tanh sweep, 2 scales x 2 seeds a group. Lengths up to 5 share one program (the
   bucket T=5), so the tests below compile it once and load it from the session's compilation
   cache after."""
-  from tests.conftest import TINY, default_config  # pylint: disable=g-import-not-at-top
-  config = default_config()
-  config.update({**TINY, 'hidden_size': hidden_size, 'cells': ('tanh',), **overrides})
-  return gradient_decay.validate(config)
+  return validated(**{**TINY, 'hidden_size': hidden_size, 'cells': ('tanh',), **overrides})
 
 
 THREE_GROUPS = {'seq_lens': (3, 4, 5)}  # one program (T=5), 3 groups of 4 points
@@ -173,27 +173,6 @@ def test_without_an_estimate_the_run_goes_on_and_says_so(tmp_path, monkeypatch, 
   assert len(ResultStore(str(tmp_path / 'w')).records()) == 2 * 2 * 2  # lengths x scales x seeds
 
 
-def programs_loaded(run) -> int:
-  """How many executables `run()` got from XLA: compiled, or loaded from the persistent
-  compilation cache (which the test session shares). A program compiled twice counts twice.
-
-  JAX times every request for an executable, whether XLA compiles it or the persistent cache
-  holds it, as one backend_compile_duration event (it wraps `compile_or_get_cached`): those are
-  counted. (A cache hit also sends a cache_hits event; counting that too counted a program that
-  another test had compiled before twice.)"""
-  loaded = []
-
-  def on_compile(event, *_, **__):
-    if event == '/jax/core/compile/backend_compile_duration':
-      loaded.append(event)
-  jax.monitoring.register_event_duration_secs_listener(on_compile)
-  try:
-    run()
-  finally:
-    jax.monitoring.unregister_event_duration_listener(on_compile)
-  return len(loaded)
-
-
 @pytest.mark.parametrize('dtype', ['float32', 'float64'])
 def test_the_run_loads_what_the_check_compiled(tmp_path, dtype, monkeypatch):
   """One executable per program: the memory check compiles it, the sweep loads it (two lengths,
@@ -225,31 +204,6 @@ def test_a_failed_check_leaves_every_workdir_as_it_was(tmp_path, monkeypatch, wh
       experiments.run(cfg, workdir, overwrite=overwrite)
   assert not (tmp_path / 'runs').exists()
   assert {name: (tmp_path / 'w' / name).read_bytes() for name in before} == before
-
-
-def test_a_full_disk_mid_run_is_one_line_and_the_rerun_resumes(tmp_path, monkeypatch, whole):
-  """The disk fills in the third group's second record: a ResourceError, the records before it
-  whole; with room, the same run ends byte-identical to one that never failed."""
-  cfg = _tiny(**THREE_GROUPS)
-  real_append, calls = ResultStore.append, []
-
-  def third_group_fills_the_disk(self, records):
-    calls.append(1)
-    records = list(records)
-    if len(calls) == 3:
-      real_append(self, records[:1])
-      raise OSError(errno.ENOSPC, 'No space left on device', self.results_path)
-    real_append(self, records)
-  monkeypatch.setattr(ResultStore, 'append', third_group_fills_the_disk)
-  with pytest.raises(ResourceError) as error:
-    experiments.run(cfg, str(tmp_path / 'w'))
-  assert str(error.value).startswith(f'no space left on the disk writing {tmp_path}/w/results.jsonl'
-                                     f' (workdir {tmp_path / "w"}); ')
-  records = ResultStore(str(tmp_path / 'w')).records()
-  assert len(calls) == 3 and len(records) == 2 * 4 + 1  # two groups and the third's first
-  monkeypatch.setattr(ResultStore, 'append', real_append)
-  experiments.run(cfg, str(tmp_path / 'w'))
-  assert (tmp_path / 'w' / 'results.jsonl').read_bytes() == (whole / 'results.jsonl').read_bytes()
 
 
 def test_points_programs_that_read_different_arguments_do_not_share():
@@ -343,28 +297,50 @@ def test_resource_errors_name_the_resource_the_file_and_the_workdir(code, words)
   assert str(errors.resource_error(MemoryError(), '/w')).startswith('out of memory mid-run')
 
 
-def test_out_of_memory_mid_run_is_one_line_and_the_rerun_resumes(tmp_path, monkeypatch, whole):
-  """XLA's RESOURCE_EXHAUSTED in the third group: a ResourceError in one line, the first two
-  groups saved; the same run again ends byte-identical to one that never failed."""
-  cfg = _tiny(**THREE_GROUPS)
-  real = gradient_decay.compute_group
-  calls = []
+def _fill_the_disk(self, records, real):
+  real(self, list(records)[:1])
+  raise OSError(errno.ENOSPC, 'No space left on device', self.results_path)
 
-  def third_fails(*args, **kwargs):
+
+def _exhaust_memory(*args, real):
+  del args
+  raise jax.errors.JaxRuntimeError('RESOURCE_EXHAUSTED: Out of memory allocating 7 bytes.\n'
+                                   'more detail')
+
+
+# what fails in the third group: (the function patched, what it does, the error's first words)
+RESOURCE_FAILURES = {
+    'full disk': (ResultStore, 'append', _fill_the_disk, 4 * 2 + 1,
+                  'no space left on the disk writing {w}/results.jsonl (workdir {w}); '),
+    'out of memory': (gradient_decay, 'compute_group', _exhaust_memory, 4 * 2,
+                      'out of memory mid-run (RESOURCE_EXHAUSTED: Out of memory allocating 7 '
+                      'bytes.); every finished point is saved in {w}'),
+}
+
+
+@pytest.mark.parametrize('failure', RESOURCE_FAILURES)
+def test_a_resource_error_mid_run_is_one_line_and_the_rerun_resumes(tmp_path, monkeypatch, whole,
+                                                                    failure):
+  """The third group of three fails: the disk fills in its second record (the records before
+  it kept whole), or XLA's RESOURCE_EXHAUSTED stops it (the first two groups saved): a
+  ResourceError of one line naming the resource, the file and the workdir; with room, the same
+  run ends byte-identical to one that never failed (that it does through run.py, killed or
+  stopped by a full disk, is tests/test_run.py's)."""
+  owner, name, fail, kept, message = RESOURCE_FAILURES[failure]
+  cfg = _tiny(**THREE_GROUPS)
+  real, calls = getattr(owner, name), []
+
+  def third_group_fails(*args, **kwargs):
     calls.append(1)
     if len(calls) == 3:
-      raise jax.errors.JaxRuntimeError('RESOURCE_EXHAUSTED: Out of memory allocating 7 bytes.\n'
-                                       'more detail')
+      fail(*args, real=real)
     return real(*args, **kwargs)
-  monkeypatch.setattr(gradient_decay, 'compute_group', third_fails)
+  monkeypatch.setattr(owner, name, third_group_fails)
   with pytest.raises(ResourceError) as error:
     experiments.run(cfg, str(tmp_path / 'w'))
-  assert str(error.value).startswith('out of memory mid-run (RESOURCE_EXHAUSTED: Out of memory '
-                                     f'allocating 7 bytes.); every finished point is saved in '
-                                     f'{tmp_path / "w"}')
+  assert str(error.value).startswith(message.format(w=tmp_path / 'w')), str(error.value)
   assert '\n' not in str(error.value)
-  per_group = len(gradient_decay.grid(cfg)[0][1])
-  assert len(ResultStore(str(tmp_path / 'w')).records()) == 2 * per_group
-  monkeypatch.setattr(gradient_decay, 'compute_group', real)
+  assert len(calls) == 3 and len(ResultStore(str(tmp_path / 'w')).records()) == kept
+  monkeypatch.setattr(owner, name, real)
   experiments.run(cfg, str(tmp_path / 'w'))
   assert (tmp_path / 'w' / 'results.jsonl').read_bytes() == (whole / 'results.jsonl').read_bytes()

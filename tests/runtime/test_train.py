@@ -2,8 +2,8 @@
 a run killed mid-way resumes from its orbax checkpoint to bit-identical results.
 
 The first four tests share one compiled program (compiling it is most of their cost): the tiny
-tanh RNN of `_setup` on the adding problem, trained by Adam on seeds 3 and 4 for 300 steps in
-chunks of 50, its targets replaceable at one step of each seed by a value passed in the task's
+tanh RNN of conftest's `trainer_setup` on the adding problem, trained by Adam on seeds 3 and 4
+for 300 steps in chunks of 50, its targets replaceable at one step of each seed by a value passed in the task's
 data (`_poisonable`), so that a poisoned run and a clean one are the same program run on other
 data, and agree bit for bit wherever the poison does not reach."""
 
@@ -15,21 +15,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lib.experiments import long_range_memory
 from lib.runtime import train
 from lib.runtime.errors import UserError
+from tests.conftest import trainer_setup
 
-CFG = dict(task='adding', batch_size=16, test_size=64, hidden_size=8, num_heads=2, num_layers=1,
-           sigma_w2=1.0, sigma_v2=1.0, sigma_b2=0.0, recurrent_init='gaussian', gate_bias=1.0)
 # the shared run: seeds that are not their own indices (a resumed run that mixed the two up would
 # show), 6 chunks of 50 steps, a checkpoint every 2 chunks
 SEEDS, NUM_STEPS, LOG_EVERY, CHECKPOINT_EVERY = [3, 4], 300, 50, 100
-
-
-def _setup(cell='tanh', seq_len=6, **cfg):
-  cfg = {**CFG, **cfg}
-  model = long_range_memory.make_model(cfg, cell)
-  return model, long_range_memory.make_task(cfg, model, seq_len)
 
 
 def _assert_same(a, b, rtol=0.0):
@@ -73,7 +65,7 @@ def _recording(chunk_program, params_after: list):
 def shared():
   """The shared run, unpoisoned, with the parameters after each of its chunks; `train(task,
   **kwargs)` runs the same program on a task of `_poison`."""
-  model, task = _setup()
+  model, task = trainer_setup()
   task = _poisonable(task)
   opt = train.optimizer('adam', 1e-2, 1.0)
 
@@ -169,7 +161,7 @@ def test_killed_training_resumes_from_its_checkpoint(shared, tmp_path, monkeypat
 def test_bad_optimizer_and_step_counts():
   with pytest.raises(UserError, match="unknown optimizer 'adamw'; valid choices: adam, rmsprop"):
     train.optimizer('adamw', 1e-3, 0.0)
-  model, task = _setup()
+  model, task = trainer_setup()
   with pytest.raises(UserError, match='multiples of log_every'):
     train.train(model.init, task, train.optimizer('adam', 1e-3, 0.0), [0], 15, 10)
 
