@@ -64,8 +64,18 @@ def test_bad_names_are_user_errors(tmp_path):
 
 
 def test_image_dataset_through_data_source_under_mock_data():
-  """TFDS's mock (with an explicit split; it breaks __getitems__, so arrays() reads one by one)."""
+  """Under TFDS's mock (5 random examples, a pure function of the index; with an explicit
+  split, it breaks __getitems__, so arrays() reads one by one), arrays() against tfds's own data
+  source of the split, opened apart and indexed example by example: the same number, in the same
+  order, each image and label equal and of the source's dtype (uint8 pixels, not cast), and the
+  images all different (so that an order or a read that mixes examples up shows)."""
   with tfds.testing.mock_data(num_examples=5):
     images, labels = datasets.arrays(datasets.source('mnist', 'train'), ('image', 'label'))
-  assert images.shape == (5, 28, 28, 1) and images.dtype == np.uint8
-  assert labels.shape == (5,) and np.all((labels >= 0) & (labels < 10))
+    reference = tfds.data_source('mnist', split='train')
+    expect = [reference[i] for i in range(len(reference))]
+  assert images.shape == (len(expect), 28, 28, 1) == (5, 28, 28, 1) and labels.shape == (5,)
+  for i, example in enumerate(expect):
+    assert images[i].dtype == example['image'].dtype == np.uint8
+    np.testing.assert_array_equal(images[i], example['image'], err_msg=f'image {i}')
+    assert labels[i] == example['label'] and 0 <= labels[i] < 10
+  assert len({image.tobytes() for image in images}) == 5

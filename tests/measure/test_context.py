@@ -196,3 +196,53 @@ def test_the_summaries_of_a_curve_by_hand():
   assert context.effective_context(lags, (2.0, 1.6, 1.52, 1.53), 1.5, 0.01) is None
   assert context.zero_crossing(lags, (1.0, 0.01, 0.05, 0.0), (0.1, 0.01, 0.01, 0.0)) == 2
   assert context.zero_crossing(lags, (1.0, 0.5, 0.3, 0.2), (0.1, 0.1, 0.1, 0.05)) is None
+
+
+# (lags, increases, their standard errors, the zero crossing), worked by hand with 2 standard
+# errors; dyadic numbers, so that a value at exactly 2 standard errors is exactly on the boundary
+ZERO_CROSSINGS = [
+    # 2: |1.0| > 2 x 0.125; 4: |0.5| = 2 x 0.25, on the boundary, within: 4 (with < instead of
+    # <=, or 1 standard error instead of 2: 8; the last crossing: 16; the index 1, not the lag)
+    ((2, 4, 8, 16), (1.0, 0.5, 0.0, 0.0), (0.125, 0.25, 0.25, 0.25), 4),
+    # 2: |-1.0| = 8 standard errors, far from 0 (the increase signed, m <= 2 s: 2); 4: 0.25 =
+    # 2 x 0.125: 4
+    ((2, 4, 8, 16), (-1.0, 0.25, 0.0, 0.0), (0.125, 0.125, 0.125, 0.125), 4),
+    # 1: 1.5 standard errors, within 2: 1 (1 standard error: 3; the index 0)
+    ((1, 3, 5, 7), (0.375, 0.0, 0.0, 0.0), (0.25, 0.25, 0.25, 0.25), 1),
+    # 3: 1.5 standard errors: 3 (1 standard error: 7; index 1, index + 1 2, next lag 5)
+    ((1, 3, 5, 7), (1.0, -0.375, 0.5, 0.0), (0.125, 0.25, 0.125, 0.125), 3),
+    # no increase within 2 standard errors: None (a lag past the last: an IndexError)
+    ((1, 3, 5, 7), (1.0, -1.0, 0.75, 0.5), (0.125, 0.25, 0.25, 0.125), None),
+]
+
+
+@pytest.mark.parametrize('lags, increases, stderrs, expect', ZERO_CROSSINGS)
+def test_zero_crossing_worked_by_hand(lags, increases, stderrs, expect):
+  """The first lag whose increase m has |m| <= 2 s (s its standard error), the boundary
+  included, as a lag (not its index), worked by hand in ZERO_CROSSINGS."""
+  assert context.zero_crossing(lags, increases, stderrs) == expect
+
+
+# (lags, truncated losses, the full history's loss, relative tolerance, the effective context),
+# worked by hand; full loss 4 and tolerance 0.25 allow an excess of at most 1.0
+EFFECTIVE_CONTEXTS = [
+    # excess 2, 1 (exactly the tolerance: within), 0.5, 0: 4 (with < instead of <=: 8; the
+    # tolerance absolute, 0.25 nats: 16; the index 1, not the lag)
+    ((2, 4, 8, 16), (6.0, 5.0, 4.5, 4.0), 4.0, 0.25, 4),
+    # excess 2, 0.5, 1.5, 0: lag 4 is within but lag 8 is not, so 16 (the first lag within
+    # alone: 4; every later lag but not the lag itself: 8)
+    ((2, 4, 8, 16), (6.0, 4.5, 5.5, 4.0), 4.0, 0.25, 16),
+    # excess 0.5, -1.5 (below the full loss costs nothing: a two-sided rule gives 8), 0.75,
+    # 0: 2
+    ((2, 4, 8, 16), (4.5, 2.5, 4.75, 4.0), 4.0, 0.25, 2),
+    # the last lag's excess 1.5: None
+    ((2, 4, 8, 16), (6.0, 5.0, 4.5, 5.5), 4.0, 0.25, None),
+]
+
+
+@pytest.mark.parametrize('lags, losses, full, tolerance, expect', EFFECTIVE_CONTEXTS)
+def test_effective_context_worked_by_hand(lags, losses, full, tolerance, expect):
+  """The smallest lag d from which on every loss (d's included) is at most tolerance x the full
+  loss above the full loss, the boundary included, as a lag, worked by hand in
+  EFFECTIVE_CONTEXTS."""
+  assert context.effective_context(lags, losses, full, tolerance) == expect

@@ -87,15 +87,43 @@ def test_recurrent_classifier_reads_both_directions():
   assert _count(shapes) == 2 * cell + (2 * 6 * 40 * 10 + 10)
 
 
+def _conv_by_hand(x, kernel, bias, stride=2, pad=1):
+  """A 2-D convolution by its definition, one output position at a time: y[b, i, j, o] =
+  bias[o] + sum over (di, dj, c) of x0[b, stride i + di, stride j + dj, c] kernel[di, dj, c, o],
+  x0 the image with `pad` zeros on every side."""
+  k = kernel.shape[0]
+  x = np.pad(x, [(0, 0), (pad, pad), (pad, pad), (0, 0)])
+  rows, cols = ((n - k) // stride + 1 for n in x.shape[1:3])
+  y = np.empty((x.shape[0], rows, cols, kernel.shape[-1]))
+  for i in range(rows):
+    for j in range(cols):
+      window = x[:, stride * i:stride * i + k, stride * j:stride * j + k, :]
+      y[:, i, j] = np.einsum('bhwc,hwco->bo', window, kernel) + bias
+  return y
+
+
 def test_images_use_two_dimensional_convolutions():
-  """An image (28, 28, 1) gets a 5 x 5 first kernel (1 -> 25 channels) and logits (2, 10):
-  shapes, fixed at tracing (jax.eval_shape); PatchConv's 2-D values are checked against XLA's
-  convolution below."""
+  """The CNN on two 28 x 28 images against numpy in float64 from its own parameters, written out
+  layer by layer: three 2-D convolutions (kernel 5, 3, 3; stride 2; 1 zero of padding on each
+  side: 28 -> 13 -> 7 -> 4 positions a side) with relu, the (4, 4, 25) features flattened in
+  row-major order, then the dense readout; within rtol = atol = 1e-12 (float64 rounding, ~1e-15;
+  a transposed or flattened image, a padding on one side, another flattening order: O(1) off).
+  At generic parameters in the shapes of the model's init (a 5 x 5 first kernel, 1 -> 25)."""
   model = models.classifier('cnn', CLASSIFIER_CFG, (28, 28, 1), 10)
-  params = jax.eval_shape(model.init, jax.random.key(0))
-  assert params['params']['Conv_0']['kernel'].shape == (5, 5, 1, 25)
-  x = jax.ShapeDtypeStruct((2, 28, 28, 1), jnp.float32)
-  assert jax.eval_shape(model.apply, params, x).shape == (2, 10)
+  shapes = jax.eval_shape(model.init, jax.random.key(0))
+  assert shapes['params']['Conv_0']['kernel'].shape == (5, 5, 1, 25)
+  params = jax.tree.map(lambda a: a.astype(np.float64), _generic(shapes, 0))
+  x = np.random.default_rng(1).standard_normal((2, 28, 28, 1))
+  with jax.enable_x64(True):
+    got = np.asarray(jax.jit(model.apply)(params, x))
+  p = params['params']
+  h = x
+  for i in range(3):
+    h = np.maximum(_conv_by_hand(h, p[f'Conv_{i}']['kernel'], p[f'Conv_{i}']['bias']), 0.0)
+  assert h.shape == (2, 4, 4, 25)
+  expect = h.reshape(2, -1) @ p['Dense_0']['kernel'] + p['Dense_0']['bias']
+  assert got.shape == (2, 10) and got.dtype == np.float64
+  np.testing.assert_allclose(got, expect, rtol=1e-12, atol=1e-12)
 
 
 def test_relu_is_the_irnn():

@@ -1,5 +1,7 @@
 """Config validation: what the command line delivers becomes checked values or a clear error."""
 
+import ast
+import os
 import re
 
 import pytest
@@ -7,16 +9,71 @@ import pytest
 from lib.experiments import gradient_decay
 from lib.runtime.errors import UserError
 from tests.conftest import default_config
+from tests.conftest import ROOT
+
+CONFIG_FILE = os.path.join(ROOT, 'experiments', 'gradient_decay.py')
 
 
 def _validate(**overrides):
   return gradient_decay.validate({**default_config().to_dict(), **overrides})
 
 
+def _assignments(path: str) -> dict:
+  """{key: value} of every `config.key = <literal>` in a config file, read from its syntax tree
+  (not by running it)."""
+  with open(path) as f:
+    tree = ast.parse(f.read())
+  return {node.targets[0].attr: ast.literal_eval(node.value) for node in ast.walk(tree)
+          if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Attribute)
+          and isinstance(node.targets[0].value, ast.Name) and node.targets[0].value.id == 'config'}
+
+
+# What validation makes of each key: a tuple of what type, or one value of what type.
+LISTS = {'cells': str, 'seq_lens': int, 'length_buckets': int, 'sigma_w2': float,
+         'sigma_b2': float}
+SCALARS = {'experiment': str, 'sigma_v2': float, 'recurrent_init': str, 'gate_bias': float,
+           'r_min': float, 'r_max': float, 'max_phase': float, 'hidden_size': int,
+           'input_size': int, 'batch_size': int, 'num_seeds': int, 'seed': int, 'dtype': str,
+           'fit_k_min': int, 'fit_k_max': int}
+
+
+def _check_types(cfg: dict) -> None:
+  assert set(cfg) == set(LISTS) | set(SCALARS)
+  for key, kind in LISTS.items():
+    assert type(cfg[key]) is tuple and cfg[key], key
+    assert all(type(v) is kind for v in cfg[key]), key
+  for key, kind in SCALARS.items():
+    assert type(cfg[key]) is kind, key  # `is`: a bool is no int, an int no float
+
+
 def test_default_config_is_valid():
-  """The default config validates, with cells (tanh, lstm, gru) and lengths from 16."""
+  """The validated default config against experiments/gradient_decay.py read from its syntax
+  tree: every key the file sets and no other, each value equal to the file's, lists as tuples,
+  each value of the type validation promises (LISTS, SCALARS: tuples of ints, floats...); the
+  length buckets, 'auto' in the file, are (64, 512), as the file's comment works them out for
+  16..512 (each bucket runs the lengths down to a quarter of it)."""
   cfg = _validate()
-  assert cfg['cells'] == ('tanh', 'lstm', 'gru') and cfg['seq_lens'][0] == 16
+  expect = _assignments(CONFIG_FILE)
+  assert expect['length_buckets'] == ('auto',) and expect['seq_lens'] == (16, 32, 64, 128, 256,
+                                                                          512)
+  expect['length_buckets'] = (64, 512)
+  assert set(cfg) == set(expect)
+  for key, value in expect.items():
+    assert cfg[key] == value, key
+  _check_types(cfg)
+
+
+def test_default_config_from_the_command_line_is_the_same():
+  """Every list of the default config as the command line gives it (one comma-joined string,
+  ('16,32,...',)) and every number as text, validates to the same values and types as the
+  config file's own."""
+  expect = _validate()
+  as_text = {key: (','.join(map(str, v)),) if isinstance(v, tuple) else
+             str(v) if key in SCALARS and SCALARS[key] is not str else v
+             for key, v in _assignments(CONFIG_FILE).items()}
+  cfg = _validate(**as_text)
+  assert cfg == expect
+  _check_types(cfg)
 
 
 @pytest.mark.parametrize('value, expect', [
