@@ -170,8 +170,8 @@ def _summary_rows(stdout: str) -> dict:
 
 def test_main_job_end_to_end_cache_resume_plot_only_and_config_guard(tiny_run, tmp_path):
   """run.py at a tiny size: its summary (each row's rate and spread over seeds, theory and
-  per-length column recomputed from the records and mean-field theory), progress bar, records, config, environment and plots (a
-  second run.py with its compilation cache and no --workdir is the shards test's shard 0); and,
+  per-length column recomputed from the records and mean-field theory), progress bar, records,
+  config, environment and plots (a second run.py with its compilation cache and no --workdir is the shards test's shard 0); and,
   in-process on a copy (the code run.py calls; its flags reach it in the bad-input tests above),
   --plot_only redraws the plots, a rerun of a finished workdir computes nothing, a workdir of
   another config is refused, and --overwrite replaces it (seq_lens (5,): the programs of
@@ -358,8 +358,8 @@ def test_a_sweep_stopped_then_rerun_equals_one_never_stopped(stop, tmp_path, sma
   status, last = {'SIGKILL': (-9, None),
                   'SIGINT': (130, 'interrupted: every finished point is saved'),
                   'SIGTERM': (143, 'preempted (SIGTERM): every finished point'),
-                  'full disk': (3, f'error: no space left on the disk writing {workdir}/results.jsonl '
-                                   f'(workdir {workdir});')}[stop]
+                  'full disk': (3, 'error: no space left on the disk writing '
+                                   f'{workdir}/results.jsonl (workdir {workdir});')}[stop]
   assert victim.returncode == status, stderr
   if stop == 'full disk':
     (line,) = _error_lines(stderr)

@@ -13,7 +13,7 @@ from lib import experiments
 from lib.experiments import language_model
 from lib.runtime import train
 from lib.runtime.errors import UserError
-from tests.conftest import config
+from tests.conftest import validated
 from tests.conftest import LANGUAGE_TINY
 from tests.conftest import records
 from tests.conftest import run_in_process
@@ -29,7 +29,7 @@ def test_a_tiny_run_learns_a_repeating_text(tmp_path, repeating_text):
   the text's conditional entropy given one symbol, 6/9 ln 2 = 0.462 nats) to under 0.2 nats by
   position 7; the sample is 18 symbols of the text's alphabet; a record per
   model with its curves, the table and the three plots."""
-  out = experiments.run(experiments.validate(config('language_model', **TINY)), str(tmp_path / 'w'))
+  out = experiments.run(validated('language_model', **TINY), str(tmp_path / 'w'))
   done = records(tmp_path / 'w')
   assert [(r['model'], r['context_len'], r['seed']) for r in done] == [
       ('lstm', 8, 0), ('transformer', 8, 0)]
@@ -44,7 +44,7 @@ def test_a_tiny_run_learns_a_repeating_text(tmp_path, repeating_text):
   for name in ('test_metric.png', 'position_loss.png', 'training_curves.png'):
     assert os.path.getsize(tmp_path / 'w' / 'plots' / name) > 0
   # the saved final parameters are the ones measured: their test loss, recomputed, is the record's
-  cfg = experiments.validate(config('language_model', **TINY))
+  cfg = validated('language_model', **TINY)
   corpus = language_model.prepare(cfg)
   for r in done:
     saved = language_model.load_params(
@@ -68,8 +68,7 @@ def test_a_run_stopped_after_a_checkpoint_resumes_to_the_same_bytes(tmp_path, re
   uninterrupted run's byte for byte (a lost carry, or a resume that repeats or skips a segment,
   changes them). No results.jsonl before the end. (A kill of run.py itself, end to end, is
   tests/test_run.py's.)"""
-  cfg = experiments.validate(config('language_model', **{**TINY, 'models': ('lstm',),
-                                                         'sample_len': 0}))
+  cfg = validated('language_model', **{**TINY, 'models': ('lstm',), 'sample_len': 0})
   run_in_process(cfg, tmp_path / 'whole')
   stopped = tmp_path / 'stopped'
   save = train.Checkpoints.save
@@ -101,7 +100,7 @@ def test_a_run_stopped_after_a_checkpoint_resumes_to_the_same_bytes(tmp_path, re
 ])
 def test_bad_input_is_a_user_error(overrides, message):
   with pytest.raises(UserError, match=message):
-    experiments.validate(config('language_model', **overrides))
+    validated('language_model', **overrides)
 
 
 def test_a_context_longer_than_the_streams_is_refused(repeating_text):
@@ -109,4 +108,4 @@ def test_a_context_longer_than_the_streams_is_refused(repeating_text):
   from lib.experiments import language_model  # pylint: disable=g-import-not-at-top
   with pytest.raises(UserError, match=r'\(2000 tokens\) is too short for config.batch_size \(4\) '
                                       'streams of one segment of 600 tokens'):
-    language_model.prepare(experiments.validate(config('language_model', **{**TINY, 'context_lens': (600,)})))
+    language_model.prepare(validated('language_model', **{**TINY, 'context_lens': (600,)}))

@@ -9,7 +9,8 @@ start with the module (`started`) and compute while this one does: run.py end to
 (--points_batch, the device count recorded in the workdir), and tests/runtime/many_devices.py's
 `four`, which runs a
 sweep, two trainings and the fewer-points programs that several tests below compare with this
-process's. The tests that start processes are in the slow tier. Every draw is seeded (the sweeps' by their config's seeds, training by its seeds)."""
+process's. The tests that start processes are in the slow tier. Every draw is seeded (the
+sweeps' by their config's seeds, training by its seeds)."""
 
 import json
 import os

@@ -3,9 +3,9 @@ a run killed mid-way resumes from its orbax checkpoint to bit-identical results.
 
 The first four tests share one compiled program (compiling it is most of their cost): the tiny
 tanh RNN of conftest's `trainer_setup` on the adding problem, trained by Adam on seeds 3 and 4
-for 300 steps in chunks of 50, its targets replaceable at one step of each seed by a value passed in the task's
-data (`_poisonable`), so that a poisoned run and a clean one are the same program run on other
-data, and agree bit for bit wherever the poison does not reach."""
+for 300 steps in chunks of 50, its targets replaceable at one step of each seed by a value
+passed in the task's data (`_poisonable`), so that a poisoned run and a clean one are the same
+program run on other data, and agree bit for bit wherever the poison does not reach."""
 
 import logging as std_logging
 import types
