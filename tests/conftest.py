@@ -128,6 +128,13 @@ def tiny_config():
   return config(**TINY)
 
 
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory):
+  """A TFDS data folder for the module (MNIST-1D is built there by the first run that reads
+  it)."""
+  return str(tmp_path_factory.mktemp('tfds'))
+
+
 def records(workdir, part: str = None) -> list:
   """The records of workdir/results.jsonl (those of `part` only, if given)."""
   with open(os.path.join(workdir, 'results.jsonl')) as f:
@@ -180,7 +187,8 @@ def checkpoint_steps(workdir) -> list:
 # listed follow in their own order. test_context_use comes a few files after
 # test_language_model: it trains that file's tiny run again, whose programs it then loads from
 # the compilation cache.
-LONGEST_FIRST = ('tests/test_run.py', 'tests/experiments/test_long_range_memory.py',
+LONGEST_FIRST = ('tests/test_run.py', 'tests/test_golden_language.py', 'tests/test_golden.py',
+                 'tests/test_golden_training.py', 'tests/experiments/test_long_range_memory.py',
                  'tests/runtime/test_devices.py', 'tests/measure/test_theory.py',
                  'tests/nets/test_cnn.py', 'tests/experiments/test_image_classification.py',
                  'tests/measure/test_gradients.py', 'tests/runtime/test_distributed.py',

@@ -8,14 +8,14 @@ import pytest
 
 from lib.experiments import gradient_decay
 from lib.runtime.errors import UserError
-from tests.conftest import default_config
+from tests.conftest import config
 from tests.conftest import ROOT
 
 CONFIG_FILE = os.path.join(ROOT, 'experiments', 'gradient_decay.py')
 
 
 def _validate(**overrides):
-  return gradient_decay.validate({**default_config().to_dict(), **overrides})
+  return gradient_decay.validate({**config().to_dict(), **overrides})
 
 
 def _assignments(path: str) -> dict:
