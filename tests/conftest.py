@@ -101,11 +101,6 @@ def repeating_text(monkeypatch):
   monkeypatch.setattr(text, 'corpus', repeating_corpus)
 
 
-def default_config():
-  """config() (experiments/gradient_decay.py): the name the helpers' files still use."""
-  return config()
-
-
 # The trainer's own tiny task (tests/runtime/test_train.py, tests/runtime/many_devices.py): the
 # adding problem for a model of 8 units, batches of 16, 64 test examples.
 TRAINER = dict(task='adding', batch_size=16, test_size=64, hidden_size=8, num_heads=2,

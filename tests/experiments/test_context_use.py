@@ -83,6 +83,7 @@ def _direct_reach(model, params, contexts, targets):
   return by_t[::-1]
 
 
+@pytest.mark.slow
 def test_a_workdir_is_measured_from_its_saved_parameters(lm_workdir, measured, repeating_text):
   """From a language_model workdir: records in grid order; each truncated loss and the full
   history's equal the mean of the model's own apply on the last d tokens (1e-5); a window-8
@@ -157,6 +158,7 @@ def test_a_workdir_is_measured_from_its_saved_parameters(lm_workdir, measured, r
     assert os.path.getsize(os.path.join(workdir, 'plots', name)) > 0
 
 
+@pytest.mark.slow
 def test_training_here_measures_the_same_and_resumes_without_training(lm_workdir, measured,
                                                                       tmp_path, repeating_text):
   """context_use training the LSTM itself (the same keys) writes the language_model records
@@ -193,6 +195,7 @@ def _copy_without_params(lm_workdir, tmp_path):
   return str(copy)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('case, message', [
     ('missing', r'config.from_workdir: .*nowhere is not a folder'),
     ('empty', r'config.from_workdir: .*empty has no config.json: not the workdir of a run'),

@@ -22,6 +22,7 @@ from tests.conftest import SYMBOLS
 TINY = LANGUAGE_TINY
 
 
+@pytest.mark.slow
 def test_a_tiny_run_learns_a_repeating_text(tmp_path, repeating_text):
   """200 steps of Adam on a text of period 9 over 6 symbols: both models end below 0.3 bits per
   character (a model of symbol frequencies alone: 2.5 bits; the text is determined by the last

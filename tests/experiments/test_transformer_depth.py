@@ -143,6 +143,7 @@ def _mean(values):
   return float(np.mean(values)) if values else None
 
 
+@pytest.mark.slow
 def test_a_tiny_sweep_records_resumes_summarises_and_plots(tmp_path):
   """Two variants x two depths x two seeds (width 16, 6 tokens), run as run.py runs it, its
   numbers recomputed by other code:

@@ -14,7 +14,9 @@ from lib.nets import cells
 
 def _network(name, seq_len, *, sigma_w2=1.0, hidden=8, width=3, batch=4, seed=0,
              dtype=jnp.float64, recurrent_init='gaussian', params_only=False):
-  """(step, output, carry0, xs, readout) of a random cell; or its params alone."""
+  """(step, output, carry0, xs, readout) of a random cell; or its params alone. Eager: each op
+  compiles on its own, once for every test of the file (inside each test's program, the init
+  compiled again in each costs more)."""
   cell = cells.make_cell(name, hidden, dtype)
   key = jax.random.key(seed)
   params = cells.init_params(name, cell, jax.random.fold_in(key, 0), width, sigma_w2=sigma_w2,
@@ -36,8 +38,12 @@ def _log_mean_sq(tree):
                               for leaf in jax.tree.leaves(tree))))
 
 
-# the linear cell runs the lru's code path with real numbers: the lru stands for both
-@pytest.mark.parametrize('name', cells.KERNEL_CELLS + ('lru',))
+# One cell per shape of state: relu runs tanh's code (a single array; only the activation
+# differs), the linear cell the lru's with real numbers.
+CARRIES = ('tanh', 'lstm', 'gru', 'lru')
+
+
+@pytest.mark.parametrize('name', CARRIES)
 def test_profile_equals_separate_grads_per_step(name):
   """Each ln mean_b ||dl_b/ds_t||^2 equals a jax.grad of the loss taken from s_t onward (all in
   one jitted program: eager, each small op would compile on its own)."""
@@ -89,23 +95,22 @@ def test_hand_worked_three_step_linear_recurrence():
   np.testing.assert_allclose(log_initial, np.log(r**2 * w**6), rtol=1e-6)  # dl/dh_{-1} = w^3 r
 
 
-@pytest.mark.parametrize('name', cells.CELL_NAMES)
+@pytest.mark.parametrize('name', CARRIES)
 def test_log_domain_equals_float64_direct(name):
   """Where nothing underflows, the renormalised path equals plain autodiff in float64, and the
-  float32 log path agrees with it to float32 precision."""
+  float32 log path agrees with it to float32 precision (the same network cast)."""
   with jax.enable_x64(True):
     net64 = _network(name, seq_len=40, sigma_w2=1.5)
-    direct_h, direct_x = jax.jit(lambda: gradients.direct_grad_profile(*net64))()
-    log_h, log_x, _, _, _ = jax.jit(lambda: gradients.log_grad_profile(*net64))()
+    params = _network(name, seq_len=40, sigma_w2=1.5, params_only=True)
+    (direct_h, direct_x), (log_h, log_x, _, _, _) = jax.jit(  # one program for both paths
+        lambda: (gradients.direct_grad_profile(*net64), gradients.log_grad_profile(*net64)))()
     np.testing.assert_allclose(log_h, direct_h, rtol=1e-12, atol=1e-11)
     np.testing.assert_allclose(log_x, direct_x, rtol=1e-12, atol=1e-11)
-  with jax.enable_x64(True):
-    params = _network(name, seq_len=40, sigma_w2=1.5, params_only=True)
   params, carry0, xs, readout = jax.tree.map(
       lambda a: np.asarray(a, np.float32), (params, *net64[2:]))
-  log_h32 = jax.jit(lambda: gradients.log_grad_profile(
-      cells.step_of(cells.make_cell(name, 8, jnp.float32), params), net64[1], carry0, xs,
-      readout).log_grad_sq)()
+  log_h32 = jax.jit(lambda *a: gradients.log_grad_profile(
+      cells.step_of(cells.make_cell(name, 8, jnp.float32), a[0]),
+      functools.partial(cells.output, name), *a[1:]).log_grad_sq)(params, carry0, xs, readout)
   np.testing.assert_allclose(log_h32, direct_h, atol=2e-3 * (1 + np.abs(direct_h).max()))
 
 
@@ -128,14 +133,15 @@ def test_linear_orthogonal_slope_is_two_ln_a_and_survives_underflow():
   T = 5000 with a = 0.8 it falls by 2231 nats, far past float32 (and float64) underflow."""
   a, seq_len = 0.8, 5000
   net = _linear_orthogonal(a, hidden=16, seq_len=seq_len)
-  log_h = jax.jit(gradients.log_grad_profile, static_argnums=(0, 1))(*net).log_grad_sq
+  log_h, (direct_h, _) = jax.jit(  # one program for both paths
+      lambda *a: (gradients.log_grad_profile(*net[:2], *a).log_grad_sq,
+                  gradients.direct_grad_profile(*net[:2], *a)))(*net[2:])
   log_h = np.asarray(log_h, np.float64)
   assert np.all(np.isfinite(log_h))
   k = np.arange(seq_len)
   expect = log_h[-1] + 2 * np.log(a) * k  # ln||r||^2 - 2 k ln(1/a)
   np.testing.assert_allclose(log_h[::-1], expect, atol=5e-3 * seq_len * 1e-2)
   np.testing.assert_allclose(gradients.fit_decay_rate(log_h), 2 * np.log(a), rtol=1e-5)
-  direct_h, _ = jax.jit(gradients.direct_grad_profile, static_argnums=(0, 1))(*net)
   assert np.isneginf(np.asarray(direct_h)[0]), 'the direct float32 path should underflow here'
 
 
@@ -159,27 +165,31 @@ def test_pascanu_bound_for_contracting_tanh():
   ||dh_{T-1}/dh_k|| <= s^(T-1-k) (Pascanu et al. 2013), so per example
   ||dl/dh_k||^2 <= s^(2(T-1-k)) ||r||^2; checked on the Jacobian itself and on the profile."""
   s, hidden, seq_len = 0.9, 10, 30
+  k = 5
   with jax.enable_x64(True):
-    _, out, carry0, xs, readout = _network('tanh', seq_len, hidden=hidden, sigma_w2=3.0)
+    carry0, xs, readout = _network('tanh', seq_len, hidden=hidden, sigma_w2=3.0)[2:]
     params = _network('tanh', seq_len, hidden=hidden, sigma_w2=3.0, params_only=True)
     kernel = params['params']['h']['kernel']
     kernel = kernel * (s / np.linalg.norm(np.asarray(kernel), 2))
     params = {'params': {**params['params'], 'h': {'kernel': kernel}}}
     cell = cells.make_cell('tanh', hidden, jnp.float64)
-    step = cells.step_of(cell, params)
-    log_h = jax.jit(lambda: gradients.log_grad_profile(step, out, carry0, xs, readout))()
-    log_h = log_h.log_grad_sq
+
+    @jax.jit  # the profile and the Jacobian in one program
+    def measured(params, carry0, xs, readout):
+      step = cells.step_of(cell, params)
+
+      def h_last_from_h_k(h):  # one example's h_k -> h_{T-1}
+        for x in xs[k + 1:, :1]:
+          h = step(h, x)
+        return h[0]
+      return (gradients.log_grad_profile(step, functools.partial(cells.output, 'tanh'), carry0,
+                                         xs, readout).log_grad_sq,
+              jax.jacobian(h_last_from_h_k)(
+                  cells.forward_states(step, carry0, xs)[k, :1])[:, 0, :])
+    log_h, jac = measured(params, carry0, xs, readout)
     bound = 2 * np.arange(seq_len)[::-1] * np.log(s) + np.log(np.sum(np.asarray(readout)**2))
     assert np.all(np.asarray(log_h) <= bound + 1e-9)
     assert np.asarray(log_h)[0] < bound[0] - 1.0  # tanh' < 1 makes it strictly smaller
-
-    k = 5
-    def h_last_from_h_k(h):  # one example's h_k -> h_{T-1}
-      for x in xs[k + 1:, :1]:
-        h = step(h, x)
-      return h[0]
-    jac = jax.jit(lambda: jax.jacobian(h_last_from_h_k)(
-        cells.forward_states(step, carry0, xs)[k, :1])[:, 0, :])()
     assert np.linalg.norm(np.asarray(jac), 2) <= s ** (seq_len - 1 - k)
 
 

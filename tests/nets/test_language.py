@@ -20,6 +20,19 @@ def _lstm(**kw):
                                recurrent_init='gaussian', gate_bias=1.0, **kw)
 
 
+def _lru(parallel_scan=True):
+  return language.recurrent_lm('lru', VOCAB, embed_size=3, hidden_size=4, num_layers=2,
+                               linear={'r_min': 0.5, 'r_max': 0.99,
+                                       'parallel_scan': parallel_scan})
+
+
+def _init(model, seed):
+  """model's params, from a program of its own: the same program for every test of a model
+  (and the lru's whatever its scan), compiled once (the session's compilation cache loads it),
+  since an init is most of what these small models compile (the lru's: 4-5 CPU-s)."""
+  return jax.jit(model.init)(jax.random.key(seed))
+
+
 def _tokens(shape, seed=0):
   return jnp.asarray(np.random.default_rng(seed).integers(0, VOCAB, shape), jnp.int32)
 
@@ -28,25 +41,29 @@ def test_transformer_is_causal():
   """Changing the tokens after position t leaves the logits at 0..t as they were, to the bit;
   changing token t changes them at t."""
   model = language.transformer_lm(VOCAB, width=8, num_heads=2, num_layers=2, context_len=6)
-  params = jax.jit(model.init)(jax.random.key(0))
   x = _tokens((2, 6))
   y = x.at[:, 4:].set((x[:, 4:] + 1) % VOCAB)
-  apply = jax.jit(lambda p, x: model.apply(p, x, ())[0])  # one program for both
-  a, b = apply(params, x), apply(params, y)
+
+  @jax.jit  # the init and both reads in one program (each program costs a compile)
+  def read(key, x, y):
+    params = model.init(key)
+    return model.apply(params, x, ())[0], model.apply(params, y, ())[0]
+  a, b = read(jax.random.key(0), x, y)
   np.testing.assert_array_equal(a[:, :4], b[:, :4])
   assert not np.allclose(a[:, 4], b[:, 4])
   with pytest.raises(UserError, match='width 6 must be even and divisible by num_heads 4'):
     language.transformer_lm(VOCAB, width=6, num_heads=4, num_layers=1, context_len=4)
 
 
-def _read_whole_and_in_two(model, params, x):
-  """(logits of x read at once, of its first 4 tokens, of the rest from the carry they left),
-  in one program."""
+def _read_whole_and_in_two(model, params, x, **more):
+  """(logits of x read at once, of its first 4 tokens, of the rest from the carry they left,
+  {name: fn(params, x)} of `more`), in one program (each program costs a compile)."""
   @jax.jit
   def read(params, x):
     whole, _ = model.apply(params, x, model.zero_carry(x.shape[0]))
     first, carry = model.apply(params, x[:, :4], model.zero_carry(x.shape[0]))
-    return whole, first, model.apply(params, x[:, 4:], carry)[0]
+    return (whole, first, model.apply(params, x[:, 4:], carry)[0],
+            {name: fn(params, x) for name, fn in more.items()})
   return read(params, x)
 
 
@@ -54,14 +71,13 @@ def test_recurrent_carry_is_the_state_of_the_stream():
   """Two segments read one after the other, the carry passed on, give the logits of the whole
   sequence read at once; the uniform init draws every parameter in [-a, a]."""
   model = _lstm()
-  params = jax.jit(model.init)(jax.random.key(1))
   x = _tokens((3, 10))
-
-  whole, first, second = _read_whole_and_in_two(model, params, x)
+  uniform_init = _lstm(init='uniform', init_scale=0.05).init
+  whole, first, second, more = _read_whole_and_in_two(
+      model, _init(model, 1), x, uniform=lambda *_: uniform_init(jax.random.key(1)))
   np.testing.assert_allclose(np.concatenate([first, second], axis=1), whole, rtol=1e-6,
                              atol=1e-6)
-  uniform = jax.jit(_lstm(init='uniform', init_scale=0.05).init)(jax.random.key(1))
-  leaves = jax.tree.leaves(uniform)
+  leaves = jax.tree.leaves(more['uniform'])
   assert all(np.abs(leaf).max() <= 0.05 for leaf in leaves)
   assert max(np.abs(leaf).max() for leaf in leaves) > 0.045  # the whole range is used
 
@@ -70,17 +86,14 @@ def test_recurrent_carry_is_the_state_of_the_stream():
 def test_an_lru_language_model_carries_its_state(parallel_scan):
   """The lru in a language model: two segments with the carry passed on (the parallel scan's
   h0 folded into its first input, or the sequential scan) give the whole sequence's logits."""
-  model = language.recurrent_lm('lru', VOCAB, embed_size=3, hidden_size=4, num_layers=2,
-                                linear={'r_min': 0.5, 'r_max': 0.99,
-                                        'parallel_scan': parallel_scan})
-  params = jax.jit(model.init)(jax.random.key(1))
+  model = _lru(parallel_scan)
   x = _tokens((3, 10))
-
-  whole, first, second = _read_whole_and_in_two(model, params, x)
+  whole, first, second, more = _read_whole_and_in_two(
+      model, _init(model, 1), x,
+      from_zeros=lambda params, x: model.apply(params, x[:, 4:], model.zero_carry(3))[0])
   np.testing.assert_allclose(np.concatenate([first, second], axis=1), whole, rtol=1e-5,
                              atol=1e-5)
-  assert not np.allclose(second, model.apply(params, x[:, 4:], model.zero_carry(3))[0],
-                         atol=1e-3)  # the carry matters
+  assert not np.allclose(second, more['from_zeros'], atol=1e-3)  # the carry matters
 
 
 def _tiny_task(model, context_len=4, batch_size=2):
@@ -97,7 +110,6 @@ def test_tbptt_carries_the_state_and_cuts_the_gradient():
   cross-entropy written here), and differs from the gradient through both segments. Step 0
   starts from zeros and so does the first step of the next epoch."""
   model = _lstm()
-  params = jax.jit(model.init)(jax.random.key(2))
   task, corpus = _tiny_task(model)
   streams = corpus['train'][:200].reshape(2, 100)
   per_epoch = (100 - 1) // 4
@@ -119,7 +131,7 @@ def test_tbptt_carries_the_state_and_cuts_the_gradient():
              task.loss(params, b0, task.carry(0))[0])
     return (b0, b1, task.batch(task.data, 0, per_epoch)['first'], grad, expected, through,
             reset)
-  b0, b1, next_epoch_first, grad, expected, through, reset = compute(params)
+  b0, b1, next_epoch_first, grad, expected, through, reset = compute(_init(model, 2))
   np.testing.assert_array_equal(b1['x'], streams[:, 4:8])
   np.testing.assert_array_equal(b1['y'], streams[:, 5:9])
   for a, b in zip(jax.tree.leaves(grad), jax.tree.leaves(expected)):
@@ -163,17 +175,21 @@ def test_the_reader_steps_the_model_token_by_token(cell):
   the last position, to 1e-6 (the language models' Flax cells compute in float32 whatever their
   parameters' dtype, and apply hoists the input projection: a different float32 rounding; a
   layer skipped, or the readout of the wrong state, would be O(1) off)."""
+  model = _lstm() if cell == 'lstm' else _lru()
+  params = _init(model, 2)  # outside x64: the other tests' init program
   with jax.enable_x64(True):
-    model = language.recurrent_lm(cell, VOCAB, embed_size=3, hidden_size=4, num_layers=2,
-                                  sigma_w2=1.0, sigma_v2=1.0, sigma_b2=0.1,
-                                  recurrent_init='gaussian', gate_bias=1.0)
-    params = jax.tree.map(lambda a: a.astype(jnp.float64), model.init(jax.random.key(2)))
-    tokens, targets = _tokens((3, 6)), _tokens((3,), seed=1)
-    logits, _ = model.apply(params, tokens, jax.tree.map(lambda c: c.astype(jnp.float64),
-                                                         model.zero_carry(3)))
-    expected = jnp.take_along_axis(jax.nn.log_softmax(logits[:, -1]), targets[:, None], 1)[:, 0]
-    embed, step, log_prob = model.reader(params)
-    carry = jax.tree.map(lambda c: c.astype(jnp.float64), model.zero_carry(3))
-    for e in embed(tokens):
-      carry = step(carry, e)
-    np.testing.assert_allclose(log_prob(carry, targets), expected, rtol=1e-6, atol=1e-6)
+    @jax.jit  # one program (eager, each small float64 op would compile on its own)
+    def both(params, tokens, targets):
+      params = jax.tree.map(lambda a: a.astype(jnp.float64), params)
+      zeros = jax.tree.map(lambda c: c.astype(jnp.float64), model.zero_carry(3))
+      logits, _ = model.apply(params, tokens, zeros)
+      expected = jnp.take_along_axis(jax.nn.log_softmax(logits[:, -1]), targets[:, None],
+                                     1)[:, 0]
+      embed, step, log_prob = model.reader(params)
+      carry = zeros
+      for e in embed(tokens):
+        carry = step(carry, e)
+      return log_prob(carry, targets), expected
+
+    read, expected = both(params, _tokens((3, 6)), _tokens((3,), seed=1))
+    np.testing.assert_allclose(read, expected, rtol=1e-6, atol=1e-6)

@@ -70,25 +70,43 @@ def test_ring_init_is_uniform_in_area_and_in_phase():
                                                       uniform(r_min**2, r_max**2)) < bound
 
 
+@pytest.fixture(scope='module')
+def flax_cell():
+  """kind -> (LinearRecurrentCell, its own init's params) in float64, 4 states of 3 inputs on
+  the ring 0.9 <= |lambda| <= 0.999 (slow: every step of a sequence of 40 counts), phases up to
+  pi/4; drawn once for this module's tests of a kind (the lru's init compiles for 2-3 s)."""
+  drawn = {}
+
+  def get(kind):
+    if kind not in drawn:
+      with jax.enable_x64(True):
+        cell = lru.LinearRecurrentCell(kind=kind, features=4, r_min=0.9, r_max=0.999,
+                                       max_phase=math.pi / 4, param_dtype=jnp.float64)
+        carry0 = cell.initialize_carry(None, (2, 3))
+        drawn[kind] = cell, jax.jit(cell.init)(jax.random.key(0), carry0, jnp.zeros((2, 3)))
+    return drawn[kind]
+  return get
+
+
 @pytest.mark.parametrize('name', lru.LINEAR_CELLS)
-def test_parallel_scan_is_the_sequential_scan(name):
+def test_parallel_scan_is_the_sequential_scan(name, flax_cell):
   """lax.associative_scan against lax.scan, T = 40 from a non-zero state, in float64: the
   states, the outputs and the gradient of a loss of every output with respect to every
   parameter, the inputs and the initial state, to 1e-12 (relative)."""
+  params = flax_cell(name)[1]['params']['recurrence']
   with jax.enable_x64(True):
-    params = jax.jit(lambda key: lru.init(name, key, 3, 4, 2, r_min=0.9, r_max=0.999,
-                                          max_phase=math.pi / 4, dtype=jnp.float64))(
-                                              jax.random.key(1))
     xs = jax.random.normal(jax.random.key(2), (40, 2, 3), jnp.float64)
-    h0 = jax.jit(lru.input_projection)(params, jnp.ones((2, 3)))
 
     def loss(params, xs, h0, parallel):
       y, h = lru.apply(params, xs, h0, parallel)
       return jnp.sum(jnp.sin(y)) + jnp.sum(jnp.abs(h) ** 2), (y, h)
 
-    both = jax.jit(lambda *a: [jax.value_and_grad(loss, (0, 1, 2), has_aux=True)(*a, p)
-                               for p in (True, False)])
-    parallel, sequential = both(params, xs, h0)
+    @jax.jit  # one program (each costs a compile)
+    def both(params, xs):
+      h0 = lru.input_projection(params, jnp.ones((2, 3)))
+      return [jax.value_and_grad(loss, (0, 1, 2), has_aux=True)(params, xs, h0, p)
+              for p in (True, False)]
+    parallel, sequential = both(params, xs)
   for a, b in zip(jax.tree.leaves(parallel), jax.tree.leaves(sequential)):
     np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12 * np.max(np.abs(b)))
 
@@ -153,23 +171,21 @@ def test_log_domain_profile_of_the_flax_cell_is_the_power_of_lambda():
 
 
 @pytest.mark.parametrize('kind', lru.LINEAR_CELLS)
-def test_flax_cell_steps_are_the_scan(kind):
+def test_flax_cell_steps_are_the_scan(kind, flax_cell):
   """LinearRecurrentCell stepped by lib/nets/cells' forward scan: its outputs equal lru.apply's
   over the same parameters (its own init) in float64 to 1e-12, and its carry's h parts are the
   real and imaginary parts of apply's states."""
   from lib.nets import cells  # pylint: disable=g-import-not-at-top
+  cell, params = flax_cell(kind)
   with jax.enable_x64(True):
-    cell = lru.LinearRecurrentCell(kind=kind, features=4, r_min=0.5, r_max=0.95,
-                                   param_dtype=jnp.float64)
     xs = jax.random.normal(jax.random.key(1), (9, 2, 3), jnp.float64)
     carry0 = cell.initialize_carry(None, (2, 3))
 
     @jax.jit
-    def both(xs):
-      params = cell.init(jax.random.key(0), carry0, xs[0])
+    def both(params, xs):
       states = cells.forward_states(cells.step_of(cell, params), carry0, xs)
       return states, lru.apply(params['params']['recurrence'], xs)
-    states, (y, h) = both(xs)
+    states, (y, h) = both(params, xs)
   np.testing.assert_allclose(states[-1], y, rtol=1e-12, atol=1e-12)
   np.testing.assert_allclose(states[0], np.real(h), rtol=1e-12, atol=1e-12)
   if kind == 'lru':
