@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from tests import golden
+from tests.conftest import config
 from tests.conftest import ROOT
 
 
@@ -26,6 +27,17 @@ def test_records_equal_the_golden_records(name, data_dir, tmp_path):
   records in the same order, every field equal (exactly; at RTOL where the environment
   differs)."""
   golden.check(name, str(tmp_path / 'w'), data_dir)
+
+
+@pytest.mark.parametrize('name', [name for name in golden.TINY if name not in golden.SLOW])
+def test_each_experiment_draws_its_plots_from_its_golden_records(name, tmp_path):
+  """The golden runs skip their plots: here each experiment's `plot` (what --plot_only calls)
+  draws every figure of its golden records, each a non-empty PNG (the figures' content is for a
+  person to look at; the numbers they show are the records')."""
+  from lib import experiments  # pylint: disable=g-import-not-at-top
+  experiment = experiments.get(config(golden.TINY[name][0])['experiment'])
+  paths = experiment.plot(golden.read_golden(name), str(tmp_path / 'plots'))
+  assert paths and all(p.endswith('.png') and os.path.getsize(p) > 0 for p in paths), paths
 
 
 def test_every_config_has_a_golden_run_and_every_run_a_file():
