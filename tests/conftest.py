@@ -130,6 +130,16 @@ def data_dir(tmp_path_factory):
   return str(tmp_path_factory.mktemp('tfds'))
 
 
+@pytest.fixture
+def finals(monkeypatch) -> list:
+  """The final states lib.runtime.train.train returns during the test, in order (it still
+  trains): what an experiment's records were computed from."""
+  from lib.runtime import train  # pylint: disable=g-import-not-at-top
+  out, real = [], train.train
+  monkeypatch.setattr(train, 'train', lambda *a, **k: out.append(real(*a, **k)) or out[-1])
+  return out
+
+
 def records(workdir, part: str = None) -> list:
   """The records of workdir/results.jsonl (those of `part` only, if given)."""
   with open(os.path.join(workdir, 'results.jsonl')) as f:

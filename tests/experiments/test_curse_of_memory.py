@@ -13,7 +13,6 @@ import pytest
 from lib import experiments
 from lib.experiments import curse_of_memory
 from lib.runtime import rng
-from lib.runtime import train
 from lib.runtime.errors import UserError
 from tests.conftest import validated
 
@@ -82,7 +81,7 @@ def _np_teacher_student_losses(cfg, nu0, seed, params):
   return loss, loss / np.mean(y**2)
 
 
-def test_a_tiny_run_records_both_parts_and_resumes(tmp_path, monkeypatch):
+def test_a_tiny_run_records_both_parts_and_resumes(tmp_path, monkeypatch, finals):
   """The whole run of TINY (lambda 0.5, 0.9; rho 0, 1; 2,000 chains; an LRU student of 4
   states on a teacher of 3, nu0 0.5, 20 steps, 2 seeds), then resumed with nothing left to do.
 
@@ -102,10 +101,6 @@ def test_a_tiny_run_records_both_parts_and_resumes(tmp_path, monkeypatch):
   Toeplitz matrix of its impulse response), within rel 1e-5 (float32); a wrong teacher, seed
   or normalisation is off by far more. The plots are drawn; the resumed run (plots not redrawn)
   leaves results.jsonl as it was."""
-  finals = []
-  real_train = train.train
-  monkeypatch.setattr(train, 'train', lambda *a, **k: finals.append(real_train(*a, **k))
-                      or finals[-1])
   workdir = str(tmp_path / 'w')
   cfg = validated('curse_of_memory', **TINY)
   experiments.run(cfg, workdir)

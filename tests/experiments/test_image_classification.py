@@ -120,7 +120,7 @@ def _np_logits_loss_accuracy(features, readout, y):
   return logits, -log_p[np.arange(len(y)), y].mean(), np.mean(logits.argmax(axis=1) == y)
 
 
-def test_image_datasets_train_under_mock_data(tmp_path, monkeypatch):
+def test_image_datasets_train_under_mock_data(tmp_path, monkeypatch, finals):
   """MNIST-shaped images through tfds.data_source (TFDS's mock: 16 random 28 x 28 images per
   split, the same in both) read as pixel sequences (784 steps, raster order) by a bidirectional
   tanh RNN, original and permuted, trained one step of Adam (batch 8), the whole run (memory
@@ -137,10 +137,6 @@ def test_image_datasets_train_under_mock_data(tmp_path, monkeypatch):
   Unscaled pixels, a skipped or wrong permutation, pixels in column order, another batch or
   the wrong loss or accuracy are each off by far more. (One model: the CNN on 2-D images took
   8 s more, and its convolutions are checked against XLA's in tests/nets/test_models.py.)"""
-  finals = []
-  real_train = train.train
-  monkeypatch.setattr(train, 'train', lambda *a, **k: finals.append(real_train(*a, **k))
-                      or finals[-1])
   cfg = validated(
       'image_classification', dataset='mnist', models=('tanh',), num_steps=1, log_every=1,
       checkpoint_every=0, batch_size=8, num_seeds=1, hidden_size=2, permutation_seed=3)
