@@ -5,7 +5,8 @@ tests/run_patched.py and tests/runtime/four_devices.py), never from one another.
 
 A compilation cache for the session, so that the subprocess runs of run.py (which compile the
 same tiny programs again and again) load them instead: set before jax is imported, inherited by
-subprocesses and by pytest-xdist's workers."""
+subprocesses and by pytest-xdist's workers; so are the fast-compile settings of
+tests/compiling.py."""
 
 import atexit
 import functools
@@ -16,6 +17,8 @@ import shutil
 import tempfile
 
 import pytest
+
+from tests import compiling
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN = os.path.join(ROOT, 'run.py')
@@ -29,11 +32,22 @@ os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 # 128 x 128 QR took 0.2-0.5 s, against 0.002 s on one thread (the same values).
 os.environ.setdefault('OPENBLAS_NUM_THREADS', '1')
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
+compiling.set_environment()  # XLA compiles 2-4x faster (tests/compiling.py)
 
 
 def config_path(name: str) -> str:
   """experiments/<name>.py."""
   return os.path.join(ROOT, 'experiments', f'{name}.py')
+
+
+def device_env(devices: int, defaults: bool = False) -> dict:
+  """os.environ for a subprocess with `devices` CPU devices: the count added to the XLA flags
+  already there (tests/compiling.py's, which the numbers depend on); with `defaults`, without
+  tests/compiling.py's settings (JAX's default compile, as users' runs have it)."""
+  env = compiling.default_environment() if defaults else dict(os.environ)
+  flags = ' '.join(f for f in env.get('XLA_FLAGS', '').split()
+                   if not f.startswith('--xla_force_host_platform_device_count'))
+  return {**env, 'XLA_FLAGS': f'{flags} --xla_force_host_platform_device_count={devices}'.strip()}
 
 
 def config(name: str = 'gradient_decay', **overrides):

@@ -22,7 +22,8 @@ jax, jaxlib, numpy, scipy (the CPU LAPACK kernels), flax, optax and mnist1d (the
 generator) versions, and the CPU: XLA compiles for the host's instruction set (measured: with
 AVX-512 turned off, 5 of the 11 fast runs move in the last bits), and splits some large
 operations by its thread count, the cores this process may run on (measured: ptb_small's
-position loss, a 10,000-word readout, moved by an ulp on 1 core against 2). Where the environment
+position loss, a 10,000-word readout, moved by an ulp on 1 core against 2); and the compile
+settings of tests/compiling.py, under which the records are made. Where the environment
 differs, numbers are compared at a relative tolerance (`RTOL`, `ATOL`); names, statuses, lengths
 and which values are null always exactly.
 """
@@ -158,8 +159,10 @@ KEY_FIELDS = ('part', 'task', 'cell', 'model', 'activation', 'init', 'variant', 
 # of 0.0186 moved by 1.5e-7); 1 core instead of 2, 1.2e-7; XLA's optimisations off
 # (JAX_DISABLE_MOST_OPTIMIZATIONS=1: other fusions, as a new XLA may bring), 3.6e-5 (0.0991 by
 # 3.6e-6), but for transformer_depth, whose drawn input tokens themselves changed (its
-# token_cosine[0]: 0.097 against -0.112; no rounding, so it fails at any tolerance). ATOL for
-# values near 0 (0.00023 moved by 2.4e-8).
+# token_cosine[0]: 0.097 against -0.112; no rounding, so it fails at any tolerance). The records
+# made at JAX's defaults against those made under tests/compiling.py's settings (LLVM -O0 and
+# XLA's loop emitters, at 9b00d06): 2.5e-5 at most, transformer_depth included. ATOL for values
+# near 0 (0.00023 moved by 2.4e-8).
 RTOL = 1e-4
 ATOL = 1e-6
 MAX_LINES = 20  # differences shown per run; the rest counted
@@ -188,7 +191,8 @@ def config(name: str, data_dir: str) -> dict:
 
 
 def environment() -> dict:
-  """What exact equality depends on besides the code: package versions and the CPU."""
+  """What exact equality depends on besides the code: package versions, the CPU, and how XLA
+  compiles (tests/compiling.py)."""
   from importlib import metadata  # pylint: disable=g-import-not-at-top
   flags = set()
   model = ''
@@ -204,8 +208,10 @@ def environment() -> dict:
   isa = sorted(f for f in flags if f.startswith(('sse', 'avx', 'fma', 'amx', 'f16c')))
   cores = (len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity')
            else os.cpu_count())
+  from tests import compiling  # pylint: disable=g-import-not-at-top
   return {**{p: metadata.version(p) for p in PACKAGES},
-          'machine': platform.machine(), 'cpu': model, 'isa': ' '.join(isa), 'cores': cores}
+          'machine': platform.machine(), 'cpu': model, 'isa': ' '.join(isa), 'cores': cores,
+          'compile': compiling.settings()}
 
 
 # ---- Penn Treebank, cut ----------------------------------------------------------------------

@@ -8,8 +8,9 @@ Prints per run 'unchanged' or each changed field (the record, the field's path, 
 value), and its CPU time. Regenerate only when a number is meant to change, in a commit of its
 own that says which numbers moved and why.
 
-Runs as the test does: one CPU device, OpenBLAS on one thread, a compilation cache in a temporary
-folder (programs only; numbers do not depend on it).
+Runs as the test does: one CPU device, OpenBLAS on one thread, XLA's fast-compile settings
+(tests/compiling.py), a compilation cache in a temporary folder (programs only; numbers do not
+depend on it).
 """
 
 import json
@@ -24,6 +25,7 @@ USAGE = 'usage: python -m tests.golden [--check] [NAME ...]'
 def main(argv) -> int:
   check = '--check' in argv
   names = [a for a in argv if a != '--check']
+  from tests import compiling  # pylint: disable=g-import-not-at-top
   from tests import golden  # pylint: disable=g-import-not-at-top
   unknown = [n for n in names if n not in golden.TINY] + [a for a in names if a.startswith('-')]
   if unknown:
@@ -37,6 +39,7 @@ def main(argv) -> int:
     os.environ['JAX_COMPILATION_CACHE_DIR'] = os.path.join(tmp, 'jax-cache')
     os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0'
     os.environ['JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES'] = '0'
+    compiling.set_environment()
     import jax  # pylint: disable=g-import-not-at-top
     jax.config.update('jax_platforms', 'cpu')
     jax.config.update('jax_num_cpu_devices', 1)

@@ -15,6 +15,7 @@ from lib.nets import cells
 from lib.nets import cnn
 from lib.runtime.errors import UserError
 from lib.runtime.results import ResultStore
+from tests.compiling import optimized
 from tests.conftest import ROOT
 
 
@@ -122,7 +123,8 @@ def relu_sweep(tmp_path_factory):
   jax.monitoring.register_event_duration_secs_listener(listener)
   try:
     store = ResultStore.create(str(workdir / 'w'), cfg)
-    depth_decay.run(cfg, store)
+    with optimized():  # width-128 convolutions: running, not compiling, is its time
+      depth_decay.run(cfg, store)
   finally:
     jax.monitoring.unregister_event_duration_listener(listener)
   return cfg, store.records(), len(compiles), workdir
@@ -148,7 +150,8 @@ def test_wide_cnn_slope_matches_theory(activation, init, tolerance, num_seeds, r
   else:
     cfg = _tiny(**_SLOPE, activations=(activation,), inits=(init,), sigma_w2=sigma_w2,
                 sigma_b2=(sigma_b2,), num_seeds=num_seeds)
-    records = depth_decay.compute_group(cfg, (activation, init, 64))
+    with optimized():
+      records = depth_decay.compute_group(cfg, (activation, init, 64))
   assert len(records) == len(sigma_w2) * num_seeds
   for w in sigma_w2:
     predicted = theory.decay_rate(activation, w, sigma_b2)

@@ -19,6 +19,7 @@ import threading
 import pytest
 
 from tests.conftest import checkpoint_steps
+from tests.conftest import device_env
 from tests.conftest import ROOT
 from tests.conftest import RUN
 from tests.conftest import TINY
@@ -38,10 +39,6 @@ def _free_port() -> int:
   with socket.socket() as s:
     s.bind(('localhost', 0))
     return s.getsockname()[1]
-
-
-def _env(devices: int) -> dict:
-  return {**os.environ, 'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices}'}
 
 
 @pytest.fixture
@@ -67,7 +64,7 @@ class _Processes:
       self._files.append(tuple(open(os.path.join(logs, f'{name}{i}'), 'w+')
                                for name in ('out', 'err')))
       self._processes.append(subprocess.Popen(
-          command, cwd=ROOT, env=_env(devices), stdout=self._files[i][0],
+          command, cwd=ROOT, env=device_env(devices), stdout=self._files[i][0],
           stderr=self._files[i][1], text=True))
 
   def kill(self) -> None:
