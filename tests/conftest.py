@@ -205,12 +205,13 @@ def checkpoint_steps(workdir) -> list:
 # one running a long file alone at the end. Ranked by their time in a full run; the files not
 # listed follow in their own order. test_context_use comes a few files after
 # test_language_model: it trains that file's tiny run again, whose programs it then loads from
-# the compilation cache.
+# the compilation cache; so does test_long_range_memory, a few files after test_golden_training,
+# with the golden long_range_memory run's.
 LONGEST_FIRST = ('tests/test_run.py', 'tests/test_golden_language.py', 'tests/test_golden.py',
-                 'tests/test_golden_training.py', 'tests/experiments/test_long_range_memory.py',
-                 'tests/runtime/test_devices.py', 'tests/measure/test_theory.py',
-                 'tests/nets/test_cnn.py', 'tests/experiments/test_image_classification.py',
-                 'tests/measure/test_gradients.py', 'tests/runtime/test_distributed.py',
+                 'tests/test_golden_training.py', 'tests/runtime/test_devices.py',
+                 'tests/measure/test_theory.py', 'tests/nets/test_cnn.py',
+                 'tests/experiments/test_image_classification.py',
+                 'tests/measure/test_gradients.py', 'tests/experiments/test_long_range_memory.py', 'tests/runtime/test_distributed.py',
                  'tests/runtime/test_limits.py', 'tests/nets/test_models.py',
                  'tests/experiments/test_gradient_decay.py',
                  'tests/experiments/test_curse_of_memory.py', 'tests/runtime/test_train.py',

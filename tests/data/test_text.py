@@ -106,19 +106,20 @@ def test_tokenisations_round_trip():
 
 
 def test_the_builders_serve_the_corpus_as_streams(tmp_path, monkeypatch):
-  """ptb_char built from the package (the whole corpus; built once, then read from data_dir):
-  each split's stream is the char ids of its text. ptb_word, the same builder at the word level,
-  on three short texts standing in for the package's (its vocabulary on the real text is the
-  test above): each split the ids of its words and an <eos> per line."""
+  """ptb_char and ptb_word, the TFDS builders (built, then read from data_dir), on three short
+  texts standing in for the package's: each split's stream is the char ids of its text, or the
+  ids of its words and an <eos> per line. (The builders on the whole corpus, against the golden
+  records' cut of it: tests/test_golden.py's slow test; the word vocabulary on the real text:
+  the test above.)"""
   data_dir = str(tmp_path / 'tfds')
-  corpus = text.corpus('ptb_char', data_dir)
-  texts = text.ptb_texts()
-  chars = text.char_vocabulary(text.char_text(texts['train']))
-  assert corpus['vocabulary'] == chars and corpus['level'] == 'char'
-  for split in ('train', 'valid', 'test'):
-    np.testing.assert_array_equal(corpus[split], text.encode(text.char_text(texts[split]), chars))
   small = {'train': ' a b b \n c b \n', 'valid': ' b c \n', 'test': ' c \n a a \n'}
   monkeypatch.setattr(text, 'ptb_texts', lambda: small)
+  corpus = text.corpus('ptb_char', data_dir)
+  chars = text.char_vocabulary(text.char_text(small['train']))
+  assert corpus['vocabulary'] == chars and corpus['level'] == 'char'
+  assert len(chars) == 5  # a b c, the space and the line end
+  for split in ('train', 'valid', 'test'):
+    np.testing.assert_array_equal(corpus[split], text.encode(text.char_text(small[split]), chars))
   words = text.corpus('ptb_word', data_dir)
   assert words['vocabulary'] == ['b', text.EOS, 'a', 'c'] and words['level'] == 'word'
   assert words['train'].tolist() == [2, 0, 0, 1, 3, 0, 1]

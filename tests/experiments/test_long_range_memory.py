@@ -13,15 +13,16 @@ from lib.experiments import long_range_memory
 from lib.runtime import sweep
 from lib.runtime import train
 from lib.runtime.errors import UserError
+from tests import golden
 from tests.conftest import programs_loaded
 from tests.conftest import validated
 
-# The tiny copy run: attention on copy T = 3, 2 seeds, 200 steps in chunks of 10, a checkpoint
-# every 100 (removed once the records are safe). Its records and plots are checked.
-STEPS, CHECKPOINT_EVERY = 200, 100
-TINY = dict(cells=('attention',), seq_lens=(3,), num_steps=STEPS, log_every=10,
-            checkpoint_every=CHECKPOINT_EVERY, hidden_size=4, num_heads=2, batch_size=4,
-            test_size=8, num_seeds=2)
+# The tiny copy run: the golden run's config (tests/golden: attention on copy T = 4, 2 seeds, 4
+# steps in chunks of 2, so that its programs are loaded from the session's compilation cache),
+# with a checkpoint every 2 steps (removed once the records are safe). Its records and plots are
+# checked.
+STEPS, LOG_EVERY = golden.TINY['long_range_memory'][1]['num_steps'], 2
+TINY = {**golden.TINY['long_range_memory'][1], 'log_every': LOG_EVERY, 'checkpoint_every': 2}
 
 
 @pytest.fixture(scope='module')
@@ -30,7 +31,7 @@ def tiny_copy_run(tmp_path_factory):
   executables it got from XLA, compiled or loaded from the session's compilation cache, and how
   many training chunks it built)."""
   workdir = tmp_path_factory.mktemp('tiny_copy_run') / 'w'
-  cfg = validated('long_range_memory', **TINY, task='copy')
+  cfg = validated('long_range_memory', **TINY)
   out, chunks, chunk_fn = [], [], train.chunk_fn
   with pytest.MonkeyPatch.context() as patch:
     patch.setattr(train, 'chunk_fn', lambda *a: chunks.append(1) or chunk_fn(*a))
@@ -78,7 +79,7 @@ def test_records_of_a_tiny_copy_run(tiny_copy_run):
   order, with the memoryless baseline 10 ln 8 / 23 (a formula: rel 1e-12 is rounding), the
   final test loss equal to the last point of its curve (the curve holds that float32 in its
   shortest decimal form: within rel 1e-5, it differs in the 8th digit at most), curves of
-  200 / 10 = 20 points and input profiles of T + 20 = 23 steps, the one at initialisation
+  4 / 2 = 2 points and input profiles of T + 20 = 24 steps, the one at initialisation
   equal to `_input_profiles_at_init`'s float64 central differences within 1e-4 (in ln: float32
   rounding, 1.2e-5 here; a wrong seed, probe, output step or input is off by far more); the
   checkpoints removed once the records are safe; the three plots drawn. And the memory check's
@@ -89,15 +90,15 @@ def test_records_of_a_tiny_copy_run(tiny_copy_run):
   assert loaded == 3 and chunks == 1
   records = [json.loads(line) for line in open(workdir / 'results.jsonl')]
   assert [(r['cell'], r['seq_len'], r['seed']) for r in records] == [
-      ('attention', 3, 0), ('attention', 3, 1)]
+      ('attention', 4, 0), ('attention', 4, 1)]
   for r in records:
     assert r['baseline_loss'] == pytest.approx(10 * math.log(8) / (r['seq_len'] + 20), rel=1e-12)
     assert r['status'] == 'ok' and 0 <= r['test_accuracy'] <= 1
     assert r['test_loss'] == pytest.approx(r['test_loss_curve'][-1], rel=1e-5)
-    assert len(r['train_loss']) == len(r['test_loss_curve']) == STEPS // 10
+    assert len(r['train_loss']) == len(r['test_loss_curve']) == STEPS // LOG_EVERY
     assert len(r['log_grad_sq_input_init']) == len(r['log_grad_sq_input_trained']) \
         == r['seq_len'] + 20
-  expected = _input_profiles_at_init(validated('long_range_memory', **TINY, task='copy'), (0, 1))
+  expected = _input_profiles_at_init(validated('long_range_memory', **TINY), (0, 1))
   for r, profile in zip(records, expected):
     assert r['log_grad_sq_input_init'] == pytest.approx(list(profile), rel=0, abs=1e-4)
   assert not os.path.exists(workdir / 'checkpoints')  # removed once the records are safe

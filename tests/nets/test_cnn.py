@@ -1,5 +1,6 @@
 """Plain deep CNNs: initializers, the per-layer profile against jax.grad, theory along depth."""
 
+import contextlib
 import os
 import runpy
 
@@ -103,14 +104,12 @@ def _tiny(**overrides):
 _SLOPE = dict(depths=(64,), width=128, fit_k_min=5, fit_k_max=55)  # the README's slope setting
 
 
-@pytest.fixture(scope='module')
-def relu_sweep(tmp_path_factory):
+def _relu_sweep(workdir, width, optimize):
   """One depth_decay.run (the sweep as run.py runs it, into a ResultStore) of relu CNNs at the
-  slope tests' setting, both inits, depths 7 (the shortest the fit window k = 5..55 allows) and
-  64, sigma_w2 1 and 3, 4 seeds: (cfg, records, the backend compiles it took, its workdir). Its
-  depth-64 records are the relu slope tests'; the sweep test checks its records, compiles and
-  plots."""
-  cfg = _tiny(**{**_SLOPE, 'depths': (7, 64)}, activations=('relu',),
+  slope tests' setting but `width`: both inits, depths 7 (the shortest the fit window k = 5..55
+  allows) and 64, sigma_w2 1 and 3, 4 seeds: (cfg, records, the backend compiles it took). With
+  `optimize`, compiled at full optimisation (tests/compiling.py: where running is the time)."""
+  cfg = _tiny(**{**_SLOPE, 'depths': (7, 64), 'width': width}, activations=('relu',),
               inits=('gaussian', 'delta_orthogonal'), sigma_w2=(1.0, 3.0), sigma_b2=(0.0,),
               num_seeds=4)
   compiles = []
@@ -119,32 +118,38 @@ def relu_sweep(tmp_path_factory):
     if event == '/jax/core/compile/backend_compile_duration':
       compiles.append(event)
 
-  workdir = tmp_path_factory.mktemp('relu_sweep')
   jax.monitoring.register_event_duration_secs_listener(listener)
   try:
     store = ResultStore.create(str(workdir / 'w'), cfg)
-    with optimized():  # width-128 convolutions: running, not compiling, is its time
+    with optimized() if optimize else contextlib.nullcontext():
       depth_decay.run(cfg, store)
   finally:
     jax.monitoring.unregister_event_duration_listener(listener)
-  return cfg, store.records(), len(compiles), workdir
+  return cfg, store.records(), len(compiles)
+
+
+@pytest.fixture(scope='module')
+def relu_sweep(tmp_path_factory):
+  """`_relu_sweep` at width 128: its depth-64 records are the relu slope tests' (the same points
+  compute_group gives)."""
+  return _relu_sweep(tmp_path_factory.mktemp('relu_sweep'), 128, optimize=True)
 
 
 @pytest.mark.parametrize('activation, init, tolerance, num_seeds', [
     pytest.param('tanh', 'gaussian', 0.03, 8, marks=pytest.mark.slow),
     pytest.param('tanh', 'delta_orthogonal', 0.03, 8, marks=pytest.mark.slow),
-    ('relu', 'gaussian', 0.05, 4), ('relu', 'delta_orthogonal', 0.05, 4)])
+    pytest.param('relu', 'gaussian', 0.05, 4, marks=pytest.mark.slow),
+    pytest.param('relu', 'delta_orthogonal', 0.05, 4, marks=pytest.mark.slow)])
 def test_wide_cnn_slope_matches_theory(activation, init, tolerance, num_seeds, request):
   """Width 128, depth 64, fit over k in [5, 55]: tanh within 3% of ln chi1 at sigma_w2 = 0.8 and
   2.5 (sigma_b2 = 0.05; measured at most 0.8% with 8 seeds), relu within 5% of ln(sigma_w2 / 2)
   at 1 and 3 (measured 1.3-3.2% below it with 4 and 8 seeds: a finite-width effect). The relu
-  records are the depth-64 ones of `relu_sweep` (the same points compute_group gives), which the
-  fast tier computes anyway for test_depth_sweep_records_and_one_compile_per_init_and_depth (a
-  compile costs the same at any width, and the run is short); the tanh ones need two more
-  programs of their own: the slow tier."""
+  records are the depth-64 ones of `relu_sweep`; the tanh ones need two more programs of their
+  own. Running width 128 costs seconds: the slow tier (the fast tier's counterparts: the linear
+  delta-orthogonal norm, exact, and the profile against jax.grad at every layer)."""
   sigma_w2, sigma_b2 = ((0.8, 2.5), 0.05) if activation == 'tanh' else ((1.0, 3.0), 0.0)
   if activation == 'relu':
-    cfg, records, _, _ = request.getfixturevalue('relu_sweep')
+    cfg, records, _ = request.getfixturevalue('relu_sweep')
     assert cfg['num_seeds'] == num_seeds and cfg['sigma_w2'] == sigma_w2
     records = [r for r in records if r['init'] == init and r['depth'] == 64]
   else:
@@ -162,11 +167,13 @@ def test_wide_cnn_slope_matches_theory(activation, init, tolerance, num_seeds, r
     assert {r['theory_decay_rate'] for r in records if r['sigma_w2'] == w} == {predicted}
 
 
-def test_depth_sweep_records_and_one_compile_per_init_and_depth(relu_sweep):
-  """`relu_sweep`: one backend compile per (init, depth), every scale and seed in it; a record
-  per point with a profile of one entry per layer and one at the input, the theory rate
-  ln(sigma_w2 / 2); the three plots and the summary of a panel per init."""
-  cfg, records, compiles, workdir = relu_sweep
+def test_depth_sweep_records_and_one_compile_per_init_and_depth(tmp_path):
+  """`_relu_sweep` at width 16 (at 8, relu at sigma_w2 = 1 vanished by depth 64 on a seed; a
+  compile costs the same at any width): one backend compile per
+  (init, depth), every scale and seed in it; a record per point with a profile of one entry per
+  layer and one at the input, the theory rate ln(sigma_w2 / 2); the three plots and the summary
+  of a panel per init."""
+  cfg, records, compiles = _relu_sweep(tmp_path, 16, optimize=False)
   assert compiles == 2 * 2  # inits x depths
   assert len(records) == 2 * 2 * 2 * cfg['num_seeds']
   assert {(r['init'], r['depth']) for r in records} == {
@@ -175,7 +182,7 @@ def test_depth_sweep_records_and_one_compile_per_init_and_depth(relu_sweep):
     assert len(r['log_grad_sq']) == r['depth'] and len(r['log_grad_sq_input']) == 1
     assert r['theory_decay_rate'] == pytest.approx(np.log(r['sigma_w2'] / 2))
   assert {r['status'] for r in records if r['sigma_w2'] == 1.0} == {'ok'}
-  paths = depth_decay.plot(records, str(workdir / 'plots'))
+  paths = depth_decay.plot(records, str(tmp_path / 'plots'))
   assert len(paths) == 3
   assert 'relu, delta_orthogonal' in depth_decay.summary(records)
 
