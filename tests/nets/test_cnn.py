@@ -17,6 +17,7 @@ from lib.nets import cnn
 from lib.runtime.errors import UserError
 from lib.runtime.results import ResultStore
 from tests.compiling import optimized
+from tests.conftest import programs_loaded
 from tests.conftest import ROOT
 
 
@@ -107,25 +108,15 @@ _SLOPE = dict(depths=(64,), width=128, fit_k_min=5, fit_k_max=55)  # the README'
 def _relu_sweep(workdir, width, optimize):
   """One depth_decay.run (the sweep as run.py runs it, into a ResultStore) of relu CNNs at the
   slope tests' setting but `width`: both inits, depths 7 (the shortest the fit window k = 5..55
-  allows) and 64, sigma_w2 1 and 3, 4 seeds: (cfg, records, the backend compiles it took). With
+  allows) and 64, sigma_w2 1 and 3, 4 seeds: (cfg, records, the executables it got from XLA: `programs_loaded`). With
   `optimize`, compiled at full optimisation (tests/compiling.py: where running is the time)."""
   cfg = _tiny(**{**_SLOPE, 'depths': (7, 64), 'width': width}, activations=('relu',),
               inits=('gaussian', 'delta_orthogonal'), sigma_w2=(1.0, 3.0), sigma_b2=(0.0,),
               num_seeds=4)
-  compiles = []
-
-  def listener(event, *_, **__):
-    if event == '/jax/core/compile/backend_compile_duration':
-      compiles.append(event)
-
-  jax.monitoring.register_event_duration_secs_listener(listener)
-  try:
-    store = ResultStore.create(str(workdir / 'w'), cfg)
-    with optimized() if optimize else contextlib.nullcontext():
-      depth_decay.run(cfg, store)
-  finally:
-    jax.monitoring.unregister_event_duration_listener(listener)
-  return cfg, store.records(), len(compiles)
+  store = ResultStore.create(str(workdir / 'w'), cfg)
+  with optimized() if optimize else contextlib.nullcontext():
+    compiles = programs_loaded(lambda: depth_decay.run(cfg, store))
+  return cfg, store.records(), compiles
 
 
 @pytest.fixture(scope='module')
