@@ -85,6 +85,7 @@ import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-posi
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from lib.experiments import gradient_decay
+from lib.measure import decay
 from lib.measure import gradients
 from lib.nets import cells
 from lib.runtime import cli
@@ -124,7 +125,7 @@ def our_sweep(cfg: dict):
   for group, _ in gradient_decay.grid(cfg):
     programs[group] = gradient_decay.program(cfg, *group)
   def run():
-    return {group: sweep.run_points(program, cfg, np.asarray(group[1], np.int32))[0]
+    return {group: decay.run_points(program, cfg, np.asarray(group[1], np.int32))[0]
             for group, program in programs.items()}
   return run
 
@@ -156,7 +157,7 @@ def user_loop(cfg: dict):
   points = {group: user_point(*group, cfg) for group, _ in gradient_decay.grid(cfg)}
   def run():
     return {group: np.asarray([[np.asarray(point(np.float32(w), np.int32(s)))
-                                for s in sweep.seeds(cfg)] for w, _ in sweep.scales(cfg)])
+                                for s in sweep.seeds(cfg)] for w, _ in decay.scales(cfg)])
             for group, point in points.items()}
   return run
 
@@ -206,17 +207,17 @@ def torch_sweep_figures(cfg: dict, ours, repeats: int, our_seconds: float) -> di
     return {}
   grid = [torch_side.draw_point(cell, seq_len, cfg, w, b, s)
           for (cell, seq_len), _ in gradient_decay.grid(cfg)
-          for w, b in sweep.scales(cfg) for s in sweep.seeds(cfg)]
+          for w, b in decay.scales(cfg) for s in sweep.seeds(cfg)]
   _, profiles = torch_side.sweep_seconds(grid)
   theirs, i = {}, 0
-  count = len(sweep.scales(cfg)) * cfg['num_seeds']
+  count = len(decay.scales(cfg)) * cfg['num_seeds']
   for group, _ in gradient_decay.grid(cfg):
     theirs[group] = np.asarray(profiles[i:i + count]).reshape(
-        len(sweep.scales(cfg)), cfg['num_seeds'], -1)
+        len(decay.scales(cfg)), cfg['num_seeds'], -1)
     i += count
   # Above sigma_w2 = 2 the tanh RNN is chaotic: torch's and XLA's float32 roundings of the
   # forward pass grow apart exponentially (by O(1) nats at T = 128), so those are not compared.
-  ordered = [i for i, (w, _) in enumerate(sweep.scales(cfg)) if w <= 2.0]
+  ordered = [i for i, (w, _) in enumerate(decay.scales(cfg)) if w <= 2.0]
   worst = check_same(ours(), theirs, ordered)
   t = timed(lambda: torch_side.sweep_seconds(grid), repeats)
   return {'torch_seconds': t['median'], 'torch_seconds_min': t['min'],
@@ -516,31 +517,24 @@ def lax_map_figures(quick: bool, repeats: int) -> dict:
   from lib.runtime import devices  # pylint: disable=g-import-not-at-top
   cfg = main_job_config(**({'cells': ('tanh',), 'seq_lens': (16, 32, 64)} if quick else {}))
   length = cfg['length_buckets'][-1]
-  count = len(sweep.scales(cfg)) * cfg['num_seeds']
-  before = devices.points_batch()
-  per_device = -(-count // len(devices.used_devices(count)))
+  count = len(decay.scales(cfg)) * cfg['num_seeds']
+  per_device = -(-count // len(devices.used_devices(count, 1)))
   figures = {'lax_map_vs_vmap_points': count, 'lax_map_vs_vmap_points_batch': per_device,
              'lax_map_vs_vmap_seq_len': length}
-  try:
-    for cell in cfg['cells']:
-      programs = {}
-      for batch in (1, per_device):  # a program reads the points batch as it is built and traced
-        devices.set_points_batch(batch)
-        programs[batch] = gradient_decay.program(cfg, cell, length)
-      def call(batch, programs=programs):
-        devices.set_points_batch(batch)
-        return sweep.run_points(programs[batch], cfg, np.asarray(length, np.int32))
-      one, batched = call(1), call(per_device)
-      for a, b in zip(one, batched):  # the profiles and the forward-finite flags
-        np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64),
-                                   rtol=1e-5, atol=1e-5, err_msg=f'{cell} vmap')
-      figures[f'lax_map_vs_vmap_{cell}_max_abs_diff'] = float(
-          max(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)))
-              for a, b in zip(one, batched)))
-      t = interleaved(lambda: call(1), lambda: call(per_device), repeats)
-      figures.update(_ratio_figures(f'lax_map_vs_vmap_{cell}', t, 'lax_map', 'vmap'))
-  finally:
-    devices.set_points_batch(before)
+  for cell in cfg['cells']:
+    programs = {batch: gradient_decay.program({**cfg, devices.RUN_KEY: batch}, cell, length)
+                for batch in (1, per_device)}  # run_points lays points out by the program's batch
+    call = lambda batch, programs=programs: decay.run_points(programs[batch], cfg,
+                                                             np.asarray(length, np.int32))
+    one, batched = call(1), call(per_device)
+    for a, b in zip(one, batched):  # the profiles and the forward-finite flags
+      np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64),
+                                 rtol=1e-5, atol=1e-5, err_msg=f'{cell} vmap')
+    figures[f'lax_map_vs_vmap_{cell}_max_abs_diff'] = float(
+        max(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)))
+            for a, b in zip(one, batched)))
+    t = interleaved(lambda: call(1), lambda: call(per_device), repeats)
+    figures.update(_ratio_figures(f'lax_map_vs_vmap_{cell}', t, 'lax_map', 'vmap'))
   figures['lax_map_vs_vmap'] = figures['lax_map_vs_vmap_tanh']
   figures['lax_map_vs_vmap_min'] = figures['lax_map_vs_vmap_tanh_min']
   figures['lax_map_vs_vmap_max'] = figures['lax_map_vs_vmap_tanh_max']
@@ -564,11 +558,11 @@ def time_sweep_program(quick: bool, repeats: int, out: str) -> dict:
   cfg = devices_config(quick)
   seq_len = cfg['seq_lens'][0]
   program = gradient_decay.program(cfg, 'tanh', seq_len)
-  call = lambda: sweep.run_points(program, cfg, np.asarray(seq_len, np.int32))
+  call = lambda: decay.run_points(program, cfg, np.asarray(seq_len, np.int32))
   np.save(out, np.concatenate([np.ravel(np.asarray(a, np.float64)) for a in call()]))
   t = timed(call, repeats)
   return {**t, 'devices': jax.device_count(), 'used_devices': len(program.devices),
-          'points': len(sweep.scales(cfg)) * cfg['num_seeds'], 'seq_len': seq_len}
+          'points': len(decay.scales(cfg)) * cfg['num_seeds'], 'seq_len': seq_len}
 
 
 def _sweep_program_process(devices_count: int, quick: bool, repeats: int, out: str) -> dict:
@@ -637,7 +631,7 @@ def estimate_cases(quick: bool) -> list:
   for program in gradient_decay.programs(cfg):
     length = np.asarray(int(program.name.split('T=')[1]), np.int32)
     cases.append(('decay', program.name, program,
-                  functools.partial(sweep.run_points, program.fn, cfg, length)))
+                  functools.partial(decay.run_points, program.fn, cfg, length)))
   memory_cfg = long_range_memory.validate(memory_experiment.get_config())
   seeds = np.asarray(sweep.seeds(memory_cfg), np.int32)
   count = len(seeds)

@@ -27,6 +27,8 @@ from lib.runtime.errors import UserError
 from lib.runtime.results import ResultStore
 
 LENGTH = 'depth'
+GRID_KEYS = ('activations', 'inits', 'depths', 'sigma_w2', 'sigma_b2')  # the dry run's grid
+SHRINK_KEYS = ('width', 'batch_size', 'depths', 'spatial_shape')  # what makes programs smaller
 RECORD_FIELDS = ('activation', 'init', LENGTH, 'sigma_w2', 'sigma_b2', 'seed', 'status',
                  'decay_rate', 'theory_decay_rate', 'log_grad_sq')
 
@@ -50,7 +52,7 @@ SPEC = {
 
 
 def validate(config) -> dict:
-  cfg = sweep.check_seeds_and_fit(config_lib.validate(config, SPEC), 'depths')
+  cfg = decay.check_fit_window(config_lib.validate(config, SPEC), 'depths')
   sweep.check_float_range(cfg, ('sigma_w2', 'sigma_b2'))
   if not 1 <= len(cfg['spatial_shape']) <= 3:
     raise UserError(f'config.spatial_shape: {len(cfg["spatial_shape"])} spatial dimensions; '
@@ -66,7 +68,7 @@ def point_key(record: dict) -> tuple:
 def grid(cfg: dict) -> list:
   """[((activation, init, depth), [point keys in record order]), ...]"""
   return [((a, i, depth),
-           [(a, i, depth, w, b, s) for w, b in sweep.scales(cfg) for s in sweep.seeds(cfg)])
+           [(a, i, depth, w, b, s) for w, b in decay.scales(cfg) for s in sweep.seeds(cfg)])
           for a in cfg['activations'] for i in cfg['inits'] for depth in cfg['depths']]
 
 
@@ -92,20 +94,18 @@ def measure_point(activation: str, init: str, depth: int, cfg: dict, sigma_w2, s
   return profile.log_grad_sq, profile.log_grad_sq_initial, profile.forward_finite
 
 
+@compiled.cached
 def program(cfg: dict, activation: str, init: str, depth: int):
   """The program of every (sigma_w2, sigma_b2, seed) of one (activation, init, depth): one object
-  for the memory check and the run (`lib.runtime.compiled.memo`)."""
-  return compiled.memo(
-      ('depth_decay', compiled.config_key(cfg), activation, init, depth, devices.points_batch()),
-      lambda: sweep.points_program(
-          functools.partial(measure_point, activation, init, depth, cfg), cfg))
+  for the memory check and the run (`lib.runtime.compiled.cached`)."""
+  return decay.points_program(functools.partial(measure_point, activation, init, depth, cfg), cfg)
 
 
 def programs(cfg: dict, groups) -> list:
   """One `lib.runtime.dry_run.Program` per (activation, init, depth) group."""
   from lib.runtime import dry_run  # pylint: disable=g-import-not-at-top
-  args = (dry_run.points_args(len(sweep.scales(cfg)) * cfg['num_seeds'], cfg['dtype'],
-                              cfg['dtype'], 'int32'),)
+  args = (dry_run.points_args(len(decay.scales(cfg)) * cfg['num_seeds'], cfg['dtype'],
+                              cfg['dtype'], 'int32', batch=devices.points_batch_of(cfg)),)
   return [dry_run.Program('{} {} depth {}'.format(*group), program(cfg, *group), args, 1)
           for group, _ in groups]
 
@@ -113,9 +113,9 @@ def programs(cfg: dict, groups) -> list:
 def compute_group(cfg: dict, group: tuple) -> list:
   """Records of every (sigma_w2, sigma_b2, seed) of one (activation, init, depth), grid order."""
   activation, init, depth = group
-  log_h, log_x, finite = sweep.run_points(program(cfg, activation, init, depth), cfg)
+  log_h, log_x, finite = decay.run_points(program(cfg, activation, init, depth), cfg)
   records = []
-  for i, (sigma_w2, sigma_b2) in enumerate(sweep.scales(cfg)):
+  for i, (sigma_w2, sigma_b2) in enumerate(decay.scales(cfg)):
     for j, seed in enumerate(sweep.seeds(cfg)):
       records.append({
           'model': 'cnn', 'activation': activation, 'init': init, LENGTH: depth, 'seed': seed,

@@ -39,6 +39,8 @@ from lib.runtime.results import json_floats
 DTYPES = ('float32', 'float64')
 LENGTH = 'seq_len'  # the records' length key: gradients travel back through time
 NEUTRAL_KEYS = ('length_buckets',)  # keys that change no result: a run may resume across them
+GRID_KEYS = ('cells', 'seq_lens', 'sigma_w2', 'sigma_b2')  # the grid's axes (the dry run's)
+SHRINK_KEYS = ('hidden_size', 'batch_size', 'seq_lens')  # what makes its programs smaller
 RECORD_FIELDS = ('cell', LENGTH, 'sigma_w2', 'sigma_b2', 'sigma_v2', 'seed', 'recurrent_init',
                  'status', 'decay_rate', 'theory_decay_rate', 'log_grad_sq')
 RING_KEYS = ('r_min', 'r_max', 'max_phase')  # the linear cells' init
@@ -84,7 +86,7 @@ def auto_buckets(seq_lens) -> tuple:
 
 
 def validate(config) -> dict:
-  cfg = sweep.check_seeds_and_fit(config_lib.validate(config, SPEC), 'seq_lens')
+  cfg = decay.check_fit_window(config_lib.validate(config, SPEC), 'seq_lens')
   sweep.check_float_range(cfg, ('sigma_w2', 'sigma_b2', 'sigma_v2', 'gate_bias'))
   cells.linear_options(cfg)
   if cfg['length_buckets'] == 'auto':
@@ -103,14 +105,13 @@ def bucket(cfg: dict, seq_len: int) -> int:
   return next((b for b in cfg['length_buckets'] if b >= seq_len), seq_len)
 
 
+@compiled.cached
 def program(cfg: dict, cell: str, length: int):
   """The compiled-once program of every sequence of a cell up to `length` (a bucket): the points
   (sigma_w2, sigma_b2, seed) and the sequence length as its shared argument. One object for the
-  memory check and the run (`lib.runtime.compiled.memo`)."""
-  return compiled.memo(
-      ('gradient_decay', compiled.config_key(cfg), cell, length, devices.points_batch()),
-      lambda: sweep.points_program(functools.partial(measure_point, cell, length, cfg), cfg,
-                                   num_shared=1, num_scales=len(cell_scales(cfg, cell))))
+  memory check and the run (`lib.runtime.compiled.cached`)."""
+  return decay.points_program(functools.partial(measure_point, cell, length, cfg), cfg,
+                              num_shared=1, num_scales=len(cell_scales(cfg, cell)))
 
 
 def programs(cfg: dict, groups=None) -> list:
@@ -121,9 +122,9 @@ def programs(cfg: dict, groups=None) -> list:
   calls = collections.Counter((cell, bucket(cfg, seq_len)) for (cell, seq_len), _ in groups)
   out = []
   for (cell, length), calls_made in calls.items():
-    count = len(cell_scales(cfg, cell)) * cfg['num_seeds']
-    args = (dry_run.points_args(count, cfg['dtype'], cfg['dtype'], 'int32'),
-            devices.abstract(np.int32(0), False, count))  # the sequence length, shared
+    count, batch = len(cell_scales(cfg, cell)) * cfg['num_seeds'], devices.points_batch_of(cfg)
+    args = (dry_run.points_args(count, cfg['dtype'], cfg['dtype'], 'int32', batch=batch),
+            devices.abstract(np.int32(0), False, count, batch))  # the sequence length, shared
     out.append(dry_run.Program(f'{cell} T={length}', program(cfg, cell, length), args,
                                calls_made))
   return out
@@ -136,7 +137,7 @@ def point_key(record: dict) -> tuple:
 def cell_scales(cfg: dict, cell: str) -> list:
   """The (sigma_w2, sigma_b2) points of a cell: the config's, or (None, None) alone for a linear
   cell (its init is the ring; the variances do not enter it)."""
-  return [(None, None)] if cell in cells.LINEAR_CELLS else sweep.scales(cfg)
+  return [(None, None)] if cell in cells.LINEAR_CELLS else decay.scales(cfg)
 
 
 def grid(cfg: dict) -> list:
@@ -206,7 +207,7 @@ def compute_group(cfg: dict, group: tuple, programs=None) -> list:
     programs[cell_name, length] = program(cfg, cell_name, length)
   point_scales = cell_scales(cfg, cell_name)
   linear = cell_name in cells.LINEAR_CELLS
-  log_h, log_x, finite, log_r = sweep.run_points(
+  log_h, log_x, finite, log_r = decay.run_points(
       programs[cell_name, length], cfg, np.asarray(seq_len, np.int32),
       point_scales=[(0.0, 0.0)] if linear else point_scales)  # a linear cell reads neither
   log_h, log_x = log_h[..., :seq_len], log_x[..., :seq_len]

@@ -30,6 +30,8 @@ programs = gradient_decay.programs
 point_key = gradient_decay.point_key
 RECORD_FIELDS = gradient_decay.RECORD_FIELDS
 NEUTRAL_KEYS = gradient_decay.NEUTRAL_KEYS
+GRID_KEYS = gradient_decay.GRID_KEYS
+SHRINK_KEYS = gradient_decay.SHRINK_KEYS
 
 
 def measured_critical(sigma_w2s, rates):

@@ -40,6 +40,7 @@ from lib.runtime.results import json_floats
 
 INPUTS = ('gaussian', 'ptb_char', 'ptb_word')
 COLLAPSE_THRESHOLD = 1e-3  # the summary's rank residual that counts as collapsed
+SHRINK_KEYS = ('width', 'seq_len', 'depths')  # what makes its programs smaller
 RECORD_FIELDS = ('variant', 'norm', 'skip', 'mlp', 'residual_scale', 'depth', 'width', 'seed',
                  'status', 'log_grad_sq', 'log_weight_grad_sq', 'rank_residual',
                  'rank_residual_l1_linf', 'token_cosine', 'log_qk_grad_sq')
@@ -153,16 +154,14 @@ def measure_point(variant_name: str, depth: int, cfg: dict, seed, *shared, vocab
   return profiles(module, variant, params, x, readout)
 
 
+@compiled.cached
 def program(cfg: dict, variant: str, depth: int, vocab_size: int = 0):
   """The program of every seed of one (variant, depth): one object for the memory check and the
-  run (`lib.runtime.compiled.memo`)."""
-  num_shared = int(cfg['inputs'] != 'gaussian')
-  return compiled.memo(
-      ('transformer_depth', compiled.config_key(cfg), variant, depth, devices.points_batch()),
-      lambda: devices.map_points(
-          lambda seed, *shared: measure_point(variant, depth, cfg, seed, *shared,
-                                              vocab_size=vocab_size),
-          cfg['num_seeds'], num_shared))
+  run (`lib.runtime.compiled.cached`)."""
+  return devices.map_points(
+      lambda seed, *shared: measure_point(variant, depth, cfg, seed, *shared,
+                                          vocab_size=vocab_size),
+      cfg['num_seeds'], int(cfg['inputs'] != 'gaussian'), batch=devices.points_batch_of(cfg))
 
 
 def _shared(data) -> tuple:
@@ -177,7 +176,7 @@ def _vocab_size(data) -> int:
 def programs(cfg: dict, groups, data=None) -> list:
   """One `lib.runtime.dry_run.Program` per (variant, depth) group."""
   from lib.runtime import dry_run  # pylint: disable=g-import-not-at-top
-  args = dry_run.points_args(cfg['num_seeds'], 'int32')[0]
+  args = dry_run.points_args(cfg['num_seeds'], 'int32', batch=devices.points_batch_of(cfg))[0]
   shared = tuple(jax.ShapeDtypeStruct(a.shape, a.dtype) for a in _shared(data))
   return [dry_run.Program(f'{variant} depth {depth}',
                           program(cfg, variant, depth, _vocab_size(data)),

@@ -14,11 +14,14 @@ shared. Outside `shared()` a Program compiles once per argument signature, as ja
 
 The tracing and lowering that a look-up still costs (a fraction of a second a program, most of
 what a rerun with a warm compilation cache spends on it) is saved where an experiment builds
-its programs through `memo`: inside `shared()` the memory check and the run then use one
-Program object, traced and lowered once.
+its programs through a `cached` builder: inside `shared()` the memory check and the run then use
+one Program object, traced and lowered once. Its key is the builder and every argument it was
+called with (`arguments_key`), so a key cannot leave out an input: a builder reads nothing but
+its arguments (the points batch included, `lib.runtime.devices.map_points`).
 """
 
 import contextlib
+import functools
 import hashlib
 import json
 from typing import Any, Callable
@@ -27,14 +30,14 @@ import jax
 import numpy as np
 
 _table = None  # sha256 of a lowered module -> jax.stages.Compiled, inside `shared()`
-_built = None  # memo key -> (objects kept alive, what was built), inside `shared()`
+_built = None  # builder and arguments -> (objects kept alive, what was built), in `shared()`
 
 
 @contextlib.contextmanager
 def shared():
-  """Programs built inside share one executable per distinct lowered module, and `memo`
-  returns one object per key (the tables live as long as the outermost `shared()`, so their
-  executables are freed with it)."""
+  """Programs built inside share one executable per distinct lowered module, and a `cached`
+  builder returns one object per equal arguments (the tables live as long as the outermost
+  `shared()`, so their executables are freed with it)."""
   global _table, _built
   outer = _table, _built
   if _table is None:
@@ -45,11 +48,25 @@ def shared():
     _table, _built = outer
 
 
-def memo(key: tuple, build: Callable[[], Any], *alive) -> Any:
-  """Inside `shared()`, what `build()` returned for an equal key earlier inside it; outside,
-  `build()`. The key holds everything the built object depends on (`config_key` for a config;
-  id() for an object, which is then passed in `alive`: kept as long as the entry, so that its id
-  names no other object meanwhile)."""
+def cached(build: Callable) -> Callable:
+  """`build` (a function of its arguments alone) returning, inside `shared()`, one object per
+  equal arguments: the first call's result is kept under the key of the builder and its
+  arguments (`arguments_key`), and what those arguments refer to is kept alive with it. Outside
+  `shared()`, every call builds anew."""
+  @functools.wraps(build)
+  def cached_build(*args, **kwargs):
+    if _built is None:
+      return build(*args, **kwargs)
+    alive = []
+    key = (build.__module__, build.__qualname__,
+           arguments_key((args, dict(sorted(kwargs.items()))), alive))
+    if key not in _built:
+      _built[key] = (alive, build(*args, **kwargs))
+    return _built[key][1]
+  return cached_build
+
+
+def memo(key: tuple, build: Callable[[], Any], *alive) -> Any:  # TEMPORARY (issue 30)
   if _built is None:
     return build()
   if key not in _built:
@@ -57,9 +74,25 @@ def memo(key: tuple, build: Callable[[], Any], *alive) -> Any:
   return _built[key][1]
 
 
-def config_key(cfg) -> str:
-  """A memo key for a config (or any JSON-like value): its JSON text, keys sorted."""
+def config_key(cfg) -> str:  # TEMPORARY (issue 30)
   return json.dumps(cfg, sort_keys=True, default=repr)
+
+
+def arguments_key(value, alive: list):
+  """A hashable key equal for equal arguments: numbers, strings, None and booleans by type and
+  value (1, 1.0 and True differ; floats by repr, so that NaN equals NaN), tuples, lists and
+  dicts by their items, anything else (an array, a dataset, a model, a function) by identity,
+  appended to `alive`: kept as long as the entry, so that its id names no other object."""
+  if value is None or isinstance(value, (bool, int, str, np.integer, np.bool_)):
+    return (type(value).__name__, value)
+  if isinstance(value, (float, np.floating)):
+    return (type(value).__name__, repr(float(value)))
+  if isinstance(value, (tuple, list)):
+    return (type(value).__name__,) + tuple(arguments_key(v, alive) for v in value)
+  if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+    return ('dict',) + tuple((k, arguments_key(value[k], alive)) for k in sorted(value))
+  alive.append(value)
+  return ('id', id(value))
 
 
 def _signature(args) -> tuple:

@@ -14,9 +14,11 @@ count changes (and training amplifies an ulp into visible differences). With lax
 runs the very same per-point program whatever the number of devices or processes, so results
 are bit-identical on one backend. On CPU it costs no more than vmap (tanh RNN profiles, LSTM, and
 training chunks of every sequence model measured within 15%, most within 5%). An accelerator
-wants wider batches: `set_points_batch(B)` makes each device vmap its points B at a time
+wants wider batches: `map_points(..., batch=B)` makes each device vmap its points B at a time
 (lax.map's batch_size, the points padded to a multiple of B x devices), and results are then
-bit-identical across device counts for that B.
+bit-identical across device counts for that B. The batch is an argument of every function here
+that lays points out, never a setting of the module: a run's comes from its config
+(`points_batch_of`, the --points_batch flag recorded by lib/runtime/jobs).
 
 On one device this is one plain jitted program. Inputs are host (numpy) arrays that every process
 holds whole; outputs come back as numpy on every process.
@@ -41,59 +43,74 @@ from lib.runtime import compiled
 from lib.runtime.errors import UserError
 
 AXIS = 'points'
-_batch = 1  # points vmapped together on a device (set_points_batch)
+RUN_KEY = 'points_batch'  # in a run's config where above 1 (lib/runtime/jobs)
+_batch = 1  # TEMPORARY (issue 30): the batch of callers that do not pass one yet
 
 
-def set_points_batch(size: int) -> None:
-  """Each device computes its points `size` at a time (vmapped), one batch after another."""
+def set_points_batch(size: int) -> None:  # TEMPORARY (issue 30)
   global _batch
-  if size < 1:
+  _batch = check_points_batch(size)
+
+
+def check_points_batch(size: int) -> int:
+  """`size` points vmapped together on a device, checked: a positive integer."""
+  if not isinstance(size, int) or size < 1:
     raise UserError(f'--points_batch={size}: need a positive integer (1: one point at a time)')
-  _batch = size
+  return size
 
 
-def used_devices(count: int) -> list:
-  """The devices a program of `count` points runs on: in one process, the first
-  ceil(count / points batch) devices, at most all of them; in a multi-process run every device
-  of every process (process 0's first), so that every process takes part in every program."""
-  every = jax.devices()
-  if jax.process_count() > 1:
-    return every
-  return every[:max(1, min(len(every), -(-count // _batch)))]
+def points_batch_of(cfg: dict) -> int:
+  """The points batch of a run: its config's (lib/runtime/jobs records it there above 1)."""
+  return int(cfg.get(RUN_KEY, 1))
 
 
-def mesh(count: int) -> Mesh:
-  """The devices of a program of `count` points (`used_devices`) along one axis."""
-  return Mesh(np.asarray(used_devices(count)), (AXIS,))
-
-
-def points_batch() -> int:
+def points_batch() -> int:  # TEMPORARY (issue 30)
   return _batch
 
 
-def padded_count(count: int) -> int:
+def _b(batch) -> int:  # TEMPORARY (issue 30): explicit batches only, once every caller passes one
+  return _batch if batch is None else batch
+
+
+def used_devices(count: int, batch: int | None = None) -> list:
+  """The devices a program of `count` points, `batch` at a time on a device, runs on: in one
+  process, the first ceil(count / batch) devices, at most all of them; in a multi-process run
+  every device of every process (process 0's first), so that every process takes part in every
+  program."""
+  every = jax.devices()
+  if jax.process_count() > 1:
+    return every
+  return every[:max(1, min(len(every), -(-count // _b(batch))))]
+
+
+def mesh(count: int, batch: int | None = None) -> Mesh:
+  """The devices of a program of `count` points (`used_devices`) along one axis."""
+  return Mesh(np.asarray(used_devices(count, batch)), (AXIS,))
+
+
+def padded_count(count: int, batch: int | None = None) -> int:
   """`count` rounded up to a multiple of its devices' count times the points batch."""
-  step = len(used_devices(count)) * _batch
+  step = len(used_devices(count, batch)) * _b(batch)
   return -(-count // step) * step
 
 
-def pad(points, count: int):
-  """Each leaf's leading axis (of length `count`) padded to `padded_count(count)` by repeating
-  its last entry."""
-  extra = padded_count(count) - count
+def pad(points, count: int, batch: int | None = None):
+  """Each leaf's leading axis (of length `count`) padded to `padded_count(count, batch)` by
+  repeating its last entry."""
+  extra = padded_count(count, batch) - count
   return jax.tree.map(lambda a: np.concatenate([a, np.repeat(a[-1:], extra, axis=0)]), points)
 
 
-def sharding(split: bool, count: int) -> NamedSharding:
+def sharding(split: bool, count: int, batch: int | None = None) -> NamedSharding:
   """How a program of `count` points holds an argument: sharded along its leading axis (`split`:
   the points), or replicated (what every point shares)."""
-  return NamedSharding(mesh(count), PartitionSpec(AXIS) if split else PartitionSpec())
+  return NamedSharding(mesh(count, batch), PartitionSpec(AXIS) if split else PartitionSpec())
 
 
-def put(tree, split: bool, count: int):
+def put(tree, split: bool, count: int, batch: int | None = None):
   """Host arrays (whole on every process) as global arrays on the devices of a program of
   `count` points: sharded along their leading axis (`split`), or replicated."""
-  where = sharding(split, count)
+  where = sharding(split, count, batch)
   def one(a):
     a = np.asarray(a)
     return jax.make_array_from_callback(a.shape, where, lambda index: a[index])
@@ -109,10 +126,10 @@ def put_like(tree, like):
   return jax.tree.map(one, tree, like)
 
 
-def abstract(tree, split: bool, count: int):
-  """What `put(tree, split, count)` gives, as jax.ShapeDtypeStructs (shapes, dtypes and the
-  shardings), for compiling a program before its arguments exist."""
-  where = sharding(split, count)
+def abstract(tree, split: bool, count: int, batch: int | None = None):
+  """What `put(tree, split, count, batch)` gives, as jax.ShapeDtypeStructs (shapes, dtypes and
+  the shardings), for compiling a program before its arguments exist."""
+  where = sharding(split, count, batch)
   return jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype, sharding=where), tree)
 
 
@@ -124,18 +141,26 @@ def fetch(tree):
   return jax.tree.map(np.asarray, multihost_utils.process_allgather(tree, tiled=True))
 
 
-def map_points(fn: Callable, count: int, num_shared: int = 0) -> compiled.Program:
+def map_points(fn: Callable, count: int, num_shared: int = 0,
+               batch: int | None = None) -> compiled.Program:
   """jit(f)(points, *shared): fn(point, *shared) for each of `count` points along the leading
-  axis of the `points` pytree (padded to `padded_count(count)`, sharded over `mesh(count)`); the
+  axis of the `points` pytree (padded to `padded_count(count, batch)`, sharded over
+  `mesh(count, batch)`), `batch` at a time on each device (vmapped: lax.map's batch_size); the
   `shared` arguments are replicated. Outputs are stacked along a leading axis, sharded like
-  `points`. A `lib.runtime.compiled.Program`: compiled once in a run, however often built."""
+  `points`. A `lib.runtime.compiled.Program` that knows its `count` and `batch`
+  (`run_points` lays its arguments out by them)."""
+  batch = _b(batch)
+
   def per_device(points, *shared):
     return lax.map(lambda point: fn(point, *shared), points,
-                   batch_size=_batch if _batch > 1 else None)
-  return compiled.Program(jax.jit(jax.shard_map(
-      per_device, mesh=mesh(count),
+                   batch_size=batch if batch > 1 else None)
+  program = compiled.Program(jax.jit(jax.shard_map(
+      per_device, mesh=mesh(count, batch),
       in_specs=(PartitionSpec(AXIS),) + (PartitionSpec(),) * num_shared,
-      out_specs=PartitionSpec(AXIS), check_vma=False), keep_unused=True), used_devices(count))
+      out_specs=PartitionSpec(AXIS), check_vma=False), keep_unused=True),
+                             used_devices(count, batch))
+  program.count, program.batch = count, batch
+  return program
 
 
 def one_at_a_time(fn: Callable) -> Callable:
@@ -207,9 +232,9 @@ def any_process(flag: bool) -> bool:
 
 
 def run_points(program: Callable, points, *shared):
-  """program (from `map_points`) on host `points` whose leaves share a leading axis; returns
-  numpy outputs without the padding."""
-  count = len(jax.tree.leaves(points)[0])
-  outputs = program(put(pad(points, count), split=True, count=count),
-                    *put(shared, split=False, count=count))
+  """program (from `map_points`) on host `points` whose leaves share a leading axis, laid out
+  by the program's points batch; returns numpy outputs without the padding."""
+  count, batch = len(jax.tree.leaves(points)[0]), getattr(program, 'batch', None)
+  outputs = program(put(pad(points, count, batch), True, count, batch),
+                    *put(shared, False, count, batch))
   return jax.tree.map(lambda a: a[:count], fetch(outputs))

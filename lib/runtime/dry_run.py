@@ -40,12 +40,13 @@ class Program(NamedTuple):
   calls: int  # how many times the sweep runs it
 
 
-def points_args(count: int, *dtypes) -> tuple:
-  """The abstract points of a `devices.map_points` program: `count` points (padded as
-  `devices.padded_count` does, sharded as `devices.put` shards them), each a tuple of scalars
-  of these dtypes."""
-  return tuple(jax.ShapeDtypeStruct((devices.padded_count(count),), jnp.dtype(d),
-                                    sharding=devices.sharding(True, count)) for d in dtypes)
+def points_args(count: int, *dtypes, batch: int | None = None) -> tuple:
+  """The abstract points of a `devices.map_points` program: `count` points, `batch` at a time
+  on a device (padded as `devices.padded_count` does, sharded as `devices.put` shards them),
+  each a tuple of scalars of these dtypes."""
+  return tuple(jax.ShapeDtypeStruct((devices.padded_count(count, batch),), jnp.dtype(d),
+                                    sharding=devices.sharding(True, count, batch))
+               for d in dtypes)
 
 
 def _cost(jaxpr, times: int = 1) -> np.ndarray:
@@ -114,15 +115,19 @@ def calibrate(dtype='float32', repeats: int = 5) -> np.ndarray:
   return np.maximum(np.linalg.solve(costs, seconds), 0.0)
 
 
-def _swept(cfg: dict) -> str:
-  lists = {k: v for k, v in cfg.items() if isinstance(v, (list, tuple)) and len(v) > 1
-           and k not in ('spatial_shape', 'shard', 'length_buckets')}
+def _swept(cfg: dict, grid_keys) -> str:
+  """The grid's axes: the experiment's GRID_KEYS of more than one value (default: every key
+  holding a list of several)."""
+  keys = grid_keys if grid_keys is not None else [k for k in cfg if k != 'shard']
+  lists = {k: cfg[k] for k in keys
+           if isinstance(cfg.get(k), (list, tuple)) and len(cfg[k]) > 1}
   return ' x '.join(f'{k} ({len(v)}: {", ".join(map(str, v[:4]))}{", ..." if len(v) > 4 else ""})'
                     for k, v in lists.items()) or 'one point per seed'
 
 
 def report(experiment, cfg: dict, prepared: tuple = (), shard: tuple = (0, 1)) -> str:
-  """The dry run's printout: grid, points, programs, and per-program estimates."""
+  """The dry run's printout: grid, points, programs, and per-program estimates; where a program
+  would not fit, the experiment's SHRINK_KEYS that make it smaller."""
   groups = sweep.shard_of(experiment.grid(cfg), shard)
   points = sum(len(keys) for _, keys in groups)
   programs = experiment.programs(cfg, groups, *prepared)
@@ -140,17 +145,22 @@ def report(experiment, cfg: dict, prepared: tuple = (), shard: tuple = (0, 1)) -
   width = max([len('program')] + [len(r[0]) for r in rows])
   lines = [
       f'dry run of {cfg["experiment"]}: no point is computed, no result written',
-      f'grid: {_swept(cfg)}; seeds {cfg["seed"]}..{cfg["seed"] + cfg["num_seeds"] - 1}',
+      f'grid: {_swept(cfg, getattr(experiment, "GRID_KEYS", None))}; '
+      f'seeds {cfg["seed"]}..{cfg["seed"] + cfg["num_seeds"] - 1}',
       f'points: {points} in {len(groups)} groups'
       + (f' (shard {shard[0]} of {shard[1]})' if shard[1] > 1 else ''),
       f'programs to compile: {len(programs)}, each over up to {jax.device_count()} device(s) '
       f'({jax.devices()[0].platform}; one process)'
-      + (f', {devices.points_batch()} points at a time' if devices.points_batch() > 1 else ''),
+      + (f', {devices.points_batch_of(cfg)} points at a time'
+         if devices.points_batch_of(cfg) > 1 else ''),
       f'calibrated here: {1e-9 / per_flop if per_flop else float("inf"):.1f} GFLOP/s and '
       f'{per_op * 1e6:.2f} us per operation (tanh RNNs, forward+backward)',
       f'{"program":<{width}}  calls  s/call (est.)  peak memory/device']
   lines += [f'{name:<{width}}  {calls:>5}  {seconds:>13.3g}  {limits.size(peak):>18}'
             + ('  does not fit' if too_big else '') for name, calls, seconds, peak, too_big in rows]
+  if any(row[-1] for row in rows):
+    lines.append('a program does not fit; make it smaller: '
+                 + limits.shrink_hint(cfg, getattr(experiment, 'SHRINK_KEYS', ())))
   lines.append(f'estimated compute: {total:.3g} s for the whole grid, plus compiling (0.1-3 s a '
                'program on CPU; none on a rerun with the compilation cache)')
   if programs:

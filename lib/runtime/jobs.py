@@ -90,7 +90,8 @@ def run(experiment, cfg: dict, workdir=None, overwrite: bool = False, shard: tup
     # it will have
     with jax.enable_x64(cfg.get('dtype') == 'float64'):
       limits.check_memory(experiment.programs(
-          cfg, _pending(experiment, cfg, workdir, overwrite), *prepared), cfg)
+          cfg, _pending(experiment, cfg, workdir, overwrite), *prepared), cfg,
+          getattr(experiment, 'SHRINK_KEYS', ()))
     store = _open_store(experiment, cfg, workdir, overwrite)
     start = time.perf_counter()
     with resources(store.workdir):

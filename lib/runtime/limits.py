@@ -27,9 +27,6 @@ _CGROUP_FILES = {'v2': ('memory.max', 'memory.current', 'memory.stat', 'file'),
                         'total_cache')}
 MEMINFO = '/proc/meminfo'
 _NO_LIMIT = 2**60  # cgroup v1 writes "no limit" as a number near 2**63
-# Config keys that make a run's programs smaller, named in the error (those the config has).
-SHRINK_KEYS = ('hidden_size', 'width', 'batch_size', 'test_size', 'seq_lens', 'depths',
-               'spatial_shape')
 
 
 def _read(path: str):
@@ -143,21 +140,23 @@ def fits(program, executable) -> tuple:
   return per_device, free, source
 
 
-def _shrink_hint(cfg: dict) -> str:
-  """The config keys (and flag) that make this run's programs smaller, with their values."""
+def shrink_hint(cfg: dict, shrink_keys: tuple) -> str:
+  """The config keys that make this run's programs smaller (`shrink_keys`: the experiment's
+  SHRINK_KEYS), and the --points_batch flag where it is above 1, with their values."""
   def show(value) -> str:
     return ','.join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
-  keys = [f'config.{key} ({show(cfg[key])})' for key in SHRINK_KEYS if key in cfg]
-  if devices_lib.points_batch() > 1:
-    keys.append(f'--points_batch ({devices_lib.points_batch()})')
+  keys = [f'config.{key} ({show(cfg[key])})' for key in shrink_keys if key in cfg]
+  if devices_lib.points_batch_of(cfg) > 1:
+    keys.append(f'--points_batch ({devices_lib.points_batch_of(cfg)})')
   return ', '.join(keys)
 
 
-def check_memory(programs: list, cfg: dict) -> None:
+def check_memory(programs: list, cfg: dict, shrink_keys: tuple = ()) -> None:
   """Compiles every program (`lib.runtime.dry_run.Program`s of `lib.runtime.compiled.Program`
   functions: the run then loads what this compiled) and stops with a UserError, on every
-  process, if one needs more memory than its devices have. Where XLA or the device gives no
-  figure, --verbose says so and the run goes on."""
+  process, if one needs more memory than its devices have, naming the config keys that shrink
+  it (`shrink_keys`, the experiment's). Where XLA or the device gives no figure, --verbose says
+  so and the run goes on."""
   problem = None
   # a bar on a terminal only, erased when done: an error after it stays one line
   with tqdm.tqdm(total=len(programs), unit='program', desc='compile', leave=False,
@@ -169,7 +168,7 @@ def check_memory(programs: list, cfg: dict) -> None:
         if 'RESOURCE_EXHAUSTED' not in str(e):
           raise
         problem = problem or (f'program {program.name} does not fit: compiling it ran out of '
-                              f'memory; make it smaller: {_shrink_hint(cfg)}')
+                              f'memory; make it smaller: {shrink_hint(cfg, shrink_keys)}')
         break
       bar.update(1)
       needed, free, source = fits(program, executable)
@@ -185,7 +184,7 @@ def check_memory(programs: list, cfg: dict) -> None:
                    + (f' ({size(needed // devices)} on each of {devices} CPU devices)'
                       if devices > 1 and program.fn.devices[0].platform == 'cpu' else '')
                    + f' but {size(free)} is free ({source}); make it smaller: '
-                   + _shrink_hint(cfg))
+                   + shrink_hint(cfg, shrink_keys))
   if devices_lib.any_process(problem is not None):
     raise UserError(problem or 'a program does not fit in the memory of another process (its '
                     'error says which)')

@@ -1,7 +1,6 @@
-"""Runs a sweep as groups of points, one compiled program per group, resuming what is done;
-and what the decay sweeps (over time for RNNs, over depth for CNNs) share: their config checks,
-and scales x seeds in one program (the fields a measured profile gives a record are
-`lib.measure.decay`'s).
+"""Runs a sweep as groups of points, one compiled program per group, resuming what is done; and
+the checks of the keys the machinery owns (the seeds, the dtype's range). What the decay sweeps
+share (their fit window, scales x seeds in one program) is `lib.measure.decay`'s.
 
 A group is the set of points that share one compiled program (for the gradient-decay sweep, every
 scale and seed of one (cell, sequence length), spread over every device by
@@ -15,7 +14,6 @@ import time
 from typing import Callable, Hashable, Sequence
 
 from absl import logging
-import jax
 import numpy as np
 import tqdm
 
@@ -88,19 +86,6 @@ def check_seed_range(cfg: dict) -> None:
                     f'{cfg["seed"]} + {cfg["num_seeds"]}')
 
 
-def check_seeds_and_fit(cfg: dict, lengths_key: str) -> dict:
-  """Checks across keys that every decay sweep shares: the seed range and the fit window."""
-  check_seed_range(cfg)
-  if 0 <= cfg['fit_k_max'] <= cfg['fit_k_min']:
-    raise UserError(f'config.fit_k_min ({cfg["fit_k_min"]}) is not below config.fit_k_max '
-                    f'({cfg["fit_k_max"]}): the fit window needs two points or more')
-  shortest = min(cfg[lengths_key])
-  if shortest >= 2 and cfg['fit_k_min'] > shortest - 2:
-    raise UserError(f'config.fit_k_min ({cfg["fit_k_min"]}) leaves fewer than two points to fit '
-                    f'at {lengths_key} {shortest}; valid: fit_k_min <= {shortest - 2}')
-  return cfg
-
-
 def check_float_range(cfg: dict, keys: tuple) -> None:
   """Every value of `keys` must be representable in the config's dtype (1e40 is inf in float32)."""
   largest = float(np.finfo(np.dtype(cfg['dtype'])).max)
@@ -113,31 +98,3 @@ def check_float_range(cfg: dict, keys: tuple) -> None:
 
 def seeds(cfg: dict) -> tuple:
   return tuple(range(cfg['seed'], cfg['seed'] + cfg['num_seeds']))
-
-
-def scales(cfg: dict) -> list:
-  """The (sigma_w2, sigma_b2) pairs, sigma_w2 outermost: computed in one program."""
-  return [(w, b) for w in cfg['sigma_w2'] for b in cfg['sigma_b2']]
-
-
-def points_program(point, cfg: dict, num_shared: int = 0, num_scales: int | None = None):
-  """point(sigma_w2, sigma_b2, seed, *shared) as one program over the config's points (every
-  scale and seed; `num_scales` scales where given), for `run_points`."""
-  num_scales = len(scales(cfg)) if num_scales is None else num_scales
-  return devices.map_points(lambda p, *shared: point(*p, *shared),
-                            num_scales * cfg['num_seeds'], num_shared)
-
-
-def run_points(program, cfg: dict, *shared, point_scales=None):
-  """A `points_program` at every scale (of `point_scales` where given, else the config's) and
-  seed of the config, in its dtype, spread over every device (`lib.runtime.devices`), with
-  `shared` (arrays) passed to every point: outputs as numpy arrays batched (scales, seeds, ...)."""
-  dtype = np.dtype(cfg['dtype'])
-  point_scales = scales(cfg) if point_scales is None else point_scales
-  grid = [(w, b, s) for w, b in point_scales for s in seeds(cfg)]  # record order
-  with jax.enable_x64(cfg['dtype'] == 'float64'):
-    outputs = devices.run_points(program, (np.asarray([p[0] for p in grid], dtype),
-                                           np.asarray([p[1] for p in grid], dtype),
-                                           np.asarray([p[2] for p in grid], np.int32)), *shared)
-  shape = (len(point_scales), cfg['num_seeds'])
-  return jax.tree.map(lambda a: a.reshape(shape + a.shape[1:]), outputs)

@@ -69,16 +69,16 @@ def train(checkpoint_dir=None, stop_at: int = 0):
   return final, len(calls)
 
 
-def delta_orthogonal_program():
+def delta_orthogonal_program(batch: int = 2):
   """A points program of 8 delta-orthogonal layers (64 channels, a QR each) summed, per seed,
-  over 8 points: the QRs that hung a 2-device run."""
+  over 8 points, `batch` at a time on a device: the QRs that hung a 2-device run."""
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from lib.nets import cnn  # pylint: disable=g-import-not-at-top
   from lib.runtime import devices  # pylint: disable=g-import-not-at-top
   return devices.map_points(lambda seed: cnn.init_params(
       jax.random.key(seed), 8, 64, 3, 1, sigma_w2=1.0, sigma_b2=0.0, init='delta_orthogonal',
-      dtype=np.float32)['kernel'].sum(), 8)
+      dtype=np.float32)['kernel'].sum(), 8, batch=batch)
 
 
 def four(out: str) -> None:
@@ -100,11 +100,11 @@ def four(out: str) -> None:
     pass
   fewer = []
   for count, batch, _ in FEWER:
-    devices.set_points_batch(batch)
-    program = devices.map_points(lambda p: 2.0 * p, count)
+    program = devices.map_points(lambda p: 2.0 * p, count, batch=batch)
     points = np.arange(count, dtype=np.float32)
-    padded = devices.put(devices.pad(points, count), True, count)
-    fewer.append({'used': len(devices.used_devices(count)), 'padded': devices.padded_count(count),
+    padded = devices.put(devices.pad(points, count, batch), True, count, batch)
+    fewer.append({'used': len(devices.used_devices(count, batch)),
+                  'padded': devices.padded_count(count, batch),
                   'input_devices': len(padded.sharding.device_set),
                   'output_devices': len(program(padded).sharding.device_set),
                   'out': devices.run_points(program, points).tolist()})
@@ -115,8 +115,7 @@ def four(out: str) -> None:
 def qr_on_2() -> None:
   import numpy as np  # pylint: disable=g-import-not-at-top
   from lib.runtime import devices  # pylint: disable=g-import-not-at-top
-  devices.set_points_batch(2)
-  program = delta_orthogonal_program()
+  program = delta_orthogonal_program(2)
   for i in range(20):
     devices.run_points(program, np.arange(8, dtype=np.int32) + 8 * i)
   print('ok')

@@ -99,12 +99,10 @@ def one_device():
   """This process (one CPU device), its plots not drawn (the records are compared)."""
   import jax  # pylint: disable=g-import-not-at-top
   from lib.experiments import gradient_decay  # pylint: disable=g-import-not-at-top
-  from lib.runtime import devices  # pylint: disable=g-import-not-at-top
   assert jax.device_count() == 1, 'the one-device side needs a process of one device'
   with pytest.MonkeyPatch.context() as patch:
     patch.setattr(gradient_decay, 'plot', lambda records, plots_dir: [])
     yield
-  devices.set_points_batch(1)
 
 
 @pytest.mark.slow
@@ -244,12 +242,9 @@ def test_every_qr_of_a_batched_program_takes_one_matrix():
   With the layers' QRs batched they take (2, 8, 64, 64)."""
   import re  # pylint: disable=g-import-not-at-top
   from lib.runtime import devices  # pylint: disable=g-import-not-at-top
-  devices.set_points_batch(2)
-  try:
-    program = many_devices.delta_orthogonal_program()
-    text = program.trace(devices.abstract(np.arange(8, dtype=np.int32), True, 8)).lower().as_text()
-  finally:
-    devices.set_points_batch(1)
+  program = many_devices.delta_orthogonal_program(2)
+  seeds = devices.abstract(np.arange(8, dtype=np.int32), True, 8, 2)
+  text = program.trace(seeds).lower().as_text()
   calls = re.findall(r'custom_call @(lapack_\w*(?:geqrf|orgqr)\w*)\(.*: \(tensor<([\dx]+)x\w+>',
                      text)
   assert {name for name, _ in calls} == {'lapack_sgeqrf_ffi', 'lapack_sorgqr_ffi'}, calls
