@@ -14,6 +14,7 @@ underflows float32 in about 320 steps). `direct_grad_profile` is the textbook co
 jax.grad with respect to zero perturbations added to every state) to check it against in float64.
 """
 
+import functools
 from typing import NamedTuple, Optional
 
 import jax
@@ -97,54 +98,17 @@ def log_grad_profile(step, output_fn, carry0, xs, readout, input_grads=True,
   num_steps = len(jax.tree.leaves(xs)[0])
   leaf0 = jax.tree.leaves(carry0)[0]
   batch, dtype = leaf0.shape[0], leaf0.dtype
-  if input_grads not in (True, False, 'parameters'):
-    raise ValueError(f"input_grads must be True, False or 'parameters', got {input_grads!r}")
-  if input_grads == 'parameters' and batch != 1:
-    raise ValueError(f"input_grads='parameters' needs a batch of one example, got {batch}: a "
-                     'parameter shared by several examples would sum cotangents renormalised '
-                     'by different units')
-
-  def loss(eps, delta, carry0, log_scale0, xs):
-    def scan_step(carry, step_inputs):
-      state, log_scale, finite = carry
-      t, x, eps_t, delta_t = step_inputs
-      new = step(state, x)
-      active = jnp.bool_(True) if length is None else t < length
-      if length is not None:
-        new = jax.tree.map(lambda n, c: jnp.where(active, n, c), new, state)
-      finite = finite & jnp.all(jnp.stack([jnp.all(jnp.isfinite(s)) for s in jax.tree.leaves(new)]))
-      seen = None if observe is None else observe(jax.lax.stop_gradient(new))
-      new, log_scale = _renormalise(new, log_scale, active)
-      return (jax.tree.map(jnp.add, new, eps_t), log_scale + delta_t, finite), seen
-    (last, _, finite), observed = lax.scan(
-        scan_step, (carry0, log_scale0, jnp.bool_(True)), (jnp.arange(num_steps), xs, eps, delta))
-    return jnp.sum(output_fn(last) * readout), (finite, observed)
-
+  _check_input_grads(input_grads, batch)
+  loss = _renormalised_loss(step, output_fn, readout, num_steps, length, observe)
   eps = jax.tree.map(lambda s: jnp.zeros((num_steps,) + s.shape, s.dtype), carry0)
   delta = jnp.zeros((num_steps, batch), dtype)
   argnums = (0, 1, 2, 3, 4) if input_grads else (0, 1, 2, 3)
   grads, (forward_finite, observed) = jax.grad(loss, argnums, has_aux=True)(
       eps, delta, carry0, jnp.zeros((batch,), dtype), xs)
   g_states, log_units, g_initial, log_unit_initial = grads[:4]
-
-  def per_step(step_grads):
-    """(ln mean_b ||dl_b/ds_t||^2, the same for x_t) from one step's gradients. Mapped over the
-    steps (lax.map), not vmapped: the sums then run in the same order whatever T is, so a
-    program of a longer bucket gives the very same bits for the steps it shares."""
-    log_unit, g_state, g_input = step_grads
-    log_sq_state = 2.0 * log_unit + jnp.log(_sq_norm(g_state))  # (B,)
-    if not input_grads:
-      return _log_batch_mean(log_sq_state), None
-    # x_t's cotangent is in the units of g_t renormalised at step t
-    if input_grads == 'parameters':  # no batch axis; the batch is one example
-      return (log_sq_state[0],
-              jax.tree.map(lambda leaf: log_sq_state[0] + jnp.log(jnp.sum(jnp.square(leaf))),
-                           g_input))
-    return (_log_batch_mean(log_sq_state),
-            _log_batch_mean(log_sq_state + jnp.log(_sq_norm(g_input))))
-
   log_grad_sq, log_grad_sq_input = lax.map(
-      per_step, (log_units, g_states, grads[4] if input_grads else None))
+      functools.partial(_log_sq_of_step, input_grads),
+      (log_units, g_states, grads[4] if input_grads else None))
   return Profile(
       log_grad_sq=log_grad_sq,
       log_grad_sq_input=log_grad_sq_input,
@@ -152,6 +116,58 @@ def log_grad_profile(step, output_fn, carry0, xs, readout, input_grads=True,
           2.0 * log_unit_initial + jnp.log(_sq_norm(g_initial))),
       forward_finite=forward_finite,
       observed=observed)
+
+
+def _check_input_grads(input_grads, batch: int):
+  """Refuses an `input_grads` that `log_grad_profile` does not know, and 'parameters' for a
+  batch of several examples."""
+  if input_grads not in (True, False, 'parameters'):
+    raise ValueError(f"input_grads must be True, False or 'parameters', got {input_grads!r}")
+  if input_grads == 'parameters' and batch != 1:
+    raise ValueError(f"input_grads='parameters' needs a batch of one example, got {batch}: a "
+                     'parameter shared by several examples would sum cotangents renormalised '
+                     'by different units')
+
+
+def _renormalised_loss(step, output_fn, readout, num_steps: int, length, observe):
+  """loss(eps, delta, carry0, log_scale0, xs) -> (sum_b l_b, (forward finite, observed)): the
+  scan of `log_grad_profile`, each new state through `_renormalise`, then eps_t added to it and
+  delta_t to the log scale; the steps t >= length (where given) masked."""
+  def scan_step(carry, step_inputs):
+    state, log_scale, finite = carry
+    t, x, eps_t, delta_t = step_inputs
+    new = step(state, x)
+    active = jnp.bool_(True) if length is None else t < length
+    if length is not None:
+      new = jax.tree.map(lambda n, c: jnp.where(active, n, c), new, state)
+    finite = finite & jnp.all(jnp.stack([jnp.all(jnp.isfinite(s)) for s in jax.tree.leaves(new)]))
+    seen = None if observe is None else observe(jax.lax.stop_gradient(new))
+    new, log_scale = _renormalise(new, log_scale, active)
+    return (jax.tree.map(jnp.add, new, eps_t), log_scale + delta_t, finite), seen
+
+  def loss(eps, delta, carry0, log_scale0, xs):
+    (last, _, finite), observed = lax.scan(
+        scan_step, (carry0, log_scale0, jnp.bool_(True)), (jnp.arange(num_steps), xs, eps, delta))
+    return jnp.sum(output_fn(last) * readout), (finite, observed)
+  return loss
+
+
+def _log_sq_of_step(input_grads, step_grads):
+  """(ln mean_b ||dl_b/ds_t||^2, the same for x_t) from one step's gradients (log unit, g_t,
+  x_t's cotangent). Mapped over the steps (lax.map), not vmapped: the sums then run in the same
+  order whatever T is, so a program of a longer bucket gives the very same bits for the steps
+  it shares."""
+  log_unit, g_state, g_input = step_grads
+  log_sq_state = 2.0 * log_unit + jnp.log(_sq_norm(g_state))  # (B,)
+  if not input_grads:
+    return _log_batch_mean(log_sq_state), None
+  # x_t's cotangent is in the units of g_t renormalised at step t
+  if input_grads == 'parameters':  # no batch axis; the batch is one example
+    return (log_sq_state[0],
+            jax.tree.map(lambda leaf: log_sq_state[0] + jnp.log(jnp.sum(jnp.square(leaf))),
+                         g_input))
+  return (_log_batch_mean(log_sq_state),
+          _log_batch_mean(log_sq_state + jnp.log(_sq_norm(g_input))))
 
 
 def direct_grad_profile(step, output_fn, carry0, xs, readout, input_grads: bool = True):

@@ -27,6 +27,30 @@ def _note_no_theory(ax, reason):
             color='0.35', wrap=True)
 
 
+class _DecaySweep:
+  """What the figures of a decay sweep share: its records grouped by (panel, sigma_w2, sigma_b2)
+  and length (`group_records`), the panels' names, a colour and label per scale, the panels of
+  linear cells (drawn log-log, labelled by their ring), and the longest length."""
+
+  def __init__(self, records: list, length_key: str, panel, no_theory_reason):
+    self.table = group_records(records, length_key, panel)
+    self.names = list(dict.fromkeys(name for name, _, _ in self.table))
+    self.reasons = {panel(r): no_theory_reason(r) for r in records}
+    self.several_b = len({b for _, _, b in self.table if b is not None}) > 1
+    scales = sorted({(w, b) for _, w, b in self.table if w is not None})
+    cmap = plt.get_cmap('viridis')
+    self.color = {s: cmap(0.9 * i / max(1, len(scales) - 1)) for i, s in enumerate(scales)}
+    self.color[None, None] = 'tab:red'  # a linear cell: its ring, no scales
+    self.rings = {panel(r): _ring_label(r) for r in records if r['sigma_w2'] is None}
+    self.log_log = set(self.rings)  # power laws: straight on log-log axes
+    self.longest = max(r[length_key] for r in records)
+    self.length_label, self.k_label, self.short = _LENGTH_LABEL[length_key]
+
+  def label(self, w, b, name: str) -> str:
+    return (self.rings[name] if w is None else f'$\\sigma_w^2$={w:g}'
+            + (f', $\\sigma_b^2$={b:g}' if self.several_b else ''))
+
+
 def decay_sweep(records: list, plots_dir: str, length_key: str, panel, no_theory_reason) -> list:
   """profile.png, grad_vs_length.png and decay_rate.png of a decay sweep; returns their paths.
 
@@ -37,42 +61,37 @@ def decay_sweep(records: list, plots_dir: str, length_key: str, panel, no_theory
   if not records:
     return []
   os.makedirs(plots_dir, exist_ok=True)
-  table = group_records(records, length_key, panel)
-  names = list(dict.fromkeys(name for name, _, _ in table))
-  reasons = {panel(r): no_theory_reason(r) for r in records}
-  several_b = len({b for _, _, b in table if b is not None}) > 1
-  scales = sorted({(w, b) for _, w, b in table if w is not None})
-  cmap = plt.get_cmap('viridis')
-  color = {s: cmap(0.9 * i / max(1, len(scales) - 1)) for i, s in enumerate(scales)}
-  color[None, None] = 'tab:red'  # a linear cell: its ring, no scales
-  rings = {panel(r): _ring_label(r) for r in records if r['sigma_w2'] is None}
-  label = lambda w, b, name: (rings[name] if w is None else f'$\\sigma_w^2$={w:g}'
-                              + (f', $\\sigma_b^2$={b:g}' if several_b else ''))
-  log_log = set(rings)  # power laws: straight on log-log axes
-  longest = max(r[length_key] for r in records)
-  length_label, k_label, short = _LENGTH_LABEL[length_key]
-  paths = []
+  sweep = _DecaySweep(records, length_key, panel, no_theory_reason)
+  figures = {'profile.png': _profile, 'grad_vs_length.png': _grad_vs_length}
+  if set(sweep.names) - sweep.log_log:  # only linear cells: no sigma_w2 axis for decay_rate.png
+    figures['decay_rate.png'] = _decay_rate
+  return plotting.save_each(plots_dir, figures, sweep)
 
-  theory_text = 'ln chi1' + (r', linear cells ln E$|\lambda|^{2k}$' if rings else '')
-  fig, axes = plotting.panels(names, f'Gradient against distance from the loss ({short} = '
-                              f'{longest}; dashed: theory, {theory_text})',
+
+def _profile(sweep: _DecaySweep):
+  """ln ||dL/dh||^2 against the distance from the loss at the longest length, a panel per name,
+  a line per scale, the theory dashed."""
+  names, log_log = sweep.names, sweep.log_log
+  theory_text = 'ln chi1' + (r', linear cells ln E$|\lambda|^{2k}$' if sweep.rings else '')
+  fig, axes = plotting.panels(names, f'Gradient against distance from the loss ({sweep.short} = '
+                              f'{sweep.longest}; dashed: theory, {theory_text})',
                               sharey=not log_log or log_log == set(names))  # scales apart
-  for (name, w, b), by_len in table.items():
-    ax, rows = axes[name], by_len.get(longest, [])
+  for (name, w, b), by_len in sweep.table.items():
+    ax, rows = axes[name], by_len.get(sweep.longest, [])
     # a linear cell's theory is ln E over the ring's draws: set beside ln of the mean over seeds
     # (one network's profile at large k rests on its few largest |lambda|: the mean of ln is
     # below ln of the mean)
     profile = (plotting.log_mean_exp_ok if name in log_log else plotting.mean_ok)(
         rows, 'log_grad_sq')
     bad = sorted({r['status'] for r in rows if r['status'] != 'ok'})
-    text = label(w, b, name) + (f' ({", ".join(bad)})' if bad else '')
+    text = sweep.label(w, b, name) + (f' ({", ".join(bad)})' if bad else '')
     if name in log_log:
       text += f', ln mean over {len(rows)} seeds'
     if profile is None:
-      ax.plot([], [], color=color[(w, b)], linestyle=':', label=text)
+      ax.plot([], [], color=sweep.color[(w, b)], linestyle=':', label=text)
       continue
     k = np.arange(profile.size) + (name in log_log)  # k + 1 on a log axis
-    ax.plot(k, profile[::-1], color=color[(w, b)], label=text)
+    ax.plot(k, profile[::-1], color=sweep.color[(w, b)], label=text)
     curve = plotting.mean_ok(rows, 'log_grad_sq_theory') if name in log_log else None
     predicted = rate_stats(rows)[1]
     if curve is not None:
@@ -81,49 +100,55 @@ def decay_sweep(records: list, plots_dir: str, length_key: str, panel, no_theory
       ax.plot(k, profile[-1] + predicted * k, color='k', linestyle='--', lw=0.8)
   for name, ax in axes.items():
     ax.set_title(name)
-    ax.set_xlabel(k_label)
+    ax.set_xlabel(sweep.k_label)
     if name in log_log:
       ax.set_xscale('log')  # the y axis is ln already: log-log
-      ax.set_xlabel(k_label.replace('k = ', 'k + 1, k = '))
+      ax.set_xlabel(sweep.k_label.replace('k = ', 'k + 1, k = '))
     ax.axhline(0.0, color='k', lw=0.5)
     ax.legend(fontsize=7)
-    _note_no_theory(ax, reasons[name])
+    _note_no_theory(ax, sweep.reasons[name])
   axes[names[0]].set_ylabel(r'ln $\|\partial L/\partial h\|^2$')
-  paths.append(plotting.save(fig, os.path.join(plots_dir, 'profile.png')))
+  return fig
 
+
+def _grad_vs_length(sweep: _DecaySweep):
+  """ln ||dL/dh||^2 farthest from the loss (index 0) against the length, a panel per name, a
+  line per scale."""
   fig, axes = plotting.panels(
-      names, r'Gradient farthest from the loss, $\|\partial L/\partial h\|^2$ at index 0')
+      sweep.names, r'Gradient farthest from the loss, $\|\partial L/\partial h\|^2$ at index 0')
   used = set()
-  for (name, w, b), by_len in table.items():
+  for (name, w, b), by_len in sweep.table.items():
     ax = axes[name]
     points = [(t, plotting.mean_ok(rows, 'log_grad_sq')) for t, rows in by_len.items()]
     ax.plot([t for t, p in points if p is not None],
             [p[0] for _, p in points if p is not None], marker='o', ms=3,
-            color=color[(w, b)], label=label(w, b, name))
+            color=sweep.color[(w, b)], label=sweep.label(w, b, name))
     for t, rows in by_len.items():
       plotting.mark_edges(ax, t, rows, used)
   for name, ax in axes.items():
     ax.set_title(name)
     ax.set_xscale('log', base=2)
-    ax.set_xlabel(length_label)
+    ax.set_xlabel(sweep.length_label)
     ax.axhline(0.0, color='k', lw=0.5)
     ax.legend(fontsize=7)
-  axes[names[0]].set_ylabel(r'ln $\|\partial L/\partial h\|^2$ at index 0')
-  paths.append(plotting.save(fig, os.path.join(plots_dir, 'grad_vs_length.png')))
+  axes[sweep.names[0]].set_ylabel(r'ln $\|\partial L/\partial h\|^2$ at index 0')
+  return fig
 
-  if not set(names) - log_log:
-    return paths  # only linear cells: no sigma_w2 axis for decay_rate.png
+
+def _decay_rate(sweep: _DecaySweep):
+  """The fitted decay rate against sigma_w2 at the longest length (mean +- std over seeds), a
+  line per name (not the linear cells) and sigma_b2, with the theory's ln chi1."""
   fig, ax = plt.subplots(figsize=(6, 4), layout='constrained')
   used = set()
-  for name in names:
-    if name in log_log:
+  for name in sweep.names:
+    if name in sweep.log_log:
       continue  # no sigma_w2 to draw against
-    for b in sorted({b for n, _, b in table if n == name}):
+    for b in sorted({b for n, _, b in sweep.table if n == name}):
       xs, means, sds, predicted = [], [], [], []
-      for (n, w, b2), by_len in table.items():
+      for (n, w, b2), by_len in sweep.table.items():
         if (n, b2) != (name, b):
           continue
-        rows = by_len.get(longest, [])
+        rows = by_len.get(sweep.longest, [])
         stats, theory_rate = rate_stats(rows)
         if stats:
           xs.append(w)
@@ -132,7 +157,7 @@ def decay_sweep(records: list, plots_dir: str, length_key: str, panel, no_theory
         if theory_rate is not None:
           predicted.append((w, theory_rate))
         plotting.mark_edges(ax, w, rows, used)
-      series = name + (f', $\\sigma_b^2$={b:g}' if several_b else '')
+      series = name + (f', $\\sigma_b^2$={b:g}' if sweep.several_b else '')
       line = ax.errorbar(xs, means, yerr=sds, marker='o', ms=4, capsize=3, label=series)
       if predicted:
         ax.plot(*zip(*predicted), linestyle='--', marker='s', mfc='none', ms=7,
@@ -140,10 +165,9 @@ def decay_sweep(records: list, plots_dir: str, length_key: str, panel, no_theory
   ax.axhline(0.0, color='k', lw=0.5)
   ax.set_xlabel(r'$\sigma_w^2$')
   ax.set_ylabel('fitted slope of ln $\\|\\partial L/\\partial h\\|^2$ per step back')
-  ax.set_title(f'Decay rate ({short} = {longest}; < 0 vanishing, > 0 exploding)')
+  ax.set_title(f'Decay rate ({sweep.short} = {sweep.longest}; < 0 vanishing, > 0 exploding)')
   ax.legend(fontsize=7)
-  paths.append(plotting.save(fig, os.path.join(plots_dir, 'decay_rate.png')))
-  return paths
+  return fig
 
 
 def _ring_label(record: dict) -> str:

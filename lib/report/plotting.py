@@ -6,6 +6,7 @@ the axes ('diverged' at the top, 'vanished' at the bottom) so that they are seen
 """
 
 import io
+import os
 
 import matplotlib
 
@@ -25,6 +26,12 @@ def save(fig, path: str) -> str:
   plt.close(fig)
   write_atomic(path, buf.getvalue())
   return path
+
+
+def save_each(plots_dir: str, figures: dict, *args) -> list:
+  """Draws each figure of `figures` ({file name: draw(*args) -> figure}, in order) and writes it
+  to plots_dir before the next is drawn (one figure open at a time); their paths."""
+  return [save(draw(*args), os.path.join(plots_dir, name)) for name, draw in figures.items()]
 
 
 def mean_ok(rows: list, field: str):

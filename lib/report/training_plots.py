@@ -51,6 +51,29 @@ def _mark_divergence(ax, steps, rows, field: str, color, used: set):
       used.add('diverged')
 
 
+class _MemorySweep:
+  """What the figures of a memory sweep share: its series (a cell at a clipping norm, in order of
+  first appearance), a colour per cell and a line style per clipping norm, the lengths, the
+  task's title, and the top of the loss axes."""
+
+  def __init__(self, records: list):
+    self.records = records
+    self.several_clips = len({r['clip_norm'] for r in records}) > 1
+    self.series = _series(records, lambda r: (r['cell'], r['clip_norm']))
+    self.cells = list(dict.fromkeys(cell for cell, _ in self.series))
+    self.colors = {cell: f'C{i}' for i, cell in enumerate(self.cells)}
+    self.clips = sorted({clip for _, clip in self.series})
+    self.styles = {clip: ('-', '--', ':', '-.')[i % 4] for i, clip in enumerate(self.clips)}
+    self.lengths = sorted({r['seq_len'] for r in records})
+    self.title = {'adding': 'adding problem, MSE',
+                  'copy': 'copy memory, cross-entropy per step'}[records[0]['task']]
+    # Losses far above the baseline (an exploding run that stayed finite): at the top edge.
+    self.top = 3.0 * max(r['baseline_loss'] for r in records)
+
+  def label(self, cell: str, clip: float) -> str:
+    return cell + (f', clip {clip:g}' if self.several_clips else '')
+
+
 def memory_sweep(records: list, plots_dir: str) -> list:
   """loss_vs_length.png (final test loss per model against T, with the memoryless baseline),
   training_curves.png (test loss during training, one panel per T) and input_gradients.png
@@ -59,51 +82,54 @@ def memory_sweep(records: list, plots_dir: str) -> list:
   if not records:
     return []
   os.makedirs(plots_dir, exist_ok=True)
-  task = records[0]['task']
-  several_clips = len({r['clip_norm'] for r in records}) > 1
-  label = lambda cell, clip: cell + (f', clip {clip:g}' if several_clips else '')
-  series = _series(records, lambda r: (r['cell'], r['clip_norm']))
-  cells = list(dict.fromkeys(cell for cell, _ in series))
-  colors = {cell: f'C{i}' for i, cell in enumerate(cells)}
-  clips = sorted({clip for _, clip in series})
-  styles = {clip: ('-', '--', ':', '-.')[i % 4] for i, clip in enumerate(clips)}
-  lengths = sorted({r['seq_len'] for r in records})
-  title = {'adding': 'adding problem, MSE', 'copy': 'copy memory, cross-entropy per step'}[task]
-  paths = []
+  figures = {'loss_vs_length.png': _loss_vs_length, 'training_curves.png': _memory_curves,
+             'input_gradients.png': _input_gradients}
+  return plotting.save_each(plots_dir, figures, _MemorySweep(records))
 
-  # Losses far above the baseline (an exploding run that stayed finite) are drawn at the top edge.
-  top = 3.0 * max(r['baseline_loss'] for r in records)
+
+def _loss_vs_length(sweep: _MemorySweep):
+  """The final test loss per series against T (mean over seeds, dots: seeds), with the
+  memoryless baseline."""
+  top = sweep.top
   fig, ax = plt.subplots(figsize=(6.5, 4.2), layout='constrained')
   used = set()
-  for (cell, clip), rows in series.items():
+  for (cell, clip), rows in sweep.series.items():
+    color = sweep.colors[cell]
     by_len = _series(sorted(rows, key=lambda r: r['seq_len']), lambda r: r['seq_len'])
     points = [(t, plotting.mean_ok(rs, 'test_loss')) for t, rs in by_len.items()]
     points = [(t, min(m, top)) for t, m in points if m is not None]
-    ax.plot(*zip(*points) if points else ([], []), marker='o', ms=4, color=colors[cell],
-            linestyle=styles[clip], label=label(cell, clip))
+    ax.plot(*zip(*points) if points else ([], []), marker='o', ms=4, color=color,
+            linestyle=sweep.styles[clip], label=sweep.label(cell, clip))
     for t, rs in by_len.items():
       ok = [r['test_loss'] for r in rs if r['status'] == 'ok']
-      ax.plot([t] * len(ok), np.minimum(ok, top), '.', ms=3, color=colors[cell], alpha=0.5)
+      ax.plot([t] * len(ok), np.minimum(ok, top), '.', ms=3, color=color, alpha=0.5)
       if any(v > top for v in ok):
-        ax.plot([t], [top], marker='^', color=colors[cell], linestyle='none',
+        ax.plot([t], [top], marker='^', color=color, linestyle='none',
                 label=None if 'above' in used else 'above the axis')
         used.add('above')
       plotting.mark_edges(ax, t, rs, used)
-  baseline = sorted({(r['seq_len'], r['baseline_loss']) for r in records})
+  baseline = sorted({(r['seq_len'], r['baseline_loss']) for r in sweep.records})
   ax.plot(*zip(*baseline), color='k', linestyle='--', lw=1, label='memoryless baseline')
   ax.set_xscale('log', base=2)
-  ax.set_xticks(lengths, [str(t) for t in lengths])
+  ax.set_xticks(sweep.lengths, [str(t) for t in sweep.lengths])
   ax.set_yscale('log')
   ax.set_ylim(top=top)
   ax.set_xlabel('sequence length T')
   ax.set_ylabel('test loss (mean over seeds; dots: seeds)')
-  ax.set_title(f'Final test loss, {title}')
+  ax.set_title(f'Final test loss, {sweep.title}')
   ax.legend(fontsize=7)
-  paths.append(plotting.save(fig, os.path.join(plots_dir, 'loss_vs_length.png')))
+  return fig
 
-  fig, axes = plotting.panels([f'T = {t}' for t in lengths], f'Test loss during training, {title}')
+
+def _memory_curves(sweep: _MemorySweep):
+  """The test loss during training, a panel per T: each seed thin, the mean of those not
+  diverged thick, the memoryless baseline dashed."""
+  lengths = sweep.lengths
+  fig, axes = plotting.panels([f'T = {t}' for t in lengths],
+                              f'Test loss during training, {sweep.title}')
   used = set()
-  for (cell, clip), rows in series.items():
+  for (cell, clip), rows in sweep.series.items():
+    color, style = sweep.colors[cell], sweep.styles[clip]
     for t in lengths:
       rs = [r for r in rows if r['seq_len'] == t]
       if not rs:
@@ -112,32 +138,37 @@ def memory_sweep(records: list, plots_dir: str) -> list:
       steps = _curve_steps(rs, 'test_loss_curve')
       for r in rs:
         ax.plot(steps, [np.nan if v is None else v for v in r['test_loss_curve']],
-                color=colors[cell], linestyle=styles[clip], lw=0.6, alpha=0.35)
-      ax.plot(steps, _mean_curve(rs, 'test_loss_curve'), color=colors[cell],
-              linestyle=styles[clip], label=label(cell, clip))
-      _mark_divergence(ax, steps, rs, 'test_loss_curve', colors[cell], used)
+                color=color, linestyle=style, lw=0.6, alpha=0.35)
+      ax.plot(steps, _mean_curve(rs, 'test_loss_curve'), color=color, linestyle=style,
+              label=sweep.label(cell, clip))
+      _mark_divergence(ax, steps, rs, 'test_loss_curve', color, used)
   for t in lengths:
     ax = axes[f'T = {t}']
-    ax.axhline(next(r['baseline_loss'] for r in records if r['seq_len'] == t), color='k',
+    ax.axhline(next(r['baseline_loss'] for r in sweep.records if r['seq_len'] == t), color='k',
                linestyle='--', lw=1, label='baseline')
     ax.set_title(f'T = {t}')
     ax.set_yscale('log')
-    ax.set_ylim(top=top)
+    ax.set_ylim(top=sweep.top)
     ax.set_xlabel('training step')
   axes[f'T = {lengths[0]}'].set_ylabel('test loss (thin: seeds; thick: mean of those\n'
                                         'not diverged)')
   axes[f'T = {lengths[-1]}'].legend(fontsize=7)
-  paths.append(plotting.save(fig, os.path.join(plots_dir, 'training_curves.png')))
+  return fig
 
-  fig, axes = plotting.panels(cells, f'Gradient of the last output to the input x_t ({title}'
-                              + (f', clip_norm {clips[0]:g}' if several_clips else '')
+
+def _input_gradients(sweep: _MemorySweep):
+  """ln ||dy/dx_t||^2 against steps back from the output, a panel per cell (at the first
+  clipping norm), a line per T: trained solid, at initialisation dashed."""
+  cells, lengths, clip = sweep.cells, sweep.lengths, sweep.clips[0]
+  fig, axes = plotting.panels(cells, f'Gradient of the last output to the input x_t ({sweep.title}'
+                              + (f', clip_norm {clip:g}' if sweep.several_clips else '')
                               + '); dashed: at initialisation')
   cmap = plt.get_cmap('viridis')
   for cell in cells:
     ax = axes[cell]
     for i, t in enumerate(lengths):
-      rs = [r for r in records if r['cell'] == cell and r['seq_len'] == t
-            and r['clip_norm'] == clips[0]]
+      rs = [r for r in sweep.records if r['cell'] == cell and r['seq_len'] == t
+            and r['clip_norm'] == clip]
       color = cmap(0.9 * i / max(1, len(lengths) - 1))
       for field, style in (('log_grad_sq_input_init', '--'),
                            ('log_grad_sq_input_trained', '-')):
@@ -150,8 +181,7 @@ def memory_sweep(records: list, plots_dir: str) -> list:
     ax.set_xlabel('k (steps back from the last output)')
     ax.legend(fontsize=7)
   axes[cells[0]].set_ylabel(r'ln $\|\partial y/\partial x_{t}\|^2$')
-  paths.append(plotting.save(fig, os.path.join(plots_dir, 'input_gradients.png')))
-  return paths
+  return fig
 
 
 def classification(records: list, plots_dir: str, published: dict) -> list:
@@ -161,10 +191,20 @@ def classification(records: list, plots_dir: str, published: dict) -> list:
   if not records:
     return []
   os.makedirs(plots_dir, exist_ok=True)
-  names = list(dict.fromkeys(r['model'] for r in records))
-  variants = sorted({r['permuted'] for r in records})
-  paths = []
+  return plotting.save_each(plots_dir, {
+      'accuracy.png': lambda: _accuracy(records, published),
+      'training_curves.png': lambda: _classification_curves(records)})
 
+
+def _models_and_variants(records: list):
+  """The models in order of first appearance, and the positions (False: original) sorted."""
+  return list(dict.fromkeys(r['model'] for r in records)), sorted({r['permuted'] for r in records})
+
+
+def _accuracy(records: list, published: dict):
+  """A bar per model and positions (mean over seeds; dots: seeds), the published values as
+  markers."""
+  names, variants = _models_and_variants(records)
   fig, ax = plt.subplots(figsize=(6.5, 4), layout='constrained')
   width = 0.8 / len(variants)
   for j, permuted in enumerate(variants):
@@ -190,8 +230,12 @@ def classification(records: list, plots_dir: str, published: dict) -> list:
   ax.set_ylim(0, 100)
   ax.set_title(f'{records[0]["dataset"]}: test accuracy (dots: seeds)')
   ax.legend(fontsize=7)
-  paths.append(plotting.save(fig, os.path.join(plots_dir, 'accuracy.png')))
+  return fig
 
+
+def _classification_curves(records: list):
+  """The test loss during training, a line per model and positions (dashed: permuted)."""
+  names, variants = _models_and_variants(records)
   fig, ax = plt.subplots(figsize=(6.5, 4), layout='constrained')
   for i, name in enumerate(names):
     for permuted in variants:
@@ -206,8 +250,21 @@ def classification(records: list, plots_dir: str, published: dict) -> list:
   ax.set_ylabel('test loss (mean over seeds)')
   ax.set_title(f'{records[0]["dataset"]}: test loss during training (dashed: permuted)')
   ax.legend(fontsize=7, ncol=2)
-  paths.append(plotting.save(fig, os.path.join(plots_dir, 'training_curves.png')))
-  return paths
+  return fig
+
+
+class _LanguageSweep:
+  """What the figures of the language models share: the models (in order of first appearance)
+  and their colours, the context lengths, the records of each (model, context length)."""
+
+  def __init__(self, records: list):
+    self.records = records
+    self.names = list(dict.fromkeys(r['model'] for r in records))
+    self.lengths = sorted({r['context_len'] for r in records})
+    self.colors = {name: f'C{i}' for i, name in enumerate(self.names)}
+
+  def rows(self, name: str, length: int) -> list:
+    return [r for r in self.records if r['model'] == name and r['context_len'] == length]
 
 
 def language_models(records: list, plots_dir: str) -> list:
@@ -215,60 +272,71 @@ def language_models(records: list, plots_dir: str) -> list:
   position_loss.png: the loss at each position of a window started from nothing, a panel per
   context length, a line per model; training_curves.png: training and validation loss."""
   os.makedirs(plots_dir, exist_ok=True)
-  level = records[0]['level']
-  metric = 'test_bpc' if level == 'char' else 'test_perplexity'
-  names = list(dict.fromkeys(r['model'] for r in records))
-  lengths = sorted({r['context_len'] for r in records})
-  colors = {name: f'C{i}' for i, name in enumerate(names)}
-  paths = []
+  figures = {'test_metric.png': _test_metric, 'position_loss.png': _position_loss,
+             'training_curves.png': _language_curves}
+  return plotting.save_each(plots_dir, figures, _LanguageSweep(records))
+
+
+def _test_metric(sweep: _LanguageSweep):
+  """Test bpc (characters) or perplexity (words) against the context length, a line per model
+  (mean over seeds; a seed not 'ok' marked at the edge)."""
+  metric = 'test_bpc' if sweep.records[0]['level'] == 'char' else 'test_perplexity'
   fig, ax = plt.subplots(figsize=(5.5, 4), layout='constrained')
   used = set()
-  for name in names:
+  for name in sweep.names:
     xs, ys = [], []
-    for length in lengths:
-      rows = [r for r in records if r['model'] == name and r['context_len'] == length]
+    for length in sweep.lengths:
+      rows = sweep.rows(name, length)
       value = plotting.mean_ok(rows, metric)
       if value is not None:
         xs.append(length)
         ys.append(value)
       plotting.mark_edges(ax, length, rows, used)
-    ax.plot(xs, ys, 'o-', color=colors[name], label=name)
+    ax.plot(xs, ys, 'o-', color=sweep.colors[name], label=name)
   ax.set_xscale('log', base=2)
   ax.set_xlabel('context length (tokens of truncated BPTT / window)')
   ax.set_ylabel(metric.replace('_', ' '))
-  ax.set_title(f'{records[0]["dataset"]}: {metric.replace("_", " ")} (mean over seeds)')
+  ax.set_title(f'{sweep.records[0]["dataset"]}: {metric.replace("_", " ")} (mean over seeds)')
   ax.legend()
-  paths.append(plotting.save(fig, os.path.join(plots_dir, 'test_metric.png')))
-  fig, axes = plotting.panels([f'context {length}' for length in lengths],
-                              'loss at each position of a window started from a zero state')
-  for length in lengths:
+  return fig
+
+
+def _position_loss(sweep: _LanguageSweep):
+  """The loss at each position of a window started from a zero state (mean over seeds), a panel
+  per context length, a line per model."""
+  def draw(ax, name, rows):
+    value = plotting.mean_ok(rows, 'position_loss')
+    if value is not None:
+      ax.plot(np.arange(len(value)), value, color=sweep.colors[name], label=name)
+  return _per_context(sweep, 'loss at each position of a window started from a zero state',
+                      draw, 'position t in the window', symlog=True)
+
+
+def _language_curves(sweep: _LanguageSweep):
+  """Training (thin) and validation (thick) loss during training (mean over the 'ok' seeds), a
+  panel per context length, a line per model."""
+  def draw(ax, name, rows):
+    rows = [r for r in rows if r['status'] == 'ok']
+    if rows:
+      color = sweep.colors[name]
+      steps = _curve_steps(rows, 'train_loss')
+      ax.plot(steps, _mean_curve(rows, 'train_loss'), color=color, lw=0.8, alpha=0.6)
+      ax.plot(steps, _mean_curve(rows, 'valid_loss_curve'), color=color, lw=2, label=name)
+  return _per_context(sweep, 'training (thin) and validation (thick) loss', draw, 'step')
+
+
+def _per_context(sweep: _LanguageSweep, title: str, draw, xlabel: str, symlog: bool = False):
+  """A figure of a panel per context length, in which draw(ax, model, its records) draws each
+  model's line; a symmetric-log x axis if `symlog`."""
+  fig, axes = plotting.panels([f'context {length}' for length in sweep.lengths], title)
+  for length in sweep.lengths:
     ax = axes[f'context {length}']
-    for name in names:
-      value = plotting.mean_ok([r for r in records if r['model'] == name
-                                and r['context_len'] == length], 'position_loss')
-      if value is not None:
-        ax.plot(np.arange(len(value)), value, color=colors[name], label=name)
-    ax.set_xscale('symlog', linthresh=1)
-    ax.set_xlabel('position t in the window')
+    for name in sweep.names:
+      draw(ax, name, sweep.rows(name, length))
+    if symlog:
+      ax.set_xscale('symlog', linthresh=1)
+    ax.set_xlabel(xlabel)
     ax.set_title(f'context {length}')
   next(iter(axes.values())).set_ylabel('loss (nats per token)')
   next(iter(axes.values())).legend()
-  paths.append(plotting.save(fig, os.path.join(plots_dir, 'position_loss.png')))
-  fig, axes = plotting.panels([f'context {length}' for length in lengths],
-                              'training (thin) and validation (thick) loss')
-  for length in lengths:
-    ax = axes[f'context {length}']
-    for name in names:
-      rows = [r for r in records if r['model'] == name and r['context_len'] == length
-              and r['status'] == 'ok']
-      if rows:
-        steps = _curve_steps(rows, 'train_loss')
-        ax.plot(steps, _mean_curve(rows, 'train_loss'), color=colors[name], lw=0.8, alpha=0.6)
-        ax.plot(steps, _mean_curve(rows, 'valid_loss_curve'), color=colors[name], lw=2,
-                label=name)
-    ax.set_xlabel('step')
-    ax.set_title(f'context {length}')
-  next(iter(axes.values())).set_ylabel('loss (nats per token)')
-  next(iter(axes.values())).legend()
-  paths.append(plotting.save(fig, os.path.join(plots_dir, 'training_curves.png')))
-  return paths
+  return fig
