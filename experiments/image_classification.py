@@ -15,7 +15,7 @@ def get_config():
   config.dataset = 'mnist1d'  # mnist1d | mnist | fashion_mnist | cifar10
   config.data_dir = ''  # TFDS data dir; '' = TFDS's default (~/tensorflow_datasets)
   config.download = False  # download and prepare a missing TFDS dataset (never by default)
-  # cnn | mlp | logistic | tanh | relu | lstm | gru | lru | linear
+  # cnn | mlp | logistic | tanh | relu | irnn | lstm | gru | lru | linear
   config.models = ('cnn', 'gru', 'mlp', 'logistic')
   config.permuted = (False, True)  # original positions, and one fixed random permutation
   config.permutation_seed = 0  # the permutation's seed (the same for every model and seed)

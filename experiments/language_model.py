@@ -16,7 +16,7 @@ def get_config():
   config.dataset = 'ptb_char'  # ptb_char | ptb_word | tiny_shakespeare
   config.data_dir = ''  # TFDS data dir; '' = TFDS's default (~/tensorflow_datasets)
   config.download = False  # download and prepare a missing TFDS dataset (tiny_shakespeare)
-  # tanh | relu | lstm | gru | lru | linear | transformer
+  # tanh | relu | irnn | lstm | gru | lru | linear | transformer
   config.models = ('tanh', 'lstm', 'gru', 'transformer')
   config.context_lens = (16, 64)  # tokens per TBPTT segment (RNN) / attention window (transformer)
   config.num_layers = 1  # stacked cells / transformer blocks
@@ -27,7 +27,7 @@ def get_config():
   config.dropout = 0.0  # on non-recurrent connections / residual branches
   config.init = 'default'  # default (the cells' explicit rules) | uniform (U[-init_scale, ..])
   config.init_scale = 0.1  # a of U[-a, a] for init = uniform
-  config.sigma_w2 = 1.0  # recurrent kernel variance (x N); relu ignores it (identity)
+  config.sigma_w2 = 1.0  # recurrent kernel variance (x N); irnn ignores it (identity)
   config.sigma_v2 = 1.0  # input kernel variance (x D)
   config.sigma_b2 = 0.0  # bias variance
   config.recurrent_init = 'orthogonal'  # gaussian | orthogonal | identity

@@ -1,7 +1,7 @@
 """Long-range memory: which models learn a dependency across T steps (adding problem or copy).
 
 The default tells the story in a few minutes on a laptop CPU, on the adding problem: plain tanh
-and relu (IRNN) RNNs fall to the baseline (MSE 1/6, predicting the mean) as T grows, the gated
+RNNs and IRNNs fall to the baseline (MSE 1/6, predicting the mean) as T grows, the gated
 cells hold to longer T, and causal self-attention holds at every length.
 """
 
@@ -12,8 +12,8 @@ def get_config():
   config = ml_collections.ConfigDict()
   config.experiment = 'long_range_memory'  # which lib experiment runs this config
   config.task = 'adding'  # adding | copy
-  # tanh | relu (the IRNN) | lstm | gru | lru | linear | attention (a transformer)
-  config.cells = ('tanh', 'relu', 'lstm', 'gru', 'attention')
+  # tanh | relu | irnn (the IRNN) | lstm | gru | lru | linear | attention (a transformer)
+  config.cells = ('tanh', 'irnn', 'lstm', 'gru', 'attention')
   config.seq_lens = (50, 100, 200)  # T: the dependency's length (copy: the delay)
   config.num_steps = 1000  # training steps
   config.optimizer = 'adam'  # adam | rmsprop | sgd
@@ -27,10 +27,10 @@ def get_config():
   # lru | linear: layers of minimal-LRU's stack (each h + GLU(gelu(recurrence(LayerNorm(h))))):
   # one linear layer cannot multiply two inputs, as the adding problem needs; two can
   config.lru_layers = 2
-  config.sigma_w2 = 1.0  # recurrent kernel variance (x N); relu ignores it (identity)
+  config.sigma_w2 = 1.0  # recurrent kernel variance (x N); irnn ignores it (identity)
   config.sigma_v2 = 1.0  # input kernel variance (x D)
   config.sigma_b2 = 0.0  # bias variance
-  config.recurrent_init = 'gaussian'  # gaussian | orthogonal | identity, for tanh, lstm, gru
+  config.recurrent_init = 'gaussian'  # gaussian | orthogonal | identity, for tanh, relu, lstm, gru
   config.gate_bias = 1.0  # added to the LSTM forget / GRU update gate bias
   # lru | linear: |lambda| uniform in area on the ring r_min..r_max, phase U[0, max_phase]
   # (Orvieto et al. 2023's long-range init); the other cells ignore these three

@@ -22,6 +22,12 @@ ALLOWED = {
     'report': {'runtime', 'report'},
     'experiments': {'runtime', 'measure', 'nets', 'data', 'report', 'experiments'},
 }
+# TEMPORARY SHIM (issue 30): remove when call sites move. lib/nets' old entry points that take a
+# config (models.sequence_model, models.classifier, models.INIT_SPEC, language.language_model)
+# forward to lib/experiments/model_settings, importing it when called, until the experiments
+# call it themselves.
+SHIM_IMPORTS = {os.path.join('nets', 'models.py'): {'experiments'},
+                os.path.join('nets', 'language.py'): {'experiments'}}
 # What lib.runtime.jobs calls on an experiment module (its docstring lists them).
 PROTOCOL = ('validate', 'grid', 'point_key', 'run', 'plot', 'summary', 'programs',
             'RECORD_FIELDS')
@@ -78,8 +84,8 @@ def test_imports_point_one_way(module):
   if role == '__init__.py':
     assert not imported
     return
-  assert imported <= ALLOWED[role], (f'lib/{module} ({role}) imports '
-                                     f'{sorted(imported - ALLOWED[role])}')
+  allowed = ALLOWED[role] | SHIM_IMPORTS.get(module, set())
+  assert imported <= allowed, f'lib/{module} ({role}) imports {sorted(imported - allowed)}'
 
 
 def test_the_import_check_sees_every_form_of_import():

@@ -1,9 +1,9 @@
 """Recurrent cells: Flax linen cells for apply, parameters drawn by explicit rules from one draw.
 
 A cell maps (carry s_{t-1}, input x_t) -> carry s_t. The carry is the whole recurrent state: h for
-`tanh`, `relu` and `gru`, the pair (c, h) for `lstm`, (Re h, Im h, y) for the `lru` and (h, y) for
-the `linear` recurrence (lib/nets/lru: their output y_t reads x_t, so it rides in the carry). The
-cell's output is `output(name, carry)`.
+`tanh`, `relu`, `irnn` and `gru`, the pair (c, h) for `lstm`, (Re h, Im h, y) for the `lru` and
+(h, y) for the `linear` recurrence (lib/nets/lru: their output y_t reads x_t, so it rides in the
+carry). The cell's output is `output(name, carry)`.
 
 Parameters never come from Flax's default initializers (an orthogonal recurrent kernel); the Flax
 module gives only the structure of its parameters, and `init_params` fills each one by its role
@@ -17,14 +17,20 @@ module gives only the structure of its parameters, and `init_params` fills each 
 All standard normals come from one jax.random.normal call, so that a compiled program holds one
 random-number generator, not one per parameter (each costs a fraction of a second to compile).
 
+`CellInit` holds these five settings. The IRNN (`irnn`; Le, Jaitly & Hinton 2015) is the ReLU
+cell with an identity recurrent kernel and zero biases, whatever sigma_w2, sigma_b2 and
+recurrent_init say; its input kernel is drawn by sigma_v2. (`relu` is the ReLU cell drawn as
+above.)
+
 The linear recurrences (`lru`, `linear`: LINEAR_CELLS) have no recurrent kernel to scale: their
-parameters are lib/nets/lru's ring init, set by the keys r_min, r_max and max_phase
-(LINEAR_DEFAULTS), and the variances above do not apply to them. `states` runs any cell over a
-sequence, these two by lru.scan: the parallel one (lax.associative_scan, exact for a linear
-recurrence: O(log T) depth, for an accelerator's many lanes) where `parallel_scan`, else the
-sequential one (faster on a CPU's few cores: bench/run.py's scan figures).
+parameters are lib/nets/lru's ring init, set by r_min, r_max and max_phase (`LinearOptions`),
+and the variances above do not apply to them. `states` runs any cell over a sequence, these two
+by lru.scan: the parallel one (lax.associative_scan, exact for a linear recurrence: O(log T)
+depth, for an accelerator's many lanes) where `parallel_scan`, else the sequential one (faster on
+a CPU's few cores: bench/run.py's scan figures).
 """
 
+import dataclasses
 import math
 from typing import Any
 
@@ -39,21 +45,48 @@ from lib.runtime.errors import UserError
 
 RECURRENT_INITS = ('gaussian', 'orthogonal', 'identity')
 LINEAR_CELLS = lru.LINEAR_CELLS
-# The linear cells' options: the ring of their |lambda| (lib/nets/lru.ring; Orvieto et al.'s
-# long-range init), and which scan runs them over a sequence (`states`).
-LINEAR_DEFAULTS = {'r_min': 0.9, 'r_max': 0.999, 'max_phase': 2 * math.pi, 'parallel_scan': True}
+
+
+@dataclasses.dataclass(frozen=True)
+class CellInit:
+  """How `init_params` draws a cell's parameters (module docstring)."""
+  sigma_w2: float = 1.0  # the recurrent kernel's variance, times N
+  sigma_v2: float = 1.0  # the input kernel's, times D
+  sigma_b2: float = 0.0  # the biases'
+  recurrent_init: str = 'gaussian'  # RECURRENT_INITS
+  gate_bias: float = 0.0  # added to the LSTM's forget and the GRU's update gate bias
+
+
+@dataclasses.dataclass(frozen=True)
+class LinearOptions:
+  """The linear cells' options: the ring of their |lambda| (lib/nets/lru.ring; Orvieto et al.'s
+  long-range init), and which scan runs them over a sequence (`states`). Checked when made
+  (lib/nets/lru.check_ring: one line naming the bad value)."""
+  r_min: float = 0.9
+  r_max: float = 0.999
+  max_phase: float = 2 * math.pi
+  parallel_scan: bool = True
+
+  def __post_init__(self):
+    lru.check_ring(self.r_min, self.r_max, self.max_phase)
 
 
 def _linear(kind: str):
-  return lambda n, dtype, linear: lru.LinearRecurrentCell(kind, n, **linear, param_dtype=dtype)
+  return lambda n, dtype, linear: lru.LinearRecurrentCell(
+      kind, n, r_min=linear.r_min, r_max=linear.r_max, max_phase=linear.max_phase,
+      parallel_scan=linear.parallel_scan, param_dtype=dtype)
 
-# name -> ((width, dtype, linear options) -> Flax cell, carry -> output, the Dense layer whose bias
+
+def _simple(activation):
+  return lambda n, dtype, _: nn.SimpleCell(n, activation_fn=activation, dtype=dtype,
+                                           param_dtype=dtype)
+
+# name -> ((width, dtype, LinearOptions) -> Flax cell, carry -> output, the Dense layer whose bias
 # `gate_bias` shifts)
 CELLS = {
-    'tanh': (lambda n, dtype, _: nn.SimpleCell(n, activation_fn=jnp.tanh, dtype=dtype,
-                                                  param_dtype=dtype), lambda carry: carry, None),
-    'relu': (lambda n, dtype, _: nn.SimpleCell(n, activation_fn=nn.relu, dtype=dtype,
-                                                  param_dtype=dtype), lambda carry: carry, None),
+    'tanh': (_simple(jnp.tanh), lambda carry: carry, None),
+    'relu': (_simple(nn.relu), lambda carry: carry, None),
+    'irnn': (_simple(nn.relu), lambda carry: carry, None),  # relu's, drawn as the IRNN
     'lstm': (lambda n, dtype, _: nn.LSTMCell(n, dtype=dtype, param_dtype=dtype),
              lambda carry: carry[1], 'hf'),
     'gru': (lambda n, dtype, _: nn.GRUCell(n, dtype=dtype, param_dtype=dtype),
@@ -62,7 +95,9 @@ CELLS = {
     'linear': (_linear('linear'), lambda carry: carry[-1], None),
 }
 CELL_NAMES = tuple(CELLS)
-KERNEL_CELLS = tuple(name for name in CELL_NAMES if name not in LINEAR_CELLS)  # by the variances
+# The cells whose every parameter is drawn by the variances (not irnn's identity and zeros, nor
+# the linear cells' ring).
+KERNEL_CELLS = tuple(name for name in CELL_NAMES if name not in LINEAR_CELLS + ('irnn',))
 
 
 def check_cell_name(name: str) -> None:
@@ -77,21 +112,21 @@ def check_recurrent_init(name: str) -> None:
 
 
 def linear_options(cfg: dict) -> dict:
-  """The linear cells' keys (LINEAR_DEFAULTS' names, its values where cfg has none) of a config,
-  checked (lib/nets/lru.check_ring: one line naming the bad key)."""
-  options = {key: cfg.get(key, default) for key, default in LINEAR_DEFAULTS.items()}
-  lru.check_ring(options['r_min'], options['r_max'], options['max_phase'])
-  return options
+  """The linear cells' keys of a config as a dict, LinearOptions' defaults where it has none,
+  checked."""
+  # TEMPORARY SHIM (issue 30): remove when call sites move
+  names = [field.name for field in dataclasses.fields(LinearOptions)]
+  return dataclasses.asdict(LinearOptions(**{key: cfg[key] for key in names if key in cfg}))
 
 
 def make_cell(name: str, hidden_size: int, dtype: Any = jnp.float32,
-              linear: dict | None = None) -> nn.RNNCellBase:
-  """The Flax cell `name` (apply it with parameters from `init_params`); `linear` (r_min,
-  r_max, max_phase, parallel_scan; LINEAR_DEFAULTS for any missing) sets a linear cell's init
-  and scan, and is ignored by the others."""
+              linear: LinearOptions | None = None) -> nn.RNNCellBase:
+  """The Flax cell `name` (apply it with parameters from `init_params`); `linear` (default
+  LinearOptions()) sets a linear cell's init and scan, and is ignored by the others."""
   check_cell_name(name)
-  linear = linear_options(linear or {}) if name in LINEAR_CELLS else None
-  return CELLS[name][0](hidden_size, dtype, linear)
+  if isinstance(linear, dict):  # TEMPORARY SHIM (issue 30): remove when call sites move
+    linear = LinearOptions(**linear)
+  return CELLS[name][0](hidden_size, dtype, linear or LinearOptions())
 
 
 def output(name: str, carry):
@@ -165,9 +200,13 @@ def _recurrent(init: str, z, sigma_w2):
 def init_params(name: str, cell: nn.RNNCellBase, key, input_size: int, *, sigma_w2, sigma_v2,
                 sigma_b2, recurrent_init: str, gate_bias=0.0):
   """Parameters of `cell` by the rules in the module docstring; the variances may be traced.
-  A linear cell's are its own ring init (lib/nets/lru.init), whatever the variances."""
+  A linear cell's are its own ring init (lib/nets/lru.init), whatever the variances; the IRNN's
+  recurrent kernel and biases are the identity and zeros, whatever sigma_w2, sigma_b2 and
+  recurrent_init."""
   check_cell_name(name)
   check_recurrent_init(recurrent_init)
+  if name == 'irnn':
+    recurrent_init, sigma_w2, sigma_b2 = 'identity', 1.0, 0.0
   carry = zero_carry(cell, 1, input_size)
   if name in LINEAR_CELLS:
     return cell.init(key, carry, jnp.zeros((1, input_size), cell.param_dtype))
@@ -190,7 +229,8 @@ def init_params(name: str, cell: nn.RNNCellBase, key, input_size: int, *, sigma_
 
 
 # The input-side Dense layers of each cell, in the order their outputs are concatenated.
-_INPUT_GATES = {'tanh': ('',), 'relu': ('',), 'lstm': ('i', 'f', 'g', 'o'), 'gru': ('r', 'z', 'n')}
+_INPUT_GATES = {'tanh': ('',), 'relu': ('',), 'irnn': ('',), 'lstm': ('i', 'f', 'g', 'o'),
+                'gru': ('r', 'z', 'n')}
 
 
 def hoisted(name: str, cell: nn.RNNCellBase, params):
@@ -211,7 +251,7 @@ def hoisted(name: str, cell: nn.RNNCellBase, params):
   gates = _INPUT_GATES[name]
   cat = lambda side, kind: jnp.concatenate([p[side + g][kind] for g in gates], axis=-1)
   w_i, w_h = cat('i', 'kernel'), cat('h', 'kernel')
-  if name in ('tanh', 'relu'):
+  if len(gates) == 1:  # a SimpleCell: tanh, relu, irnn
     b_i = p['i']['bias']
     return (lambda xs: xs @ w_i + b_i,
             lambda h, u: cell.activation_fn(u + h @ w_h))

@@ -1,16 +1,18 @@
-"""Trained models as (init, apply) pairs of pure functions over a params pytree, by name.
+"""Trained models as (init, apply) pairs of pure functions over a params pytree.
 
 Inputs are float arrays: a sequence (B, T, D) for the sequence models (tokens arrive one-hot), or
 a signal (B, L, C) / an image (B, H, W, C) for the classifiers. Every parameter comes from an
 explicit rule, never from a library default:
   recurrent cells   `lib.nets.cells.init_params`: the recurrent kernel by `recurrent_init` and
                     sigma_w2, input kernels N(0, sigma_v2 / D), biases N(0, sigma_b2), plus
-                    `gate_bias` on the LSTM forget / GRU update gate; `relu` is always the IRNN
-                    (Le, Jaitly & Hinton 2015): identity recurrent kernel, zero biases; the
-                    linear cells (`lru`, `linear`) their ring init by r_min, r_max, max_phase
-                    (and parallel_scan: how they run over time, `lib.nets.cells.states`)
-  dense, conv, attention kernels   LeCun normal, N(0, 1 / fan_in); biases zero
+                    `gate_bias` on the LSTM forget / GRU update gate (`cells.CellInit`); `irnn`
+                    the IRNN (Le, Jaitly & Hinton 2015): identity recurrent kernel, zero biases;
+                    the linear cells (`lru`, `linear`) their ring init by r_min, r_max,
+                    max_phase (and parallel_scan: how they run over time, `lib.nets.cells.states`;
+                    `cells.LinearOptions`)
+  dense, conv, attention kernels   LeCun normal, N(0, 1 / fan_in); biases zero (lib.nets.layers)
   layer norms       scale one, offset zero
+The transformer is lib.nets.transformer's, read out at every step or at the last.
 
 `input_profile(params, x, u)` measures how far back the trained signal reaches: ln mean_b
 ||d <u, y_b> / d x_t||^2 for t = 0..T-1, where y_b is the model's output at the last step and u a
@@ -19,6 +21,7 @@ fixed direction in output space. Recurrent models measure it in the log domain
 steps is still a number; attention has no product of per-step Jacobians to underflow.
 """
 
+import dataclasses
 import functools
 import math
 from typing import Callable, NamedTuple
@@ -30,54 +33,27 @@ import numpy as np
 
 from lib.measure import gradients
 from lib.nets import cells
+from lib.nets import layers
 from lib.nets import lru
-from lib.runtime import config as config_lib
-from lib.runtime.errors import UserError
+from lib.nets import transformer
 
-# Config keys of the recurrent cells' initialisers (lib.nets.cells), shared by the training
-# experiments.
-INIT_SPEC = {
-    'sigma_w2': config_lib.real(0.0, 'a variance >= 0'),
-    'sigma_v2': config_lib.real(0.0, 'a variance >= 0'),
-    'sigma_b2': config_lib.real(0.0, 'a variance >= 0'),
-    'recurrent_init': config_lib.choice(cells.RECURRENT_INITS, 'recurrent_init'),
-    'gate_bias': config_lib.real(what='a number'),
-    # the linear cells' ring (lib/nets/lru): 0 <= r_min <= |lambda| <= r_max < 1, phase <= max_phase
-    'r_min': config_lib.real(0.0, 'a radius in [0, 1)'),
-    'r_max': config_lib.real(0.0, 'a radius in [0, 1)'),
-    'max_phase': config_lib.real(0.0, 'an angle >= 0'),
-    'parallel_scan': config_lib.flag(),  # the linear cells over time by lax.associative_scan
-}
+KERNEL_INIT = layers.KERNEL_INIT
+BIAS_INIT = layers.BIAS_INIT
 
 
-def lecun_normal(key, shape, dtype=jnp.float32):
-  """nn.initializers.lecun_normal() to the bit (truncated normal, variance 1 / fan-in, fan-in
-  the product of every axis but the last), drawn as one flat array and reshaped: each element of
-  a draw comes from its index in the flattened shape, so the values are the same, and XLA:CPU
-  compiles a flat draw several times faster than a shaped one (a (3, 3, 8, 16) normal: 0.33 s
-  against 2.3 s; a model's initialisation 0.9-1.2 s against 2.0-2.4 s, measured)."""
-  variance = jnp.array(1.0 / math.prod(shape[:-1]), dtype)
-  stddev = jnp.sqrt(variance) / jnp.array(.87962566103423978, dtype)  # truncated to (-2, 2)
-  return (jax.random.truncated_normal(key, -2, 2, (math.prod(shape),), dtype) * stddev).reshape(
-      shape)
-
-
-KERNEL_INIT = lecun_normal
-BIAS_INIT = nn.initializers.zeros
+def __getattr__(name: str):
+  """INIT_SPEC, the shared model keys' config checks: lib.experiments.model_settings.SPEC."""
+  # TEMPORARY SHIM (issue 30): remove when call sites move
+  if name == 'INIT_SPEC':
+    from lib.experiments import model_settings  # pylint: disable=g-import-not-at-top
+    return model_settings.SPEC
+  raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 
 class Model(NamedTuple):
   init: Callable  # key -> params
   apply: Callable  # (params, x) -> outputs: (B, C) at the last step, or (B, T, C) at every step
   input_profile: Callable  # (params, x (B, T, D), u (C,)) -> (T,) ln mean_b ||d<u, y_b>/dx_t||^2
-
-
-def _dense(features: int) -> nn.Dense:
-  return nn.Dense(features, kernel_init=KERNEL_INIT, bias_init=BIAS_INIT)
-
-
-def _layer_norm() -> nn.LayerNorm:
-  return nn.LayerNorm(scale_init=nn.initializers.ones, bias_init=nn.initializers.zeros)
 
 
 def _direct_input_profile(apply, every_step: bool):
@@ -94,21 +70,17 @@ def _direct_input_profile(apply, every_step: bool):
 # ---- recurrent sequence models ------------------------------------------------------------------
 
 def recurrent(cell_name: str, hidden_size: int, input_size: int, num_outputs: int,
-              every_step: bool, *, sigma_w2: float, sigma_v2: float, sigma_b2: float,
-              recurrent_init: str, gate_bias: float, linear: dict | None = None,
-              dtype=jnp.float32) -> Model:
+              every_step: bool, *, cell_init: cells.CellInit = cells.CellInit(),
+              linear: cells.LinearOptions | None = None, dtype=jnp.float32) -> Model:
   """A cell read out by a dense layer at the last step (or at every step)."""
   cell = cells.make_cell(cell_name, hidden_size, dtype, linear)
   readout = nn.Dense(num_outputs, kernel_init=KERNEL_INIT, bias_init=BIAS_INIT, dtype=dtype,
                      param_dtype=dtype)
-  if cell_name == 'relu':  # the IRNN
-    recurrent_init, sigma_w2, sigma_b2 = 'identity', 1.0, 0.0
 
   def init(key):
     k_cell, k_readout = jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
-    return {'cell': cells.init_params(cell_name, cell, k_cell, input_size, sigma_w2=sigma_w2,
-                                      sigma_v2=sigma_v2, sigma_b2=sigma_b2,
-                                      recurrent_init=recurrent_init, gate_bias=gate_bias),
+    return {'cell': cells.init_params(cell_name, cell, k_cell, input_size,
+                                      **dataclasses.asdict(cell_init)),
             'readout': readout.init(k_readout, jnp.zeros((1, hidden_size), dtype))}
 
   def read(params, carry):
@@ -145,76 +117,44 @@ class LinearRecurrentStack(nn.Module):
   num_layers: int
   num_outputs: int
   every_step: bool
-  r_min: float
-  r_max: float
-  max_phase: float
-  parallel_scan: bool
+  linear: cells.LinearOptions
 
   @nn.compact
   def __call__(self, x):  # (B, T, D)
-    h = _dense(self.width)(x)
+    h = layers.dense(self.width)(x)
     for i in range(self.num_layers):
       p = self.param(f'recurrence_{i}', lambda key: lru.init(
-          self.kind, key, self.width, self.width, self.width, r_min=self.r_min,
-          r_max=self.r_max, max_phase=self.max_phase))
-      y, _ = lru.apply(p, jnp.swapaxes(_layer_norm()(h), 0, 1), parallel=self.parallel_scan)
+          self.kind, key, self.width, self.width, self.width, r_min=self.linear.r_min,
+          r_max=self.linear.r_max, max_phase=self.linear.max_phase))
+      y, _ = lru.apply(p, jnp.swapaxes(layers.layer_norm()(h), 0, 1),
+                       parallel=self.linear.parallel_scan)
       u = nn.gelu(jnp.swapaxes(y, 0, 1))
-      h = h + _dense(self.width)(u) * jax.nn.sigmoid(_dense(self.width)(u))
-    y = _dense(self.num_outputs)(h)
+      h = h + layers.dense(self.width)(u) * jax.nn.sigmoid(layers.dense(self.width)(u))
+    y = layers.dense(self.num_outputs)(h)
     return y if self.every_step else y[:, -1]
 
 
 def linear_stack(cell_name: str, width: int, input_size: int, num_outputs: int,
-                 every_step: bool, *, num_layers: int, linear: dict | None = None) -> Model:
+                 every_step: bool, *, num_layers: int,
+                 linear: cells.LinearOptions | None = None) -> Model:
   """A LinearRecurrentStack of `cell_name` (cells.LINEAR_CELLS); its input profile by one
   jax.grad (no product of per-step Jacobians: |lambda| <= r_max bounds how fast it falls)."""
-  options = cells.linear_options(linear or {})
   module = LinearRecurrentStack(cell_name, width, num_layers, num_outputs, every_step,
-                                **options)
+                                linear or cells.LinearOptions())
   return Model(lambda key: module.init(key, jnp.zeros((1, 2, input_size))), module.apply,
                _direct_input_profile(module.apply, every_step))
 
 
 # ---- causal self-attention ----------------------------------------------------------------------
 
-def sinusoidal_positions(length: int, width: int) -> np.ndarray:
-  """Vaswani et al. (2017) position encodings: sin/cos of t / 10000^(2i/width), (length, width)."""
-  t = np.arange(length)[:, None]
-  freq = np.exp(-np.log(10000.0) * np.arange(0, width, 2) / width)
-  enc = np.zeros((length, width), np.float32)
-  enc[:, 0::2] = np.sin(t * freq)
-  enc[:, 1::2] = np.cos(t * freq)[:, :width // 2]
-  return enc
-
-
-class CausalEncoder(nn.Module):
-  """Pre-norm transformer encoder with a causal mask: y_t depends on x_0..x_t only."""
-  width: int
-  num_heads: int
-  num_layers: int
-  num_outputs: int
-  every_step: bool
-
-  @nn.compact
-  def __call__(self, x):  # (B, T, D)
-    h = _dense(self.width)(x) + sinusoidal_positions(x.shape[1], self.width)
-    mask = nn.make_causal_mask(jnp.ones(x.shape[:2]))
-    for _ in range(self.num_layers):
-      h = h + nn.MultiHeadDotProductAttention(
-          self.num_heads, kernel_init=KERNEL_INIT, bias_init=BIAS_INIT)(_layer_norm()(h),
-                                                                         mask=mask)
-      h = h + _dense(self.width)(nn.gelu(_dense(2 * self.width)(_layer_norm()(h))))
-    y = _dense(self.num_outputs)(_layer_norm()(h))
-    return y if self.every_step else y[:, -1]
-
-
 def attention(width: int, input_size: int, num_outputs: int, every_step: bool, *,
               num_heads: int, num_layers: int) -> Model:
-  if width % num_heads or width % 2:
-    raise UserError(f'attention width {width} must be even and divisible by num_heads '
-                    f'{num_heads}')
-  module = CausalEncoder(width, num_heads, num_layers, num_outputs, every_step)
-  apply = module.apply
+  """lib.nets.transformer's Transformer over vectors: a dense projection, sinusoidal positions,
+  `num_layers` pre-LN causal blocks (a GELU MLP 2x wide), a final LayerNorm, a dense readout."""
+  transformer.check_width(width, num_heads, 'attention')
+  module = transformer.Transformer(width, num_layers, num_outputs,
+                                   transformer.BlockOptions(num_heads, mlp_ratio=2))
+  apply = module.apply if every_step else lambda params, x: module.apply(params, x)[:, -1]
   return Model(lambda key: module.init(key, jnp.zeros((1, 2, input_size))), apply,
                _direct_input_profile(apply, every_step))
 
@@ -227,19 +167,10 @@ SEQUENCE_MODELS = cells.CELL_NAMES + ATTENTION_NAMES
 
 def sequence_model(name: str, cfg: dict, input_size: int, num_outputs: int,
                    every_step: bool) -> Model:
-  """A model of SEQUENCE_MODELS configured by cfg's hidden_size and init keys."""
-  if name in ATTENTION_NAMES:
-    return attention(cfg['hidden_size'], input_size, num_outputs, every_step,
-                     num_heads=cfg['num_heads'], num_layers=cfg['num_layers'])
-  if name not in cells.CELLS:
-    raise UserError(f'unknown model {name!r}; valid choices: {", ".join(SEQUENCE_MODELS)}')
-  if name in cells.LINEAR_CELLS:
-    return linear_stack(name, cfg['hidden_size'], input_size, num_outputs, every_step,
-                        num_layers=cfg['lru_layers'], linear=cells.linear_options(cfg))
-  return recurrent(name, cfg['hidden_size'], input_size, num_outputs, every_step,
-                   sigma_w2=cfg['sigma_w2'], sigma_v2=cfg['sigma_v2'], sigma_b2=cfg['sigma_b2'],
-                   recurrent_init=cfg['recurrent_init'], gate_bias=cfg['gate_bias'],
-                   linear=cells.linear_options(cfg))
+  """lib.experiments.model_settings.sequence_model."""
+  # TEMPORARY SHIM (issue 30): remove when call sites move
+  from lib.experiments import model_settings  # pylint: disable=g-import-not-at-top
+  return model_settings.sequence_model(name, cfg, input_size, num_outputs, every_step)
 
 
 # ---- classifiers (MNIST-1D models of Greydanus & Kobak 2024) -------------------------------------
@@ -285,7 +216,7 @@ class ConvNet(nn.Module):
   def __call__(self, x):  # (B, *spatial, C)
     for i, kernel in enumerate((5, 3, 3)):  # named as nn.Conv would be: the same initial params
       x = nn.relu(PatchConv(self.channels, kernel, stride=2, pad=1, name=f'Conv_{i}')(x))
-    return _dense(self.num_outputs)(x.reshape(x.shape[0], -1))
+    return layers.dense(self.num_outputs)(x.reshape(x.shape[0], -1))
 
 
 class ResidualMLP(nn.Module):
@@ -295,9 +226,9 @@ class ResidualMLP(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    h = nn.relu(_dense(self.width)(x.reshape(x.shape[0], -1)))
-    h = h + nn.relu(_dense(self.width)(h))
-    return _dense(self.num_outputs)(h)
+    h = nn.relu(layers.dense(self.width)(x.reshape(x.shape[0], -1)))
+    h = h + nn.relu(layers.dense(self.width)(h))
+    return layers.dense(self.num_outputs)(h)
 
 
 class Logistic(nn.Module):
@@ -305,7 +236,7 @@ class Logistic(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    return _dense(self.num_outputs)(x.reshape(x.shape[0], -1))
+    return layers.dense(self.num_outputs)(x.reshape(x.shape[0], -1))
 
 
 def _no_profile(params, x, u):
@@ -313,26 +244,27 @@ def _no_profile(params, x, u):
   raise NotImplementedError('input profiles are defined for sequence models')
 
 
-def _module_model(module: nn.Module, example_shape: tuple) -> Model:
+def module_model(module: nn.Module, example_shape: tuple) -> Model:
+  """A classifier of examples of example_shape (*spatial, C) from its Flax module."""
   return Model(lambda key: module.init(key, jnp.zeros((1,) + example_shape)), module.apply,
                _no_profile)
 
 
 def recurrent_classifier(cell_name: str, hidden_size: int, example_shape: tuple,
-                         num_outputs: int, *, bidirectional: bool, linear: dict | None = None,
-                         **init) -> Model:
+                         num_outputs: int, *, bidirectional: bool,
+                         cell_init: cells.CellInit = cells.CellInit(),
+                         linear: cells.LinearOptions | None = None) -> Model:
   """Reads the input's positions as a sequence (pixels in raster order; channels are the input),
   one cell forwards and, if bidirectional, one backwards; a dense layer reads every output."""
   length, input_size = math.prod(example_shape[:-1]), example_shape[-1]
   cell = cells.make_cell(cell_name, hidden_size, linear=linear)
-  readout = _dense(num_outputs)
+  readout = layers.dense(num_outputs)
   directions = 2 if bidirectional else 1
-  if cell_name == 'relu':
-    init = {**init, 'recurrent_init': 'identity', 'sigma_w2': 1.0, 'sigma_b2': 0.0}
 
   def init_fn(key):
     return {'cells': [cells.init_params(cell_name, cell, jax.random.fold_in(key, d), input_size,
-                                        **init) for d in range(directions)],
+                                        **dataclasses.asdict(cell_init))
+                      for d in range(directions)],
             'readout': readout.init(jax.random.fold_in(key, directions),
                                     jnp.zeros((1, directions * hidden_size * length)))}
 
@@ -355,17 +287,7 @@ CLASSIFIERS = ('cnn', 'mlp', 'logistic') + cells.CELL_NAMES
 
 
 def classifier(name: str, cfg: dict, example_shape: tuple, num_outputs: int) -> Model:
-  """A model of CLASSIFIERS for inputs of example_shape (*spatial, C)."""
-  if name == 'cnn':
-    return _module_model(ConvNet(cfg['cnn_channels'], num_outputs), example_shape)
-  if name == 'mlp':
-    return _module_model(ResidualMLP(cfg['mlp_width'], num_outputs), example_shape)
-  if name == 'logistic':
-    return _module_model(Logistic(num_outputs), example_shape)
-  if name not in cells.CELLS:
-    raise UserError(f'unknown model {name!r}; valid choices: {", ".join(CLASSIFIERS)}')
-  return recurrent_classifier(
-      name, cfg['hidden_size'], example_shape, num_outputs, bidirectional=cfg['bidirectional'],
-      sigma_w2=cfg['sigma_w2'], sigma_v2=cfg['sigma_v2'], sigma_b2=cfg['sigma_b2'],
-      recurrent_init=cfg['recurrent_init'], gate_bias=cfg['gate_bias'],
-      linear=cells.linear_options(cfg))
+  """lib.experiments.model_settings.classifier."""
+  # TEMPORARY SHIM (issue 30): remove when call sites move
+  from lib.experiments import model_settings  # pylint: disable=g-import-not-at-top
+  return model_settings.classifier(name, cfg, example_shape, num_outputs)

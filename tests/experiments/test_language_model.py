@@ -92,8 +92,8 @@ def test_a_run_stopped_after_a_checkpoint_resumes_to_the_same_bytes(tmp_path, re
 @pytest.mark.parametrize('overrides, message', [
     (dict(dataset='wikitext'), "unknown dataset 'wikitext'; valid choices: ptb_char, ptb_word, "
                                'tiny_shakespeare'),
-    (dict(models=('lstm', 'mamba')), "unknown model 'mamba'; valid choices: tanh, relu, lstm, "
-                                     'gru, lru, linear, transformer'),
+    (dict(models=('lstm', 'mamba')), "unknown model 'mamba'; valid choices: tanh, relu, irnn, "
+                                     'lstm, gru, lru, linear, transformer'),
     (dict(context_lens=(1,)), '1 is not an integer context length >= 2'),
     (dict(dropout=1.0), r'config.dropout \(1.0\) must be below 1'),
     (dict(hidden_size=30, num_heads=4), r'hidden_size \(30\) must be even and divisible'),

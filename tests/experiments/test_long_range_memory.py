@@ -136,8 +136,8 @@ def test_lstm_beats_tanh_on_copy_memory_at_a_short_length():
 
 
 @pytest.mark.parametrize('overrides, message', [
-    (dict(cells=('tanh', 'mamba')), "unknown cell 'mamba'; valid choices: tanh, relu, lstm, gru, "
-                                    'lru, linear, transformer, attention'),
+    (dict(cells=('tanh', 'mamba')), "unknown cell 'mamba'; valid choices: tanh, relu, irnn, lstm, "
+                                    'gru, lru, linear, transformer, attention'),
     (dict(task='parity'), "unknown task 'parity'; valid choices: adding, copy"),
     (dict(num_steps=1001), r'num_steps \(1001\) must be a multiple of config.log_every \(50\)'),
     (dict(seq_lens=(1, 10)), '1 is not an integer length >= 2'),

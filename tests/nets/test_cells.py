@@ -88,7 +88,7 @@ def test_same_seed_same_draw_scaled_by_sigma_w2():
 def test_a_linear_cell_is_its_ring_init_whatever_the_variances():
   """The lru's parameters are lib/nets/lru.init's on the ring make_cell was given, the same at
   every variance (they have no kernel to scale), and its |lambda| lie on that ring."""
-  ring = {'r_min': 0.5, 'r_max': 0.8, 'max_phase': 1.0}
+  ring = cells.LinearOptions(r_min=0.5, r_max=0.8, max_phase=1.0)
   cell = cells.make_cell('lru', 64, linear=ring)
   # one program, the variances its arguments (eager, the lru's init compiles op by op for 5 s)
   init = jax.jit(lambda w, v, b: cells.init_params(
@@ -102,19 +102,32 @@ def test_a_linear_cell_is_its_ring_init_whatever_the_variances():
   assert 0.5 <= modulus.min() and modulus.max() <= 0.8 and modulus.max() - modulus.min() > 0.2
   assert np.all(np.exp(np.asarray(p['theta_log'])) <= 1.0)
   with pytest.raises(UserError, match=r'^r_max \(1.0\) must be below 1'):
-    cells.make_cell('linear', 4, linear={'r_max': 1.0})
+    cells.LinearOptions(r_max=1.0)
 
 
 def test_unknown_names_are_user_errors():
-  with pytest.raises(UserError, match="unknown cell 'rnn'; valid choices: tanh, relu, lstm, gru, "
-                                      "lru, linear"):
+  with pytest.raises(UserError, match="unknown cell 'rnn'; valid choices: tanh, relu, irnn, lstm, "
+                                      "gru, lru, linear"):
     cells.make_cell('rnn', 4)
   with pytest.raises(UserError, match='valid choices: gaussian, orthogonal, identity'):
     _params('tanh', hidden=4, width=2, sigma_w2=1.0, sigma_v2=1.0, sigma_b2=0.0,
             recurrent_init='xavier')
 
 
-@pytest.mark.parametrize('name', cells.CELL_NAMES)
+def test_irnn_is_identity_and_zeros_whatever_the_variances():
+  """The IRNN is relu's cell; its recurrent kernel is I and its biases 0 (exactly: written, not
+  drawn) at any sigma_w2, sigma_b2 and recurrent_init; its input kernel is relu's, by sigma_v2."""
+  assert cells.make_cell('irnn', 4).activation_fn is cells.make_cell('relu', 4).activation_fn
+  kw = dict(hidden=8, width=3, sigma_w2=2.5, sigma_v2=0.5, sigma_b2=0.3,
+            recurrent_init='orthogonal')
+  irnn, relu = _params('irnn', **kw)['params'], _params('relu', **kw)['params']
+  np.testing.assert_array_equal(irnn['h']['kernel'], np.eye(8))
+  np.testing.assert_array_equal(irnn['i']['bias'], np.zeros(8))
+  np.testing.assert_array_equal(irnn['i']['kernel'], relu['i']['kernel'])
+
+
+# irnn is relu's Flax cell and hoisted step with other parameters: it would repeat relu's test
+@pytest.mark.parametrize('name', [name for name in cells.CELL_NAMES if name != 'irnn'])
 def test_fast_states_are_the_cell(name):
   """`cells.states`, the input projection taken out of the loop (`cells.hoisted`) or, for the
   linear cells, the parallel scan, gives the Flax cell's states and their gradients with

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from lib.experiments import language_model
+from lib.nets import cells
 from lib.nets import language
 from lib.runtime.errors import UserError
 
@@ -16,14 +17,13 @@ VOCAB = 7
 
 def _lstm(**kw):
   return language.recurrent_lm('lstm', VOCAB, embed_size=3, hidden_size=4, num_layers=2,
-                               sigma_w2=1.0, sigma_v2=1.0, sigma_b2=0.1,
-                               recurrent_init='gaussian', gate_bias=1.0, **kw)
+                               cell_init=cells.CellInit(sigma_b2=0.1, gate_bias=1.0), **kw)
 
 
 def _lru(parallel_scan=True):
   return language.recurrent_lm('lru', VOCAB, embed_size=3, hidden_size=4, num_layers=2,
-                               linear={'r_min': 0.5, 'r_max': 0.99,
-                                       'parallel_scan': parallel_scan})
+                               linear=cells.LinearOptions(r_min=0.5, r_max=0.99,
+                                                          parallel_scan=parallel_scan))
 
 
 def _init(model, seed):

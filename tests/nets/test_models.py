@@ -1,5 +1,7 @@
 """Trained models: parameter counts of the published MNIST-1D models, causality of attention,
-the IRNN's init, and the log-domain input profile against plain autodiff in float64.
+the IRNN's init against the ReLU RNN's, and the log-domain input profile against plain autodiff
+in float64. The models are built as the experiments build them, from a config's keys
+(lib/experiments/model_settings).
 
 The file is compile-bound, so each test compiles as little as it can: jitted programs (run
 eagerly, every operation of an init or a PatchConv compiles as a program of its own), shapes by
@@ -17,6 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from lib.experiments import model_settings
+from lib.nets import layers
 from lib.nets import models
 from lib.runtime.errors import UserError
 
@@ -51,7 +55,7 @@ def test_classifier_sizes_match_the_published_models(name, expect):
   """The exact parameter count, and logits (3, 10) for a batch of 3 signals (40, 1). Counts and
   shapes are fixed when the functions are traced, so jax.eval_shape gives the very ones that
   running init and apply gives, without compiling either."""
-  model = models.classifier(name, CLASSIFIER_CFG, (40, 1), 10)
+  model = model_settings.classifier(name, CLASSIFIER_CFG, (40, 1), 10)
   params = jax.eval_shape(model.init, jax.random.key(0))
   assert _count(params) == expect
   x = jax.ShapeDtypeStruct((3, 40, 1), jnp.float32)
@@ -67,7 +71,7 @@ def test_recurrent_classifier_reads_both_directions():
   One Jacobian for all three: the readout kernel's column j sums the 6 units of the j-th
   (position, direction) probed, so output j reads that one alone; at generic parameters (which
   inputs an output reads does not depend on their values) in the shapes of the model's init."""
-  model = models.classifier('gru', CLASSIFIER_CFG, (40, 1), 10)
+  model = model_settings.classifier('gru', CLASSIFIER_CFG, (40, 1), 10)
   shapes = jax.eval_shape(model.init, jax.random.key(0))
   x = np.random.default_rng(1).standard_normal((1, 40, 1)).astype(np.float32)
   probes = [(39, 1), (0, 0), (39, 0)]  # (position t, direction d: 0 forwards, 1 backwards)
@@ -109,7 +113,7 @@ def test_images_use_two_dimensional_convolutions():
   row-major order, then the dense readout; within rtol = atol = 1e-12 (float64 rounding, ~1e-15;
   a transposed or flattened image, a padding on one side, another flattening order: O(1) off).
   At generic parameters in the shapes of the model's init (a 5 x 5 first kernel, 1 -> 25)."""
-  model = models.classifier('cnn', CLASSIFIER_CFG, (28, 28, 1), 10)
+  model = model_settings.classifier('cnn', CLASSIFIER_CFG, (28, 28, 1), 10)
   shapes = jax.eval_shape(model.init, jax.random.key(0))
   assert shapes['params']['Conv_0']['kernel'].shape == (5, 5, 1, 25)
   params = jax.tree.map(lambda a: a.astype(np.float64), _generic(shapes, 0))
@@ -126,22 +130,27 @@ def test_images_use_two_dimensional_convolutions():
   np.testing.assert_allclose(got, expect, rtol=1e-12, atol=1e-12)
 
 
-def test_relu_is_the_irnn():
-  """Identity recurrent kernel and zero biases whatever sigma_w2, sigma_b2 say (Le et al. 2015):
-  exact (the identity is written, not drawn)."""
+def test_irnn_is_relu_with_identity_and_zeros_and_relu_is_drawn():
+  """irnn: identity recurrent kernel and zero biases whatever sigma_w2, sigma_b2 and
+  recurrent_init say (Le et al. 2015), exact (the identity is written, not drawn), its input
+  kernel relu's draw; relu: the config's gaussian kernel and biases. Both inits in one program."""
   cfg = {**SEQUENCE_CFG, 'sigma_w2': 3.0, 'sigma_b2': 0.5}
-  model = models.sequence_model('relu', cfg, 2, 1, every_step=False)
-  params = jax.jit(model.init)(jax.random.key(0))
-  cell = params['cell']['params']
-  np.testing.assert_array_equal(cell['h']['kernel'], np.eye(8))
-  np.testing.assert_array_equal(cell['i']['bias'], np.zeros(8))
+  inits = [model_settings.sequence_model(name, cfg, 2, 1, every_step=False).init
+           for name in ('irnn', 'relu')]
+  irnn, relu = (p['cell']['params'] for p in jax.jit(
+      lambda key: [init(key) for init in inits])(jax.random.key(0)))
+  np.testing.assert_array_equal(irnn['h']['kernel'], np.eye(8))
+  np.testing.assert_array_equal(irnn['i']['bias'], np.zeros(8))
+  np.testing.assert_array_equal(irnn['i']['kernel'], relu['i']['kernel'])
+  assert np.asarray(relu['h']['kernel']).var() == pytest.approx(3.0 / 8, rel=0.5)
+  assert np.all(np.asarray(relu['i']['bias']) != 0)
 
 
 def test_attention_is_causal():
   """y_t depends on x_0..x_t only: d y_t / d x_s = 0 for s > t (exactly: the mask gives the
   future a softmax weight of exactly 0), and not for s <= t, over 6 steps (width 8, 2 heads), at
   generic parameters in the shapes of the model's init (causality must hold for any)."""
-  model = models.sequence_model('attention', SEQUENCE_CFG, 3, 2, every_step=True)
+  model = model_settings.sequence_model('attention', SEQUENCE_CFG, 3, 2, every_step=True)
   params = _generic(jax.eval_shape(model.init, jax.random.key(0)), 0)
   x = np.random.default_rng(1).standard_normal((1, 6, 3)).astype(np.float32)
   jac = np.asarray(jax.jit(jax.jacobian(lambda x: model.apply(params, x)))(x))[0, :, :, 0]
@@ -152,8 +161,8 @@ def test_attention_is_causal():
 
 def test_attention_checks_its_width():
   with pytest.raises(UserError, match='divisible by num_heads'):
-    models.sequence_model('attention', {**SEQUENCE_CFG, 'hidden_size': 6, 'num_heads': 4}, 3, 2,
-                          every_step=False)
+    model_settings.sequence_model('attention', {**SEQUENCE_CFG, 'hidden_size': 6, 'num_heads': 4},
+                                  3, 2, every_step=False)
 
 
 @pytest.mark.parametrize('cell', ['tanh', 'lstm', 'gru'])
@@ -164,9 +173,8 @@ def test_input_profile_matches_plain_autodiff_in_float64(cell):
   At generic parameters in the shapes of the model's init (the two must agree at any); profile
   and gradient in one program."""
   with jax.enable_x64(True):
-    init = {k: SEQUENCE_CFG[k] for k in ('sigma_w2', 'sigma_v2', 'sigma_b2', 'recurrent_init',
-                                          'gate_bias')}
-    model = models.recurrent(cell, 8, 3, 2, every_step=True, dtype=jnp.float64, **init)
+    model = models.recurrent(cell, 8, 3, 2, every_step=True, dtype=jnp.float64,
+                             cell_init=model_settings.cell_init(SEQUENCE_CFG))
     params = _generic(jax.eval_shape(model.init, jax.random.key(0)), 0)
     x = np.random.default_rng(1).standard_normal((4, 7, 3))
     u = np.asarray([0.6, -0.8])
@@ -182,7 +190,7 @@ def test_input_profile_matches_plain_autodiff_in_float64(cell):
 
 def test_unknown_model_names_the_choices():
   with pytest.raises(UserError, match="unknown model 'rnn'; valid choices: cnn, mlp, logistic"):
-    models.classifier('rnn', CLASSIFIER_CFG, (40, 1), 10)
+    model_settings.classifier('rnn', CLASSIFIER_CFG, (40, 1), 10)
 
 
 @pytest.mark.parametrize('shape, kernel', [((3, 40, 2), 5), ((2, 9, 8, 3), 3)])
@@ -231,7 +239,7 @@ KERNEL_SHAPES = {np.float32: [(5, 7), (40, 32), (32, 2, 16), (3, 3, 8, 16), (1, 
 
 @pytest.mark.parametrize('dtype', [np.float32, np.float64])
 def test_kernel_init_is_flax_lecun_normal_to_the_bit(dtype):
-  """models.lecun_normal (drawn flat, for a faster compile) against Flax's lecun_normal, as model
+  """layers.lecun_normal (drawn flat, for a faster compile) against Flax's lecun_normal, as model
   initialisations run them (jitted: here every shape in one program for each, which compiles in
   5.3 s against 8.5 s one by one), for KERNEL_SHAPES: the same values, bit for bit, dtype and
   shape."""
@@ -240,7 +248,7 @@ def test_kernel_init_is_flax_lecun_normal_to_the_bit(dtype):
   keys = [jax.random.key(sum(shape)) for shape in shapes]
   with jax.enable_x64(dtype == np.float64):
     expected = jax.jit(lambda keys: [flax_init(k, s, dtype) for k, s in zip(keys, shapes)])(keys)
-    ours = jax.jit(lambda keys: [models.lecun_normal(k, s, dtype)
+    ours = jax.jit(lambda keys: [layers.lecun_normal(k, s, dtype)
                                  for k, s in zip(keys, shapes)])(keys)
   for shape, a, b in zip(shapes, ours, expected, strict=True):
     assert a.dtype == b.dtype == dtype and a.shape == b.shape == shape
@@ -265,7 +273,7 @@ def test_linear_stack_is_its_recurrences_and_mixing_by_hand(kind):
   (a GLU gate on the wrong half, a lost skip, conj(lambda), a missing LayerNorm: O(1) off)."""
   cfg = {'hidden_size': 6, 'lru_layers': 2, 'r_min': 0.5, 'r_max': 0.95, 'max_phase': 3.0,
          'parallel_scan': True}
-  model = models.sequence_model(kind, cfg, 3, 2, every_step=True)
+  model = model_settings.sequence_model(kind, cfg, 3, 2, every_step=True)
   params = model.init(jax.random.key(0))
   x = np.asarray(jax.random.normal(jax.random.key(1), (2, 7, 3)), np.float64)
   p = jax.tree.map(lambda a: np.asarray(a, np.float64), params['params'])
