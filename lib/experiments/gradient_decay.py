@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lib.experiments import model_settings
 from lib.measure import decay
 from lib.measure import gradients
 from lib.measure import theory
@@ -88,7 +89,7 @@ def auto_buckets(seq_lens) -> tuple:
 def validate(config) -> dict:
   cfg = decay.check_fit_window(config_lib.validate(config, SPEC), 'seq_lens')
   sweep.check_float_range(cfg, ('sigma_w2', 'sigma_b2', 'sigma_v2', 'gate_bias'))
-  cells.linear_options(cfg)
+  model_settings.linear_options(cfg)  # the linear cells' keys, checked
   if cfg['length_buckets'] == 'auto':
     cfg['length_buckets'] = auto_buckets(cfg['seq_lens'])
   if cfg['length_buckets'] and max(cfg['seq_lens']) > cfg['length_buckets'][-1]:
@@ -161,7 +162,7 @@ def measure_point(cell_name: str, length: int, cfg: dict, sigma_w2, sigma_b2, se
   batch, hidden, width = cfg['batch_size'], cfg['hidden_size'], cfg['input_size']
   key = jax.random.key(seed)
   k_params, k_inputs = jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
-  cell = cells.make_cell(cell_name, hidden, dtype, cells.linear_options(cfg))
+  cell = cells.make_cell(cell_name, hidden, dtype, model_settings.linear_options(cfg))
   params = cells.init_params(
       cell_name, cell, k_params, width, sigma_w2=sigma_w2, sigma_v2=cfg['sigma_v2'],
       sigma_b2=sigma_b2, recurrent_init=cfg['recurrent_init'], gate_bias=cfg['gate_bias'])
