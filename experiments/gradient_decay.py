@@ -12,7 +12,7 @@ import ml_collections
 def get_config():
   config = ml_collections.ConfigDict()
   config.experiment = 'gradient_decay'  # which lib experiment runs this config
-  config.cells = ('tanh', 'lstm', 'gru')  # tanh | relu | irnn | lstm | gru | lru | linear
+  config.cells = ('tanh', 'lstm', 'gru')  # tanh | relu | lstm | gru | lru | linear
   config.seq_lens = (16, 32, 64, 128, 256, 512)  # sequence lengths T
   # Programs of these lengths run every T up to their length: T runs in the shortest bucket that
   # holds it, its steps past T masked out (the state and the gradient pass through unchanged),

@@ -90,6 +90,10 @@ def validate(config) -> dict:
   cfg = decay.check_fit_window(config_lib.validate(config, SPEC), 'seq_lens')
   sweep.check_float_range(cfg, ('sigma_w2', 'sigma_b2', 'sigma_v2', 'gate_bias'))
   model_settings.linear_options(cfg)  # the linear cells' keys, checked
+  if 'irnn' in cfg['cells']:
+    raise UserError('config.cells: irnn fixes its recurrent kernel (the identity) and its biases '
+                    '(zero), so a sweep of sigma_w2 and sigma_b2 would repeat one network; sweep '
+                    'relu with recurrent_init=identity (the IRNN at sigma_w2=1, sigma_b2=0)')
   if cfg['length_buckets'] == 'auto':
     cfg['length_buckets'] = auto_buckets(cfg['seq_lens'])
   if cfg['length_buckets'] and max(cfg['seq_lens']) > cfg['length_buckets'][-1]:

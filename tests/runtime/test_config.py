@@ -97,6 +97,8 @@ def test_numbers_from_the_command_line():
 @pytest.mark.parametrize('overrides, message', [
     (dict(cells=('tanh', 'rnn')), "config.cells: unknown cell 'rnn'; valid choices: tanh, relu"),
     (dict(cells=()), 'config.cells is empty: nothing to sweep'),
+    (dict(cells=('tanh', 'irnn')), 'config.cells: irnn fixes its recurrent kernel (the identity) '
+                                   'and its biases (zero), so a sweep of sigma_w2 and sigma_b2'),
     (dict(seq_lens=('abc',)), "config.seq_lens: 'abc' is not a positive integer length"),
     (dict(seq_lens=(16, 0)), 'config.seq_lens: 0 is not a positive integer length'),
     (dict(seq_lens=(16.5,)), 'config.seq_lens: 16.5 is not a positive integer length'),
