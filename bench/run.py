@@ -650,7 +650,7 @@ def estimate_cases(quick: bool) -> list:
 
 # long_range_memory's (cell, clip_norm, T) whose chunk of log_every (50) steps is estimated: its
 # default's middle length, every model (with --quick the tanh RNN at the shortest).
-TRAINING_CHUNKS = {False: [(cell, 1.0, 100) for cell in ('tanh', 'relu', 'lstm', 'gru',
+TRAINING_CHUNKS = {False: [(cell, 1.0, 100) for cell in ('tanh', 'irnn', 'lstm', 'gru',
                                                           'attention')],
                    True: [('tanh', 1.0, 50)]}
 
@@ -706,13 +706,13 @@ def lm_setup(config: str, name: str, hoist: bool = True) -> tuple:
   import importlib  # pylint: disable=g-import-not-at-top
 
   from lib.experiments import language_model  # pylint: disable=g-import-not-at-top
-  from lib.nets import language  # pylint: disable=g-import-not-at-top
+  from lib.experiments import model_settings  # pylint: disable=g-import-not-at-top
   from lib.runtime import train  # pylint: disable=g-import-not-at-top
   cfg = language_model.validate(importlib.import_module(f'experiments.{config}').get_config())
   length = max(cfg['context_lens'])
   cfg['eval_tokens'] = length + 2
   corpus = language_model.prepare(cfg)
-  model = language.language_model(name, cfg, len(corpus['vocabulary']), length, hoist=hoist)
+  model = model_settings.language_model(name, cfg, len(corpus['vocabulary']), length, hoist=hoist)
   task = language_model.make_task(cfg, model, corpus, length)
   opt = train.optimizer(cfg['optimizer'], language_model.learning_rate(cfg, corpus, length),
                         cfg['clip_norm'])

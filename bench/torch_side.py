@@ -236,10 +236,10 @@ def parameter_count(model: nn.Module) -> int:
 
 
 def jax_cnn_parameter_count(example_shape: tuple, num_classes: int, channels: int = 25) -> int:
-  """Parameters of our ConvNet (lib.nets.models.classifier('cnn')) for examples of (*spatial, C)."""
+  """Parameters of our ConvNet (lib.nets.models.ConvNet) for examples of (*spatial, C)."""
   import jax  # pylint: disable=g-import-not-at-top
   from lib.nets import models  # pylint: disable=g-import-not-at-top
-  model = models.classifier('cnn', {'cnn_channels': channels}, example_shape, num_classes)
+  model = models.module_model(models.ConvNet(channels, num_classes), example_shape)
   params = jax.eval_shape(model.init, jax.random.key(0))
   return sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(params))
 
