@@ -8,6 +8,8 @@ import runpy
 import pytest
 
 from lib import experiments
+from lib.runtime import jobs
+from lib.runtime import training
 from tests.conftest import ROOT
 
 LIB = os.path.join(ROOT, 'lib')
@@ -28,9 +30,6 @@ ALLOWED = {
 # call it themselves.
 SHIM_IMPORTS = {os.path.join('nets', 'models.py'): {'experiments'},
                 os.path.join('nets', 'language.py'): {'experiments'}}
-# What lib.runtime.jobs calls on an experiment module (its docstring lists them).
-PROTOCOL = ('validate', 'grid', 'point_key', 'run', 'plot', 'summary', 'programs',
-            'RECORD_FIELDS')
 
 
 def lib_imports(source: str, package: str = 'lib') -> set:
@@ -127,6 +126,20 @@ def test_registry_and_config_folder_match():
 
 @pytest.mark.parametrize('name', sorted(experiments.EXPERIMENTS))
 def test_every_experiment_provides_what_the_jobs_call(name):
+  """Every experiment provides what lib.runtime.jobs.Experiment lists; one that trains through
+  the runner (it has a `setup`), what lib.runtime.training.TrainingExperiment lists too."""
   module = experiments.get(name)
-  missing = [attr for attr in PROTOCOL if not hasattr(module, attr)]
-  assert not missing, f'lib/experiments/{name}.py lacks {missing}'
+  assert isinstance(module, jobs.Experiment), (
+      f'lib/experiments/{name}.py lacks {jobs.missing(module)}')
+  if hasattr(module, 'setup'):
+    assert isinstance(module, training.TrainingExperiment), (
+        f'lib/experiments/{name}.py lacks {jobs.missing(module, training.TrainingExperiment)}')
+
+
+def test_the_protocols_list_what_the_jobs_and_the_runner_call():
+  """The check itself: the members each protocol names, and a module without one is seen."""
+  assert jobs.missing(object()) == ['RECORD_FIELDS', 'grid', 'plot', 'point_key', 'programs',
+                                    'run', 'summary', 'validate']
+  assert jobs.missing(experiments.get('gradient_decay'), training.TrainingExperiment) == [
+      'records', 'setup']
+  assert not isinstance(object(), jobs.Experiment)

@@ -43,6 +43,7 @@ while measuring resumes from the saved parameters without training again.
 import functools
 import math
 import os
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -56,11 +57,13 @@ from lib.measure import context
 from lib.measure import gradients
 from lib.nets import cells
 from lib.nets import language
+from lib.nets.losses import cross_entropy
 from lib.report import tables
 from lib.runtime import compiled
 from lib.runtime import config as config_lib
 from lib.runtime import rng
 from lib.runtime import sweep
+from lib.runtime import training
 from lib.runtime.errors import UserError
 from lib.runtime.results import CONFIG_FILE
 from lib.runtime.results import json_floats
@@ -239,10 +242,6 @@ def _programs(cfg: dict, corpus: dict, name: str, length: int):
     model = language.language_model(name, cfg, len(corpus['vocabulary']), length)
     window, lag, batch = _window(cfg, name, length), cfg['max_lag'], cfg['batch_targets']
 
-    def log_prob_of(logits, targets):
-      logits = jax.nn.log_softmax(logits.astype(jnp.promote_types(logits.dtype, jnp.float32)))
-      return jnp.take_along_axis(logits, targets[:, None], axis=-1)[:, 0]
-
     if model.recurrent:
       def loss(params, contexts, read, targets):
         embed, step, log_prob = model.reader(params)
@@ -264,13 +263,13 @@ def _programs(cfg: dict, corpus: dict, name: str, length: int):
         j = jnp.arange(window)
         x = jnp.where(j < read, contexts[:, jnp.clip(lag - read + j, 0, lag - 1)], 0)
         logits = model.apply(params, x, ())[0]
-        return -log_prob_of(lax.dynamic_index_in_dim(logits, read - 1, 1, False), targets)
+        return cross_entropy(lax.dynamic_index_in_dim(logits, read - 1, 1, False), targets)
 
       def reach(params, contexts, targets, weights):
         seen, unseen = context.windowed(contexts, window)
 
         def log_prob(delta):
-          return log_prob_of(model.apply(params, seen, (), None, delta)[0][:, -1], targets)
+          return -cross_entropy(model.apply(params, seen, (), None, delta)[0][:, -1], targets)
         inside = context.log_gradient_reach_direct(
             log_prob, (batch, window, cfg['hidden_size']), weights=weights)
         return jnp.concatenate([jnp.full((unseen,), -jnp.inf, inside.dtype), inside])
@@ -420,8 +419,8 @@ def measure(cfg: dict, corpus: dict, name: str, length: int, seed: int, params, 
 def compute_group(cfg: dict, corpus: dict, store: ResultStore, group: tuple) -> list:
   kind, name, length = group
   if kind == 'training':
-    return [{'part': 'training', **r}
-            for r in language_model.compute_group(cfg, corpus, store.workdir, (name, length))]
+    return [{'part': 'training', **r} for r in training.train_group(
+        language_model, cfg, store.workdir, (name, length), corpus)]
   source = cfg['from_workdir'] or store.workdir
   trained = source_records(source)
   params = language_model.load_params(language_model.params_path(source, name, length))
@@ -462,10 +461,8 @@ def programs(cfg: dict, groups, corpus: dict) -> list:
 
 
 def run(cfg: dict, store: ResultStore, corpus: dict) -> int:
-  computed = sweep.run_groups(grid(cfg), functools.partial(compute_group, cfg, corpus, store),
-                              point_key, store, desc='context use')
-  store.remove_checkpoints()
-  return computed
+  return training.run(sys.modules[__name__], cfg, store, desc='context use',
+                      compute=functools.partial(compute_group, cfg, corpus, store))
 
 
 def plot(records: list, plots_dir: str) -> list:

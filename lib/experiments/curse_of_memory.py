@@ -29,7 +29,7 @@ applied as one (T, T) Toeplitz matmul per batch: no device-specific code, no sca
 
 import functools
 import math
-import os
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -38,13 +38,12 @@ import numpy as np
 from lib.measure import memory
 from lib.nets import lru
 from lib.report import tables
-from lib.runtime import compiled
 from lib.runtime import config as config_lib
 from lib.runtime import rng
 from lib.runtime import sweep
 from lib.runtime import train
+from lib.runtime import training
 from lib.runtime.errors import UserError
-from lib.runtime.results import json_floats
 from lib.runtime.results import ResultStore
 
 PARTS = ('moments', 'teacher_student')
@@ -232,71 +231,51 @@ def make_task(cfg: dict, apply) -> train.Task:
   return train.Task(batch=batch, loss=loss, evaluate=evaluate)
 
 
-def _setup(cfg: dict, group: tuple):
-  def build():
-    _, model, nu0, lr = group
-    init, apply = make_model(cfg, model, nu0)
-    seeds = sweep.seeds(cfg)
-    data = np.stack([toeplitz(teacher(nu0, cfg['teacher_hidden'], cfg['seq_len'], s))
-                     for s in seeds]).astype(np.float32)
-    task = make_task(cfg, apply)._replace(data=data)
-    return init, task, train.optimizer(cfg['optimizer'], lr, 0.0)
-  return compiled.memo(('curse_of_memory', compiled.config_key(cfg), group), build)
-
-
-def compute_teacher_student(cfg: dict, checkpoints_dir: str, group: tuple) -> list:
+def setup(cfg: dict, group: tuple) -> training.Setup:
+  """The student, its task (the seeds' teachers in its data) and Adam at the group's rate."""
   _, model, nu0, lr = group
-  init, task, opt = _setup(cfg, group)
-  seeds = sweep.seeds(cfg)
-  directory = os.path.join(checkpoints_dir, f'{model}-nu{nu0!r}-lr{lr!r}')
-  final = train.train(init, task, opt, seeds, cfg['num_steps'], cfg['log_every'], directory,
-                      cfg['checkpoint_every'], desc=f'{model} nu0={nu0:g}')
-  records = []
-  for j, seed in enumerate(seeds):
-    loss = float(final['metrics']['test_loss'][j])
-    relative = float(final['metrics']['test_relative_loss'][j])
-    diverged = bool(final['diverged'][j]) or not math.isfinite(loss)
-    records.append({
-        'part': 'teacher_student', 'model': model, 'teacher_nu': nu0, 'learning_rate': lr,
-        'seed': seed, 'test_loss': None if diverged else loss,
-        'test_relative_loss': None if diverged else relative,
-        'status': 'diverged' if diverged else 'ok', 'steps': int(final['step'][j]),
-        'train_loss': json_floats(final['curves']['train_loss'][j]),
-        'test_loss_curve': json_floats(final['curves']['test_loss'][j]),
-        'log_every': cfg['log_every'], 'num_steps': cfg['num_steps'],
-        'hidden_size': cfg['hidden_size'], 'teacher_hidden': cfg['teacher_hidden'],
-        'seq_len': cfg['seq_len'], 'batch_size': cfg['batch_size'], 'r_max': cfg['r_max'],
-        'optimizer': cfg['optimizer']})
-  return records
+  init, apply = make_model(cfg, model, nu0)
+  data = np.stack([toeplitz(teacher(nu0, cfg['teacher_hidden'], cfg['seq_len'], s))
+                   for s in sweep.seeds(cfg)]).astype(np.float32)
+  return training.Setup(init, make_task(cfg, apply)._replace(data=data),
+                        train.optimizer(cfg['optimizer'], lr, 0.0),
+                        name=f'{model} nu0={nu0:g} lr={lr:g}',
+                        folder=f'{model}-nu{nu0!r}-lr{lr!r}')
+
+
+def records(cfg: dict, group: tuple, trained: training.Trained) -> list:
+  """A record per seed; a seed whose final test loss is not finite diverged."""
+  _, model, nu0, lr = group
+  return [{
+      'part': 'teacher_student', 'model': model, 'teacher_nu': nu0, 'learning_rate': lr,
+      'seed': s.seed, 'test_loss': s.metrics['test_loss'],
+      'test_relative_loss': s.metrics['test_relative_loss'],
+      'status': s.status, 'steps': s.steps, 'train_loss': s.curve('train_loss'),
+      'test_loss_curve': s.curve('test_loss'), 'log_every': cfg['log_every'],
+      **{k: cfg[k] for k in ('num_steps', 'hidden_size', 'teacher_hidden', 'seq_len',
+                             'batch_size', 'r_max', 'optimizer')},
+  } for s in trained.seeds(finite=(trained.metrics['test_loss'],))]
 
 
 # ---- the experiment ----------------------------------------------------------------------------
 
 
-def compute_group(cfg: dict, checkpoints_dir: str, group: tuple) -> list:
+def compute_group(cfg: dict, workdir: str, group: tuple) -> list:
   if group[0] == 'moments':
     return compute_moments(cfg, *group[1:])
-  return compute_teacher_student(cfg, checkpoints_dir, group)
+  return training.train_group(sys.modules[__name__], cfg, workdir, group)
 
 
 def programs(cfg: dict, groups) -> list:
   """The teacher-student training programs (the Monte Carlo chains hold a few arrays of
   num_chains floats: nothing to check)."""
-  out = []
-  for group, _ in groups:
-    if group[0] == 'teacher_student':
-      init, task, opt = _setup(cfg, group)
-      out += train.programs(f'{group[1]} nu0={group[2]:g} lr={group[3]:g}', init, task, opt,
-                            cfg['num_seeds'], cfg['num_steps'], cfg['log_every'])
-  return out
+  return training.programs(sys.modules[__name__], cfg,
+                           [g for g in groups if g[0][0] == 'teacher_student'])
 
 
 def run(cfg: dict, store: ResultStore) -> int:
-  computed = sweep.run_groups(grid(cfg), functools.partial(compute_group, cfg,
-                                                           store.checkpoints_dir),
-                              point_key, store, desc='curse of memory')
-  store.remove_checkpoints()
-  return computed
+  return training.run(sys.modules[__name__], cfg, store, desc='curse of memory',
+                      compute=functools.partial(compute_group, cfg, store.workdir))
 
 
 def plot(records: list, plots_dir: str) -> list:

@@ -8,7 +8,7 @@ the CNN's and the RNN's bias towards local structure (Greydanus & Kobak 2024: th
 one training program over every seed; each seed is one record.
 """
 
-import functools
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -18,14 +18,14 @@ from jax import lax
 from lib.data import datasets as datasets_lib
 from lib.nets import cells
 from lib.nets import models
+from lib.nets.losses import cross_entropy
 from lib.report import tables
-from lib.runtime import compiled
 from lib.runtime import config as config_lib
 from lib.runtime import rng
 from lib.runtime import sweep
 from lib.runtime import train
+from lib.runtime import training
 from lib.runtime.errors import UserError
-from lib.runtime.results import json_floats
 from lib.runtime.results import ResultStore
 
 RECORD_FIELDS = ('model', 'dataset', 'permuted', 'seed', 'test_accuracy', 'test_loss', 'status',
@@ -97,7 +97,7 @@ def make_task(cfg: dict, model: models.Model, train_set, test_set) -> train.Task
 
   def loss_and_accuracy(params, x, y):
     logits = model.apply(params, x)
-    loss = -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], axis=-1))
+    loss = jnp.mean(cross_entropy(logits, y))
     return loss, jnp.mean(jnp.argmax(logits, axis=-1) == y)
 
   def evaluate(params, data, seed):
@@ -122,56 +122,36 @@ def grid(cfg: dict) -> list:
           for model in cfg['models'] for permuted in cfg['permuted']]
 
 
-def _setup(cfg: dict, datasets, group: tuple):
-  """(model, task, optimizer) of one (model, permuted): the same objects for the memory check
-  and the run, so that they build each program once (`lib.runtime.compiled.memo`)."""
-  def build():
-    name, permuted = group
-    train_set, test_set = datasets
-    if permuted:
-      train_set = (permute_positions(train_set[0], cfg['permutation_seed']), train_set[1])
-      test_set = (permute_positions(test_set[0], cfg['permutation_seed']), test_set[1])
-    num_classes = int(max(train_set[1].max(), test_set[1].max())) + 1
-    model = models.classifier(name, cfg, train_set[0].shape[1:], num_classes)
-    return (model, make_task(cfg, model, train_set, test_set),
-            train.optimizer(cfg['optimizer'], cfg['learning_rate'], cfg['clip_norm']))
-  return compiled.memo(('image_classification', compiled.config_key(cfg), group, id(datasets)),
-                       build, datasets)
+def setup(cfg: dict, group: tuple, datasets) -> training.Setup:
+  """The model, task and optimizer of one (model, permuted)."""
+  name, permuted = group
+  train_set, test_set = datasets
+  if permuted:
+    train_set = (permute_positions(train_set[0], cfg['permutation_seed']), train_set[1])
+    test_set = (permute_positions(test_set[0], cfg['permutation_seed']), test_set[1])
+  num_classes = int(max(train_set[1].max(), test_set[1].max())) + 1
+  model = models.classifier(name, cfg, train_set[0].shape[1:], num_classes)
+  return training.Setup(
+      model.init, make_task(cfg, model, train_set, test_set),
+      train.optimizer(cfg['optimizer'], cfg['learning_rate'], cfg['clip_norm']),
+      name=f'{name}{" permuted" if permuted else ""}',
+      folder=f'{name}-{"permuted" if permuted else "original"}', model=model)
+
+
+def records(cfg: dict, group: tuple, trained: training.Trained, datasets) -> list:
+  """A record per seed: its final test accuracy and loss, and its curves."""
+  del datasets  # the task holds them
+  name, permuted = group
+  return [{
+      'model': name, 'dataset': cfg['dataset'], 'permuted': permuted, 'seed': s.seed,
+      'test_accuracy': s.metrics['test_accuracy'], 'test_loss': s.metrics['test_loss'],
+      'status': s.status, **s.progress('test_loss', 'test_accuracy'), **trained.settings,
+  } for s in trained.seeds()]
 
 
 def programs(cfg: dict, groups, datasets) -> list:
-  """The training programs of each group (`lib.runtime.dry_run`)."""
-  programs_ = []
-  for group, _ in groups:
-    model, task, opt = _setup(cfg, datasets, group)
-    programs_ += train.programs(f'{group[0]}{" permuted" if group[1] else ""}', model.init, task,
-                                opt, cfg['num_seeds'], cfg['num_steps'], cfg['log_every'])
-  return programs_
-
-
-def compute_group(cfg: dict, datasets, checkpoints_dir: str, group: tuple) -> list:
-  name, permuted = group
-  model, task, opt = _setup(cfg, datasets, group)
-  seeds = sweep.seeds(cfg)
-  final = train.train(model.init, task, opt, seeds, cfg['num_steps'], cfg['log_every'],
-                      f'{checkpoints_dir}/{name}-{"permuted" if permuted else "original"}',
-                      cfg['checkpoint_every'], desc=f'{name}{" permuted" if permuted else ""}')
-  records = []
-  for j, seed in enumerate(seeds):
-    diverged = bool(final['diverged'][j]) or not all(
-        np.isfinite(v[j]) for v in final['metrics'].values())
-    records.append({
-        'model': name, 'dataset': cfg['dataset'], 'permuted': permuted, 'seed': seed,
-        'test_accuracy': None if diverged else float(final['metrics']['test_accuracy'][j]),
-        'test_loss': None if diverged else float(final['metrics']['test_loss'][j]),
-        'status': 'diverged' if diverged else 'ok', 'steps': int(final['step'][j]),
-        'log_every': cfg['log_every'], 'train_loss': json_floats(final['curves']['train_loss'][j]),
-        'test_loss_curve': json_floats(final['curves']['test_loss'][j]),
-        'test_accuracy_curve': json_floats(final['curves']['test_accuracy'][j]),
-        'optimizer': cfg['optimizer'], 'learning_rate': cfg['learning_rate'],
-        'num_steps': cfg['num_steps'], 'batch_size': cfg['batch_size'],
-    })
-  return records
+  """The training programs of each group."""
+  return training.programs(sys.modules[__name__], cfg, groups, datasets)
 
 
 def prepare(cfg: dict):
@@ -185,11 +165,7 @@ def prepare(cfg: dict):
 
 def run(cfg: dict, store: ResultStore, datasets) -> int:
   """Trains the missing points; a group killed mid-training resumes from its last checkpoint."""
-  computed = sweep.run_groups(
-      grid(cfg), functools.partial(compute_group, cfg, datasets, store.checkpoints_dir),
-      point_key, store, desc='image classification')
-  store.remove_checkpoints()
-  return computed
+  return training.run(sys.modules[__name__], cfg, store, datasets, desc='image classification')
 
 
 def plot(records: list, plots_dir: str) -> list:

@@ -18,9 +18,9 @@ from a zero state, how much the model gains from a longer context. And a seeded 
 generated text per model.
 """
 
-import functools
 import math
 import os
+import sys
 
 import flax.serialization
 import jax
@@ -32,6 +32,7 @@ from lib.data import text
 from lib.nets import cells
 from lib.nets import language
 from lib.nets import models
+from lib.nets.losses import cross_entropy
 from lib.report import tables
 from lib.runtime import compiled
 from lib.runtime import config as config_lib
@@ -39,9 +40,11 @@ from lib.runtime import devices
 from lib.runtime import rng
 from lib.runtime import sweep
 from lib.runtime import train
+from lib.runtime import training
 from lib.runtime.errors import UserError
-from lib.runtime.results import CHECKPOINTS_DIR
+from lib.runtime.results import damaged
 from lib.runtime.results import json_floats
+from lib.runtime.results import RESULTS_FILE
 from lib.runtime.results import ResultStore
 from lib.runtime.results import write_atomic
 
@@ -115,15 +118,6 @@ def prepare(cfg: dict) -> dict:
   return corpus
 
 
-def _cross_entropy(logits, targets):
-  """Per-token negative log-likelihood (nats), computed in float32 as logsumexp(z) - z_y: the
-  same number as -log_softmax(z)_y, without the (tokens, vocabulary) array of log-probabilities
-  (at PTB's 10,000 words, a fifth of the readout's gradient time: bench/run.py)."""
-  logits = logits.astype(jnp.float32)
-  return (jax.nn.logsumexp(logits, axis=-1)
-          - jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0])
-
-
 def stream_loss(model: language.LanguageModel, params, ids, context_len: int, num_streams: int):
   """(sum of nats, tokens scored) over `ids` (a 1-D int array) read as `num_streams` streams:
   recurrent models carry their state through segments of context_len; the transformer slides a
@@ -137,7 +131,7 @@ def stream_loss(model: language.LanguageModel, params, ids, context_len: int, nu
       x = lax.dynamic_slice_in_dim(data, k * context_len, context_len, axis=1)
       y = lax.dynamic_slice_in_dim(data, k * context_len + 1, context_len, axis=1)
       logits, carry = model.apply(params, x, carry)
-      return carry, jnp.sum(_cross_entropy(logits, y))
+      return carry, jnp.sum(cross_entropy(logits, y))
     _, sums = lax.scan(segment, model.zero_carry(num_streams), jnp.arange(count))
     return jnp.sum(sums), count * context_len * num_streams
   stride = context_len // 2
@@ -146,7 +140,7 @@ def stream_loss(model: language.LanguageModel, params, ids, context_len: int, nu
   def window(k):  # the first window scores every target, the others their last `stride`
     x = lax.dynamic_slice_in_dim(data, k * stride, context_len, axis=1)
     y = lax.dynamic_slice_in_dim(data, k * stride + 1, context_len, axis=1)
-    nll = _cross_entropy(model.apply(params, x, ())[0], y)
+    nll = cross_entropy(model.apply(params, x, ())[0], y)
     scored = jnp.arange(context_len) >= jnp.where(k == 0, 0, context_len - stride)
     return jnp.sum(jnp.where(scored, nll, 0.0))
   return (jnp.sum(lax.map(window, jnp.arange(count))),
@@ -162,7 +156,7 @@ def position_loss(model: language.LanguageModel, params, ids, context_len: int, 
 
   def windows(xy):
     logits = model.apply(params, xy[0], model.zero_carry(batch))[0]
-    return jnp.sum(_cross_entropy(logits, xy[1]), axis=0)
+    return jnp.sum(cross_entropy(logits, xy[1]), axis=0)
   return jnp.sum(lax.map(windows, (x, y)), axis=0) / count
 
 
@@ -210,7 +204,7 @@ def make_task(cfg: dict, model: language.LanguageModel, corpus: dict,
     carry = jax.tree.map(lambda c: jnp.where(b['first'], jnp.zeros_like(c), c), carry)
     key = b['key'] if cfg['dropout'] > 0 else None
     logits, carry = model.apply(params, b['x'], carry, key)
-    return jnp.mean(_cross_entropy(logits, b['y'])), carry
+    return jnp.mean(cross_entropy(logits, b['y'])), carry
 
   def evaluate(params, data, seed):
     del seed
@@ -241,25 +235,20 @@ def grid(cfg: dict) -> list:
           for m in cfg['models'] for length in cfg['context_lens']]
 
 
-def _setup(cfg: dict, corpus: dict, group: tuple):
-  """(model, task, optimizer) of one (model, context_len), the same objects for the memory check
-  and the run (`lib.runtime.compiled.memo`)."""
-  def build():
-    name, context_len = group
-    model = language.language_model(name, cfg, len(corpus['vocabulary']), context_len)
-    opt = train.optimizer(cfg['optimizer'], learning_rate(cfg, corpus, context_len),
-                          cfg['clip_norm'])
-    return model, make_task(cfg, model, corpus, context_len), opt
-  return compiled.memo(('language_model', compiled.config_key(cfg), group, id(corpus)), build,
-                       corpus)
+def setup(cfg: dict, group: tuple, corpus: dict) -> training.Setup:
+  """The model, task and optimizer of one (model, context_len)."""
+  name, context_len = group
+  model = language.language_model(name, cfg, len(corpus['vocabulary']), context_len)
+  opt = train.optimizer(cfg['optimizer'], learning_rate(cfg, corpus, context_len),
+                        cfg['clip_norm'])
+  return training.Setup(model.init, make_task(cfg, model, corpus, context_len), opt,
+                        name=f'{name} L={context_len}', folder=f'{name}-L{context_len}',
+                        model=model, tokens_per_step=cfg['batch_size'] * context_len)
 
 
-def evaluation(cfg: dict, corpus: dict, group: tuple):
+def evaluation(cfg: dict, model: language.LanguageModel, context_len: int):
   """f((params, seeds), test, valid) -> per seed: (test nats, valid nats) per token, the
   position loss (context_len,) and a sample (sample_len,), over the devices."""
-  model, _, _ = _setup(cfg, corpus, group)
-  context_len = group[1]
-
   def measure(point, test, valid):
     params, seed = point
     test_total, test_count = stream_loss(model, params, test, context_len, cfg['eval_streams'])
@@ -270,33 +259,25 @@ def evaluation(cfg: dict, corpus: dict, group: tuple):
                                            cfg['eval_streams']),
             'sample': sample(model, params, test[0], context_len, max(cfg['sample_len'], 1),
                              rng.stream_key(seed, 'sample'))}
-  return compiled.memo(('language_model.evaluation', compiled.config_key(cfg), group, id(corpus),
-                        devices.points_batch()),
+  return compiled.memo(('language_model.evaluation', compiled.config_key(cfg), id(model),
+                        context_len, devices.points_batch()),
                        lambda: devices.map_points(measure, cfg['num_seeds'], num_shared=2),
-                       corpus)
+                       model)
 
 
 def _split(corpus: dict, name: str) -> np.ndarray:
   return np.asarray(corpus[name], np.int32)
 
 
+def extra_programs(cfg: dict, group: tuple, group_setup: training.Setup, corpus: dict) -> dict:
+  """The evaluation of the trained models on both held-out splits whole."""
+  return {'evaluation': training.Extra(evaluation(cfg, group_setup.model, group[1]),
+                                       (_split(corpus, 'test'), _split(corpus, 'valid')))}
+
+
 def programs(cfg: dict, groups, corpus: dict) -> list:
-  """The training programs of each group and its evaluation (`lib.runtime.dry_run`)."""
-  from lib.runtime import dry_run  # pylint: disable=g-import-not-at-top
-  out = []
-  for group, _ in groups:
-    model, task, opt = _setup(cfg, corpus, group)
-    name = f'{group[0]} L={group[1]}'
-    out += train.programs(name, model.init, task, opt, cfg['num_seeds'], cfg['num_steps'],
-                          cfg['log_every'])
-    init = out[-2]
-    (seeds,) = dry_run.points_args(cfg['num_seeds'], 'int32')
-    params = devices.abstract(init.fn.eval_shape(*init.args)['params'], True, cfg['num_seeds'])
-    shared = devices.abstract((_split(corpus, 'test'), _split(corpus, 'valid')), False,
-                              cfg['num_seeds'])
-    out.append(dry_run.Program(f'{name} evaluation', evaluation(cfg, corpus, group),
-                               ((params, seeds), *shared), 1))
-  return out
+  """The training programs of each group and its evaluation."""
+  return training.programs(sys.modules[__name__], cfg, groups, corpus)
 
 
 PARAMS_DIR = 'params'  # in the workdir: each group's final parameters, for later measurements
@@ -314,34 +295,38 @@ def save_params(path: str, params) -> None:
 
 
 def load_params(path: str):
-  """What save_params wrote: numpy arrays, seeds stacked."""
-  with open(path, 'rb') as f:
-    return flax.serialization.msgpack_restore(f.read())
+  """What save_params wrote: numpy arrays, seeds stacked; a one-line UserError where the file
+  holds something else (damaged)."""
+  try:
+    with open(path, 'rb') as f:
+      params = flax.serialization.msgpack_restore(f.read())
+  except OSError as e:
+    raise UserError(f'cannot read {path}: {e.strerror or e}') from None
+  except Exception as e:  # pylint: disable=broad-except  (msgpack's and flax's many errors)
+    params = f'{type(e).__name__}: {e}'
+  if not isinstance(params, dict):
+    workdir = os.path.dirname(os.path.dirname(path))
+    raise damaged(path, f'not the parameters that training saved ({str(params)[:100]})',
+                  f'restore it from a copy, or delete the records of its model from '
+                  f'{os.path.join(workdir, RESULTS_FILE)} and run that workdir again: it trains '
+                  'the model again')
+  return params
 
 
-def compute_group(cfg: dict, corpus: dict, workdir: str, group: tuple) -> list:
-  """Trains one (model, context_len) on every seed, saves its final parameters
-  (`params_path`, before the records: a record means they are there) and measures them."""
+def records(cfg: dict, group: tuple, trained: training.Trained, corpus: dict) -> list:
+  """Saves the group's final parameters (`params_path`, before the records: a record means
+  they are there) and measures them; a seed whose measured losses are not finite diverged."""
   name, context_len = group
-  model, task, opt = _setup(cfg, corpus, group)
-  seeds = sweep.seeds(cfg)
-  final = train.train(model.init, task, opt, seeds, cfg['num_steps'], cfg['log_every'],
-                      os.path.join(workdir, CHECKPOINTS_DIR, f'{name}-L{context_len}'),
-                      cfg['checkpoint_every'], desc=f'{name} L={context_len}',
-                      tokens_per_step=cfg['batch_size'] * context_len)
-  devices.on_leader(save_params, params_path(workdir, name, context_len), final['params'])
-  measured = devices.run_points(evaluation(cfg, corpus, group),
-                                (final['params'], np.asarray(seeds, np.int32)),
-                                _split(corpus, 'test'), _split(corpus, 'valid'))
+  devices.on_leader(save_params, params_path(trained.workdir, name, context_len), trained.params)
+  measured = trained.run('evaluation', trained.params)
   level = corpus['level']
-  records = []
-  for j, seed in enumerate(seeds):
-    losses = {k: float(measured[k][j]) for k in ('test_loss', 'valid_loss')}
-    diverged = bool(final['diverged'][j]) or not all(map(math.isfinite, losses.values()))
-    per_token = (lambda v: None) if diverged else (lambda v: v)
-    records.append({
-        'model': name, 'dataset': cfg['dataset'], LENGTH: context_len, 'seed': seed,
-        'level': level, 'status': 'diverged' if diverged else 'ok',
+  out = []
+  for s in trained.seeds(finite=(measured['test_loss'], measured['valid_loss'])):
+    losses = {k: float(measured[k][s.index]) for k in ('test_loss', 'valid_loss')}
+    per_token = (lambda v: None) if s.diverged else (lambda v: v)
+    out.append({
+        'model': name, 'dataset': cfg['dataset'], LENGTH: context_len, 'seed': s.seed,
+        'level': level, 'status': s.status,
         'test_loss': per_token(losses['test_loss']),
         'valid_loss': per_token(losses['valid_loss']),
         **({'test_perplexity': per_token(math.exp(min(losses['test_loss'], 700))),
@@ -349,27 +334,21 @@ def compute_group(cfg: dict, corpus: dict, workdir: str, group: tuple) -> list:
            if level == 'word' else
            {'test_bpc': per_token(losses['test_loss'] / math.log(2)),
             'valid_bpc': per_token(losses['valid_loss'] / math.log(2))}),
-        'position_loss': None if diverged else json_floats(measured['position_loss'][j]),
-        'sample': '' if diverged or not cfg['sample_len'] else text.decode(
-            measured['sample'][j], corpus['vocabulary'], level),
-        'steps': int(final['step'][j]), 'log_every': cfg['log_every'],
-        'train_loss': json_floats(final['curves']['train_loss'][j]),
-        'valid_loss_curve': json_floats(final['curves']['valid_loss'][j]),
-        'tokens_per_step': cfg['batch_size'] * context_len,
+        'position_loss': None if s.diverged else json_floats(
+            measured['position_loss'][s.index]),
+        'sample': '' if s.diverged or not cfg['sample_len'] else text.decode(
+            measured['sample'][s.index], corpus['vocabulary'], level),
+        **s.progress('valid_loss'), 'tokens_per_step': cfg['batch_size'] * context_len,
         **{k: cfg[k] for k in ('num_layers', 'hidden_size', 'embed_size', 'optimizer',
                                'learning_rate', 'lr_schedule', 'batch_size', 'num_steps',
                                'dropout', 'init', 'clip_norm')},
     })
-  return records
+  return out
 
 
 def run(cfg: dict, store: ResultStore, corpus: dict) -> int:
   """Trains the missing points; a group killed mid-training resumes from its last checkpoint."""
-  computed = sweep.run_groups(
-      grid(cfg), functools.partial(compute_group, cfg, corpus, store.workdir),
-      point_key, store, desc='language model')
-  store.remove_checkpoints()
-  return computed
+  return training.run(sys.modules[__name__], cfg, store, corpus, desc='language model')
 
 
 def plot(records: list, plots_dir: str) -> list:

@@ -9,8 +9,7 @@ training (`lib.nets.models`: ln mean_b ||d <u, y_b> / d x_t||^2 over t, with y_b
 last step), so that what a model learnt can be read beside how far its gradients reached.
 """
 
-import functools
-import os
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -19,6 +18,7 @@ import numpy as np
 from lib.data import tasks
 from lib.nets import cells
 from lib.nets import models
+from lib.nets.losses import cross_entropy
 from lib.report import tables
 from lib.runtime import compiled
 from lib.runtime import config as config_lib
@@ -26,6 +26,7 @@ from lib.runtime import devices
 from lib.runtime import rng
 from lib.runtime import sweep
 from lib.runtime import train
+from lib.runtime import training
 from lib.runtime.errors import UserError
 from lib.runtime.results import json_floats
 from lib.runtime.results import ResultStore
@@ -88,8 +89,7 @@ def make_task(cfg: dict, model: models.Model, seq_len: int) -> train.Task:
     out = model.apply(params, x)
     if cfg['task'] == 'adding':
       return jnp.mean(jnp.square(out[:, 0] - y)), jnp.nan
-    log_p = jax.nn.log_softmax(out)  # (B, T + 20, classes)
-    loss = -jnp.mean(jnp.take_along_axis(log_p, y[..., None], axis=-1))
+    loss = jnp.mean(cross_entropy(out, y))  # out (B, T + 20, classes)
     recalled = jnp.argmax(out[:, -tasks.COPY_LENGTH:], axis=-1) == y[:, -tasks.COPY_LENGTH:]
     return loss, jnp.mean(recalled)
 
@@ -138,79 +138,48 @@ def grid(cfg: dict) -> list:
           for cell in cfg['cells'] for clip in cfg['clip_norm'] for seq_len in cfg['seq_lens']]
 
 
-def _setup(cfg: dict, group: tuple):
-  """(model, task, optimizer) of one (cell, clip_norm, seq_len): the same objects for the memory
-  check and the run, so that they build each program once (`lib.runtime.compiled.memo`)."""
-  def build():
-    cell, clip_norm, seq_len = group
-    model = make_model(cfg, cell)
-    return (model, make_task(cfg, model, seq_len),
-            train.optimizer(cfg['optimizer'], cfg['learning_rate'], clip_norm))
-  return compiled.memo(('long_range_memory', compiled.config_key(cfg), group), build)
+def setup(cfg: dict, group: tuple) -> training.Setup:
+  """The model, task and optimizer of one (cell, clip_norm, seq_len)."""
+  cell, clip_norm, seq_len = group
+  model = make_model(cfg, cell)
+  return training.Setup(
+      model.init, make_task(cfg, model, seq_len),
+      train.optimizer(cfg['optimizer'], cfg['learning_rate'], clip_norm),
+      name=f'{cell} clip={clip_norm:g} T={seq_len}',
+      folder=f'{cell}-clip{clip_norm!r}-T{seq_len}', model=model)
+
+
+def extra_programs(cfg: dict, group: tuple, group_setup: training.Setup) -> dict:
+  """The input-gradient profile, run before and after training."""
+  return {'input profile': training.Extra(input_profiles(cfg, group_setup.model, group[2]),
+                                          calls=2)}
+
+
+def records(cfg: dict, group: tuple, trained: training.Trained) -> list:
+  """A record per seed, with its input-gradient profiles before and after training."""
+  cell, clip_norm, seq_len = group
+  profile_init = trained.run('input profile', trained.initial)
+  profile_trained = trained.run('input profile', trained.params)
+  return [{
+      'task': cfg['task'], 'cell': cell, LENGTH: seq_len, 'seed': s.seed, 'clip_norm': clip_norm,
+      'test_loss': s.metrics['test_loss'],
+      'test_accuracy': s.metrics.get('test_accuracy'),
+      'baseline_loss': baseline_loss(cfg['task'], seq_len),
+      'status': s.status, **s.progress('test_loss', 'test_accuracy'),
+      'log_grad_sq_input_init': json_floats(profile_init[s.index]),
+      'log_grad_sq_input_trained': json_floats(profile_trained[s.index]),
+      **trained.settings, 'hidden_size': cfg['hidden_size'],
+  } for s in trained.seeds()]
 
 
 def programs(cfg: dict, groups) -> list:
-  """The training programs of each group, and its input-profile program (`lib.runtime.dry_run`)."""
-  from lib.runtime import dry_run  # pylint: disable=g-import-not-at-top
-  programs_ = []
-  for group, _ in groups:
-    model, task, opt = _setup(cfg, group)
-    name = f'{group[0]} clip={group[1]:g} T={group[2]}'
-    programs_ += train.programs(name, model.init, task, opt, cfg['num_seeds'], cfg['num_steps'],
-                                cfg['log_every'])
-    init = programs_[-2]  # its output holds the parameters of every seed
-    (seeds,) = dry_run.points_args(cfg['num_seeds'], 'int32')
-    params = devices.abstract(init.fn.eval_shape(*init.args)['params'], True, cfg['num_seeds'])
-    programs_.append(dry_run.Program(f'{name} input profile',
-                                     input_profiles(cfg, model, group[2]), ((params, seeds),), 2))
-  return programs_
-
-
-def compute_group(cfg: dict, checkpoints_dir: str, group: tuple) -> list:
-  cell, clip_norm, seq_len = group
-  model, task, opt = _setup(cfg, group)
-  seeds = sweep.seeds(cfg)
-  directory = os.path.join(checkpoints_dir, f'{cell}-clip{clip_norm!r}-T{seq_len}')
-  final = train.train(model.init, task, opt, seeds, cfg['num_steps'], cfg['log_every'],
-                      directory, cfg['checkpoint_every'], desc=f'{cell} T={seq_len}')
-  profile = input_profiles(cfg, model, seq_len)  # one program, run before and after training
-  seed_array = np.asarray(seeds, np.int32)
-  profile_init = devices.run_points(profile, (final['init_params'], seed_array))
-  profile_trained = devices.run_points(profile, (final['params'], seed_array))
-  records = []
-  for j, seed in enumerate(seeds):
-    # non-finite final metrics from finite parameters (an overflowing loss) count as diverged
-    diverged = bool(final['diverged'][j]) or not all(
-        np.isfinite(v[j]) for v in final['metrics'].values())
-    metrics = {k: (None if diverged else float(v[j])) for k, v in final['metrics'].items()}
-    curves = final['curves']
-    records.append({
-        'task': cfg['task'], 'cell': cell, LENGTH: seq_len, 'seed': seed, 'clip_norm': clip_norm,
-        'test_loss': metrics['test_loss'],
-        'test_accuracy': metrics.get('test_accuracy'),
-        'baseline_loss': baseline_loss(cfg['task'], seq_len),
-        'status': 'diverged' if diverged else 'ok',
-        'steps': int(final['step'][j]), 'log_every': cfg['log_every'],
-        'train_loss': json_floats(curves['train_loss'][j]),
-        'test_loss_curve': json_floats(curves['test_loss'][j]),
-        **({'test_accuracy_curve': json_floats(curves['test_accuracy'][j])}
-           if 'test_accuracy' in curves else {}),
-        'log_grad_sq_input_init': json_floats(profile_init[j]),
-        'log_grad_sq_input_trained': json_floats(profile_trained[j]),
-        'optimizer': cfg['optimizer'], 'learning_rate': cfg['learning_rate'],
-        'num_steps': cfg['num_steps'], 'batch_size': cfg['batch_size'],
-        'hidden_size': cfg['hidden_size'],
-    })
-  return records
+  """The training programs of each group, and its input-profile program."""
+  return training.programs(sys.modules[__name__], cfg, groups)
 
 
 def run(cfg: dict, store: ResultStore) -> int:
   """Trains the missing points; a group killed mid-training resumes from its last checkpoint."""
-  computed = sweep.run_groups(
-      grid(cfg), functools.partial(compute_group, cfg, store.checkpoints_dir), point_key, store,
-      desc='long-range memory')
-  store.remove_checkpoints()  # every group's records are safe now
-  return computed
+  return training.run(sys.modules[__name__], cfg, store, desc='long-range memory')
 
 
 def plot(records: list, plots_dir: str) -> list:

@@ -1,29 +1,14 @@
 """What run.py does with an experiment: run it into a workdir (or resume it), estimate it
 (dry run), redraw its plots, merge shards' workdirs.
 
-An experiment is a module (lib/experiments/NAME.py) that these functions are handed, never one
-they import; `lookup` is the registry's `lib.experiments.get`, for the verbs that find the
-experiment by the name in a workdir's config. What a module provides:
-
-  validate(config) -> cfg      the config checked, as a plain dict (or a UserError)
-  grid(cfg)                    [(group, [point keys]), ...]: every point in record order, grouped
-                               by the compiled program that computes it
-  point_key(record)            the key of a record's point, as in grid
-  run(cfg, store, *prepared)   computes the missing points into the ResultStore (through
-                               `lib.runtime.sweep.run_groups`); returns how many it computed
-  plot(records, plots_dir)     the figures, from records alone: their paths
-  summary(records)             the printed table, from records alone
-  programs(cfg, groups, *prepared)
-                               the groups' compiled programs (`lib.runtime.dry_run.Program`s)
-  RECORD_FIELDS                the fields every record has (checked when a store is read)
-and, where it needs them:
-  prepare(cfg)                 loads what run needs (a dataset) before the workdir is touched:
-                               `prepared` is (prepare(cfg),), or () without it
-  NEUTRAL_KEYS                 config keys that change no result: a workdir resumes across them
+An experiment is a module (lib/experiments/NAME.py) that provides what `Experiment` lists, and
+that these functions are handed, never one they import; `lookup` is the registry's
+`lib.experiments.get`, for the verbs that find the experiment by the name in a workdir's config.
 """
 
 import os
 import time
+from typing import Hashable, Protocol, runtime_checkable
 
 from absl import logging
 
@@ -32,6 +17,57 @@ from lib.runtime.errors import resources
 from lib.runtime.results import check_writable
 from lib.runtime.results import config_diff
 from lib.runtime.results import ResultStore
+
+
+@runtime_checkable
+class Experiment(Protocol):
+  """What an experiment module provides. Where it needs them, a module also provides:
+
+    prepare(cfg)                 loads what run needs (a dataset) before the workdir is touched:
+                                 `prepared` below is (prepare(cfg),), or () without it
+    NEUTRAL_KEYS                 config keys that change no result: a workdir resumes across
+                                 them
+    SHRINK_KEYS                  config keys that make its programs smaller: the memory check
+                                 and the dry run name them for a program that cannot fit
+    GRID_KEYS                    the config keys that are the grid's axes (the dry run lists
+                                 them), where its lists are not all axes
+  A training experiment provides `lib.runtime.training.TrainingExperiment` too.
+  """
+  RECORD_FIELDS: tuple  # the fields every record has (checked when a store is read)
+
+  def validate(self, config) -> dict:
+    """The config checked against the module's SPEC, as a plain dict (or a UserError)."""
+
+  def grid(self, cfg: dict) -> list:
+    """[(group, [point keys]), ...]: every point in record order, grouped by the compiled
+    program that computes it."""
+
+  def point_key(self, record: dict) -> Hashable:
+    """The key of a record's point, as in grid."""
+
+  def run(self, cfg: dict, store: ResultStore, *prepared) -> int:
+    """Computes the missing points into the store (through `lib.runtime.sweep.run_groups`, or
+    `lib.runtime.training.run`); returns how many it computed."""
+
+  def programs(self, cfg: dict, groups: list, *prepared) -> list:
+    """The groups' compiled programs (`lib.runtime.dry_run.Program`s), for the memory check
+    and the dry run."""
+
+  def plot(self, records: list, plots_dir: str) -> list:
+    """The figures, from records alone: their paths."""
+
+  def summary(self, records: list) -> str:
+    """The printed table, from records alone."""
+
+
+def missing(module, protocol=Experiment) -> list:
+  """The members that `protocol` (and the protocols it extends) lists and `module` lacks."""
+  names = set()
+  for cls in protocol.__mro__:
+    if cls is not Protocol and Protocol in cls.__mro__:
+      names |= {name for name in vars(cls) if not name.startswith('_')}
+      names |= set(vars(cls).get('__annotations__', {}))
+  return sorted(name for name in names if not hasattr(module, name))
 
 
 def new_workdir(cfg: dict) -> str:
@@ -121,12 +157,7 @@ def _pending(experiment, cfg: dict, workdir, overwrite: bool) -> list:
   groups = sweep.shard_of(experiment.grid(cfg), tuple(cfg.get('shard', (0, 1))))
   store = ResultStore(workdir or '', experiment.RECORD_FIELDS)
   held = bool(workdir) and not overwrite and os.path.isfile(store.results_path)
-
-  def read():
-    try:
-      return store.records() if held else []
-    except UserError:  # opening the store reports it
-      return []
+  read = lambda: store.records() if held else []  # a damaged file: its UserError, before compiling
   return sweep.pending(groups, sweep.done_keys(groups, experiment.point_key, read))
 
 

@@ -80,14 +80,44 @@ def write_json(path: str, value) -> None:
   write_atomic(path, (json.dumps(json_safe(value), indent=2, sort_keys=True) + '\n').encode())
 
 
-def read_json(path: str):
+# What to do about a damaged workdir file, by file (`read_json`, `ResultStore.records`).
+RESTORE = 'restore it from a copy, or start the workdir again with --overwrite'
+REMEDIES = {
+    CONFIG_FILE: RESTORE,
+    RESULTS_FILE: 'restore it from a copy, delete that line (its point is computed again), or '
+                  'start the workdir again with --overwrite',
+    ENVIRONMENT_FILE: 'delete it (it lists the environments the runs ran in) and run again',
+}
+
+
+def damaged(path: str, what: str, remedy: str = '') -> UserError:
+  """The one-line error of a damaged workdir file: its path, what is wrong, what to do."""
+  remedy = remedy or REMEDIES.get(os.path.basename(path), RESTORE)
+  return UserError(f'{path} is damaged: {what}; {remedy}')
+
+
+def _decoding(e: ValueError) -> str:
+  """What a JSON decoder's error says about the text, in a few words."""
+  if isinstance(e, UnicodeDecodeError):
+    return f'not UTF-8 text (byte {e.object[e.start:e.start + 1]!r} at {e.start})'
+  return f'not JSON ({e})'
+
+
+def read_json(path: str, kind: type = object):
+  """The JSON value in `path`, of type `kind`, or a one-line UserError that names the file and
+  what to do (`damaged`)."""
   try:
-    with open(path) as f:
-      return json.load(f)
+    with open(path, 'rb') as f:
+      value = json.loads(f.read().decode('utf-8'))
   except FileNotFoundError:
     raise UserError(f'missing file: {path}') from None
-  except (OSError, json.JSONDecodeError) as e:
-    raise UserError(f'cannot read {path}: {e}') from None
+  except OSError as e:
+    raise UserError(f'cannot read {path}: {e.strerror or e}') from None
+  except ValueError as e:  # not UTF-8, or not JSON
+    raise damaged(path, _decoding(e)) from None
+  if not isinstance(value, kind):
+    raise damaged(path, 'not a JSON ' + {dict: 'object', list: 'array'}.get(kind, kind.__name__))
+  return value
 
 
 def environment() -> dict:
@@ -161,6 +191,14 @@ def _lock(workdir: str) -> None:
   _LOCKS[path] = f
 
 
+def _runs(path: str) -> list:
+  """The runs that environment.json at `path` lists ([] where there is none)."""
+  runs = read_json(path, dict).get('runs', []) if os.path.exists(path) else []
+  if not isinstance(runs, list):
+    raise damaged(path, "its 'runs' is not a list")
+  return runs
+
+
 def _line(record: dict) -> bytes:
   return (json.dumps(json_safe(record), separators=(',', ':')) + '\n').encode()
 
@@ -196,12 +234,14 @@ class ResultStore:
         raise UserError(f'workdir {workdir}: {name} exists and is not {kind}')
     held = os.path.exists(config_path) or os.path.exists(os.path.join(workdir, RESULTS_FILE))
     if held and not overwrite:
-      old = read_json(config_path) if os.path.exists(config_path) else {}
+      old = read_json(config_path, dict) if os.path.exists(config_path) else {}
       if old != config and (config_diff(old, config, ignore=neutral) or not old):
         differs = ', '.join(config_diff(old, config, ignore=neutral)) or 'unknown'
         raise UserError(
             f'workdir {workdir} holds results of a different config (differs in: {differs}); '
             'pass --overwrite to replace them or choose another --workdir')
+    if not overwrite:
+      _runs(os.path.join(workdir, ENVIRONMENT_FILE))  # damaged: it fails here, before compiling
     check_writable(workdir)
     return config
 
@@ -247,9 +287,8 @@ class ResultStore:
   def _record_environment(self) -> None:
     """Appends this run's environment: a resumed sweep lists every environment it ran in."""
     path = os.path.join(self.workdir, ENVIRONMENT_FILE)
-    runs = read_json(path).get('runs', []) if os.path.exists(path) else []
-    write_json(path, {'runs': runs + [{'time': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
-                                       **environment()}]})
+    write_json(path, {'runs': _runs(path) + [{'time': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
+                                              **environment()}]})
 
   def _repair(self) -> None:
     """Truncates a last line left incomplete by a kill mid-write."""
@@ -262,7 +301,7 @@ class ResultStore:
         f.truncate(end)
 
   def config(self) -> dict:
-    return read_json(os.path.join(self.workdir, CONFIG_FILE))
+    return read_json(os.path.join(self.workdir, CONFIG_FILE), dict)
 
   def records(self) -> list:
     """All complete records, in the order they were written."""
@@ -274,14 +313,16 @@ class ResultStore:
     records = []
     for number, line in enumerate(lines, 1):
       try:
-        record = json.loads(line)
-      except json.JSONDecodeError:
-        raise UserError(f'{self.results_path} line {number} is not a JSON record') from None
-      missing = ([f for f in self.required if f not in record] if isinstance(record, dict)
-                 else ['(not an object)'])
+        record = json.loads(line.decode('utf-8'))
+      except ValueError as e:  # not UTF-8, or not JSON
+        raise damaged(self.results_path,
+                      f'line {number} is not a JSON record, {_decoding(e)}') from None
+      if not isinstance(record, dict):
+        raise damaged(self.results_path, f'line {number} is not a JSON object')
+      missing = [f for f in self.required if f not in record]
       if missing:
-        raise UserError(f'{self.results_path} line {number} is not a record of this experiment '
-                        f'(missing {missing[0]})')
+        raise damaged(self.results_path, f'line {number} is not a record of this experiment '
+                      f'(missing {missing[0]})')
       records.append(record)
     return records
 

@@ -1,5 +1,6 @@
 """Training: optax with optional gradient clipping, all seeds of a model in one compiled program,
-checkpointed by orbax so a killed run resumes where it stopped; divergence is a status.
+checkpointed by orbax so a killed run resumes where it stopped (from the checkpoint before, if the
+last one was damaged); divergence is a status.
 
 The state of every seed is stacked on a leading axis, and one jitted program runs `log_every` steps
 of all of them (a lax.scan per seed, the seeds spread over every device by `lib.runtime.devices`),
@@ -16,6 +17,7 @@ seed's parameters stay as they were before that step, and its curves read NaN fr
 
 import logging as std_logging
 import os
+import shutil
 import sys
 import threading
 import time
@@ -183,9 +185,9 @@ def init_program(init_params: Callable, task: Task, opt, num_logs: int, num_seed
 
 
 def programs(name: str, init_params: Callable, task: Task, opt, num_seeds: int, num_steps: int,
-             log_every: int) -> list:
-  """The programs `train` runs, as `lib.runtime.dry_run.Program`s: the initialisation and the
-  chunk."""
+             log_every: int) -> dict:
+  """The programs `train` runs, as `lib.runtime.dry_run.Program`s by name: 'init' (its output
+  holds every seed's parameters) and 'chunk'."""
   from lib.runtime import dry_run  # pylint: disable=g-import-not-at-top
   (seeds,) = dry_run.points_args(num_seeds, 'int32')
   init = init_program(init_params, task, opt, num_steps // log_every, num_seeds)
@@ -193,11 +195,11 @@ def programs(name: str, init_params: Callable, task: Task, opt, num_seeds: int, 
   # (on one device JAX gives some of them P() rather than P('points')), the data replicated
   state = jax.tree.map(lambda a, where: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=where),
                        init.eval_shape(seeds), init.compile(seeds).output_shardings)
-  return [dry_run.Program(f'{name} init', init, (seeds,), 1),
-          dry_run.Program(f'{name} {log_every} steps',
-                          chunk_program(task, opt, log_every, num_seeds),
-                          ((state, seeds), devices.abstract(task.data, False, num_seeds)),
-                          num_steps // log_every)]
+  return {'init': dry_run.Program(f'{name} init', init, (seeds,), 1),
+          'chunk': dry_run.Program(f'{name} {log_every} steps',
+                                   chunk_program(task, opt, log_every, num_seeds),
+                                   ((state, seeds), devices.abstract(task.data, False, num_seeds)),
+                                   num_steps // log_every)}
 
 
 def _orbax_noise(error: BaseException, traceback) -> bool:
@@ -238,28 +240,53 @@ def _quiet_orbax() -> None:
   std_logging.getLogger('asyncio').addFilter(_DropOrbaxNoise())
 
 
+KEEP = 2  # checkpoints kept: a damaged newest one (a bad copy, a disk fault) leaves one to resume
+
+
 class Checkpoints:
-  """Orbax checkpoints of one training run's state in `directory` (the latest one kept)."""
+  """Orbax checkpoints of one training run's state in `directory`, the last KEEP of them."""
 
   def __init__(self, directory: str):
     import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top  (slow to import)
     self._ocp = ocp
     self.directory = os.path.abspath(directory)
     os.makedirs(self.directory, exist_ok=True)  # orbax's create=True syncs every process
-    self._manager = ocp.CheckpointManager(
-        self.directory, options=ocp.CheckpointManagerOptions(
-            max_to_keep=1, enable_async_checkpointing=False, create=False,
-            # process 0 alone checkpoints host arrays: no barrier with the other processes
-            multiprocessing_options=ocp.options.MultiprocessingOptions(
-                primary_host=jax.process_index(), active_processes={jax.process_index()})))
+    with errors.absl_quiet():  # orbax logs each metadata file it cannot read: `restore` says it
+      self._manager = ocp.CheckpointManager(
+          self.directory, options=ocp.CheckpointManagerOptions(
+              max_to_keep=KEEP, enable_async_checkpointing=False, create=False,
+              # process 0 alone checkpoints host arrays: no barrier with the other processes
+              multiprocessing_options=ocp.options.MultiprocessingOptions(
+                  primary_host=jax.process_index(), active_processes={jax.process_index()})))
 
   def latest_step(self):
     return self._manager.latest_step()
 
-  def restore(self, like: dict) -> dict:
+  def restore(self, like: dict):
+    """(step, state) of the newest checkpoint that restores whole into the shapes of `like`,
+    or None if none does. Each newer one that does not (damaged: unreadable, cut short, not
+    this run's) is deleted, with one warning line that says so and where training goes on
+    from: saves after it would otherwise be skipped as older than it."""
+    _quiet_orbax()
     abstract = jax.tree.map(self._ocp.utils.to_shape_dtype_struct, like)
-    return self._manager.restore(self.latest_step(),
-                                 args=self._ocp.args.StandardRestore(abstract))
+    steps = sorted(self._manager.all_steps(), reverse=True)
+    for i, step in enumerate(steps):
+      try:
+        with errors.absl_quiet():
+          state = self._manager.restore(step, args=self._ocp.args.StandardRestore(abstract))
+        if np.any(np.asarray(state['step']) != step):
+          raise ValueError(f'it holds the state of step {np.asarray(state["step"]).max()}')
+        return step, state
+      except Exception as e:  # pylint: disable=broad-except  (any failure: damaged)
+        reason = f'{type(e).__name__}: {(str(e).strip().splitlines() or [""])[0]}'[:300]
+        with tqdm.tqdm.external_write_mode(file=sys.stderr):  # a line of its own, not on a bar
+          logging.warning('the checkpoint %s cannot be read (%s): deleted; training goes on '
+                          'from %s', os.path.join(self.directory, str(step)), reason,
+                          f'the one at step {steps[i + 1]}' if i + 1 < len(steps) else 'step 0')
+        shutil.rmtree(os.path.join(self.directory, str(step)), ignore_errors=True)
+        with errors.absl_quiet():
+          self._manager.reload()
+    return None
 
   def save(self, step: int, state: dict) -> None:
     """Saves `state` as step `step`; the last checkpoint stays until this one is whole. A save
@@ -275,6 +302,22 @@ class Checkpoints:
     self._manager.close()
 
 
+def _resume(checkpoints: Optional[Checkpoints], state: dict, count: int, desc: str) -> dict:
+  """`state` (init_program's) replaced by the newest whole checkpoint's (process 0's
+  `checkpoints`; None on the others), if there is one."""
+  latest = devices.on_leader(lambda: checkpoints.latest_step())
+  if not devices.any_process(latest is not None):
+    return state
+  # saved without the padding, so a run may resume on another number of devices
+  like = jax.tree.map(lambda a: a[:count], devices.fetch(state))
+  restored = devices.on_leader(lambda: checkpoints.restore(like))
+  if not devices.any_process(restored is not None):  # none whole: from step 0
+    return state
+  restored = devices.broadcast(restored[1] if devices.is_leader() else like)
+  logging.info('%s: resumed from the checkpoint at step %d', desc, int(restored['step'][0]))
+  return devices.put_like(devices.pad(restored, count), state)  # as init_program left it
+
+
 def train(init_params: Callable, task: Task, opt, seeds, num_steps: int, log_every: int,
           checkpoint_dir=None, checkpoint_every: int = 0, desc: str = 'train',
           tokens_per_step: int = 0) -> dict:
@@ -284,8 +327,10 @@ def train(init_params: Callable, task: Task, opt, seeds, num_steps: int, log_eve
 
   num_steps and checkpoint_every are multiples of log_every. With `checkpoint_dir`, the state is
   saved there every `checkpoint_every` steps, and when SIGTERM asks the run to stop
-  (`lib.runtime.preemption`), and a run that finds a checkpoint there continues from it (the caller
-  deletes the folder once the results are safe).
+  (`lib.runtime.preemption`), the last KEEP kept; a run that finds checkpoints there continues
+  from the newest that reads whole (`Checkpoints.restore`: a damaged one costs the steps since
+  the one before it, all of them damaged a start from step 0), and the caller deletes the folder
+  once the results are safe.
 
   With `tokens_per_step` (a language model's batch_size x context_len), the progress bar also
   shows the last logged training loss and held-out losses of the first seed, and the tokens
@@ -301,15 +346,8 @@ def train(init_params: Callable, task: Task, opt, seeds, num_steps: int, log_eve
   initial = devices.fetch(state['params'])
   # Process 0 alone reads and writes checkpoints; the others receive what it restores.
   checkpoints = devices.on_leader(Checkpoints, checkpoint_dir) if checkpoint_dir else None
-  latest = devices.on_leader(lambda: checkpoints.latest_step()) if checkpoint_dir else None
-  if devices.any_process(latest is not None):
-    # saved without the padding, so a run may resume on another number of devices
-    like = jax.tree.map(lambda a: a[:count], devices.fetch(state))
-    restored = devices.on_leader(lambda: checkpoints.restore(like))
-    restored = devices.broadcast(restored if devices.is_leader() else like)
-    state = devices.put_like(devices.pad(restored, count), state)  # as init_program left it
-    logging.info('%s: resumed from the checkpoint at step %d', desc,
-                 int(restored['step'][0]))
+  if checkpoint_dir:
+    state = _resume(checkpoints, state, count, desc)
   chunk = chunk_program(task, opt, log_every, count)
   data = devices.put(task.data, False, count)
   step = int(devices.fetch(state['step'])[0])

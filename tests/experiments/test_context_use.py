@@ -18,6 +18,7 @@ from lib.experiments import context_use
 from lib.experiments import language_model
 from lib.measure import context
 from lib.runtime import rng
+from lib.runtime import training
 from lib.runtime.errors import UserError
 from tests.conftest import LANGUAGE_TINY as TRAINING
 from tests.conftest import records
@@ -122,7 +123,7 @@ def test_a_workdir_is_measured_from_its_saved_parameters(lm_workdir, measured, r
             if r['model'] == name and r['part'] == 'curve'}
     reach = next(r for r in done if r['model'] == name and r['part'] == 'reach')
     assert reach['status'] == 'ok' and all(r['status'] == 'ok' for r in rows.values())
-    model = language_model._setup(cfg, corpus, (name, 8))[0]  # pylint: disable=protected-access
+    model = training.setup(language_model, cfg, (name, 8), corpus).model
     params = jax.tree.map(lambda a: jnp.asarray(a[0]), language_model.load_params(
         language_model.params_path(lm_workdir, name, 8)))
     for d in (3, 16):

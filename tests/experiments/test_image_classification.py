@@ -17,6 +17,7 @@ from lib import experiments
 from lib.experiments import image_classification
 from lib.runtime import rng as rng_lib
 from lib.runtime import train
+from lib.runtime import training
 from lib.runtime.errors import UserError
 from tests.conftest import config_path
 from tests.conftest import ROOT
@@ -64,10 +65,10 @@ def test_the_model_sees_the_dataset_unchanged_or_permuted_as_asked(monkeypatch):
   monkeypatch.setattr(train, 'train', stand_in)
   programs_seen = []
   monkeypatch.setattr(train, 'programs', lambda name, init, task, *a: programs_seen.append(task)
-                      or [])
+                      or {})
   for permute, expected in ((False, lambda a: a), (True, permuted)):
     with pytest.raises(_Seen) as seen:
-      image_classification.compute_group(cfg, datasets, 'unused', ('logistic', permute))
+      training.train_group(image_classification, cfg, 'unused', ('logistic', permute), datasets)
     image_classification.programs(cfg, [(('logistic', permute), [])], datasets)
     for data in (seen.value.args[0].data, programs_seen.pop().data):
       np.testing.assert_array_equal(data['x'], expected(x))

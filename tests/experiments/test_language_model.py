@@ -3,6 +3,7 @@ run stopped after a checkpoint resumes to the same bytes (the carried state incl
 input fails with one line."""
 
 import os
+import re
 
 import jax
 import jax.numpy as jnp
@@ -12,6 +13,7 @@ import pytest
 from lib import experiments
 from lib.experiments import language_model
 from lib.runtime import train
+from lib.runtime import training
 from lib.runtime.errors import UserError
 from tests.conftest import validated
 from tests.conftest import LANGUAGE_TINY
@@ -50,7 +52,7 @@ def test_a_tiny_run_learns_a_repeating_text(tmp_path, repeating_text):
   for r in done:
     saved = language_model.load_params(
         language_model.params_path(str(tmp_path / 'w'), r['model'], r['context_len']))
-    model = language_model._setup(cfg, corpus, (r['model'], r['context_len']))[0]  # pylint: disable=protected-access
+    model = training.setup(language_model, cfg, (r['model'], r['context_len']), corpus).model
     params = jax.tree.map(lambda a: jnp.asarray(a[0]), saved)  # seed 0
     total, count = jax.jit(lambda p: language_model.stream_loss(
         model, p, np.asarray(corpus['test'], np.int32), r['context_len'],
@@ -110,3 +112,19 @@ def test_a_context_longer_than_the_streams_is_refused(repeating_text):
   with pytest.raises(UserError, match=r'\(2000 tokens\) is too short for config.batch_size \(4\) '
                                       'streams of one segment of 600 tokens'):
     language_model.prepare(validated('language_model', **{**TINY, 'context_lens': (600,)}))
+
+
+@pytest.mark.parametrize('content', [b'', b'\xff\xfe', b'\x01'])
+def test_damaged_final_parameters_are_one_line_that_names_the_file_and_what_to_do(tmp_path,
+                                                                                  content):
+  """Final parameters cut short, not msgpack, or msgpack of something else (a number): a
+  UserError naming the file and how to get them again (context_use reads them)."""
+  path = language_model.params_path(str(tmp_path), 'lstm', 8)
+  os.makedirs(os.path.dirname(path))
+  with open(path, 'wb') as f:
+    f.write(content)
+  with pytest.raises(UserError, match=re.escape(
+      f'{path} is damaged: not the parameters that training saved (') + '.*' + re.escape(
+          f'); restore it from a copy, or delete the records of its model from {tmp_path}/'
+          'results.jsonl and run that workdir again: it trains the model again')):
+    language_model.load_params(path)

@@ -115,7 +115,7 @@ def test_lstm_beats_tanh_on_copy_memory_at_a_short_length():
   baseline (0.835, 0.837 on seeds 0 and 1) and the LSTM has begun to recall (0.824, 0.793); an
   LSTM whose cell state does not carry stays at the baseline or above.
 
-  The trainer alone (`train.train`, as `compute_group` calls it): the records, the input
+  The trainer alone (`train.train`, as `training.train_group` calls it): the records, the input
   profiles and the plots of a run are the tiny copy run's to check, above."""
   cfg = validated('long_range_memory', task='copy', cells=('tanh', 'lstm'), seq_lens=(5,),
                   num_steps=300, log_every=100, checkpoint_every=0, hidden_size=32,

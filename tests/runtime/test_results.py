@@ -75,11 +75,11 @@ def test_corrupt_or_foreign_lines_are_reported(tmp_path):
     f.write('{"a": 1}\nnot json\n{"a": 2}\n')
   with pytest.raises(UserError, match='line 2 is not a JSON record'):
     store.records()
-  for line, missing in [('{"b": 1}', 'a'), ('[1, 2]', '(not an object)')]:
+  for line, message in [('{"b": 1}', 'line 2 is not a record of this experiment (missing a)'),
+                        ('[1, 2]', 'line 2 is not a JSON object')]:
     with open(store.results_path, 'w') as f:
       f.write('{"a": 1}\n' + line + '\n')
-    with pytest.raises(UserError, match=re.escape(f'line 2 is not a record of this experiment '
-                                                  f'(missing {missing})')):
+    with pytest.raises(UserError, match=re.escape(message)):
       store.records()
 
 
@@ -108,3 +108,47 @@ def test_owned_paths_of_the_wrong_kind_are_refused_before_writing(tmp_path, name
   with pytest.raises(UserError, match=f'{name} exists and is not a'):
     ResultStore.create(str(workdir), CONFIG, overwrite=True)
   assert os.listdir(workdir) == [name]
+
+
+@pytest.mark.parametrize('name, content, message', [
+    ('environment.json', b'\xff\xfe{}',
+     "environment.json is damaged: not UTF-8 text (byte b'\\xff' at 0); delete it (it lists the "
+     'environments'),
+    ('environment.json', b'[1, 2]', 'environment.json is damaged: not a JSON object; delete it'),
+    ('environment.json', b'{"runs": 3}', "environment.json is damaged: its 'runs' is not a list"),
+    ('config.json', b'{"a": \xe9}', "config.json is damaged: not UTF-8 text (byte b'\\xe9' at 6); "
+                                    'restore it from a copy, or start the workdir again with '
+                                    '--overwrite'),
+    ('config.json', b'{"a": ', 'config.json is damaged: not JSON (Expecting value: line 1 '),
+    ('config.json', b'[1]', 'config.json is damaged: not a JSON object; restore it'),
+])
+def test_a_damaged_workdir_file_is_one_line_that_names_it_and_what_to_do(tmp_path, name, content,
+                                                                       message):
+  """A workdir file that is not UTF-8, not JSON, or not what it should hold (a bad copy, a disk
+  fault): reopening the workdir is a one-line UserError naming the file, what is wrong with it
+  and what to do, raised by the checks before anything is written (the workdir's files as they
+  were); a damaged config.json fails the same way where --plot_only and --merge read it."""
+  workdir = tmp_path / 'w'
+  ResultStore.create(str(workdir), CONFIG).append([{'a': 1}])
+  (workdir / name).write_bytes(content)
+  files = {f: (workdir / f).read_bytes() for f in os.listdir(workdir) if f != 'plots'}
+  for check in (ResultStore.check, ResultStore.create):  # the read-only checks say it first
+    with pytest.raises(UserError, match=re.escape(f'{workdir}/{message}')) as error:
+      check(str(workdir), CONFIG)
+    assert '\n' not in str(error.value)
+  assert {f: (workdir / f).read_bytes() for f in files} == files
+  if name == 'config.json':
+    with pytest.raises(UserError, match=re.escape(f'{workdir}/{message}')):
+      ResultStore(str(workdir)).config()
+
+
+def test_a_results_line_that_is_not_utf8_names_the_line_and_what_to_do(tmp_path):
+  store = ResultStore.create(str(tmp_path / 'w'), CONFIG)
+  store.append([{'a': 1}])
+  with open(store.results_path, 'ab') as f:
+    f.write(b'{"a": 2, "b": "\xff"}\n')
+  with pytest.raises(UserError, match=re.escape(
+      f"{store.results_path} is damaged: line 2 is not a JSON record, not UTF-8 text (byte "
+      "b'\\xff' at 15); restore it from a copy, delete that line (its point is computed again), "
+      'or start the workdir again with --overwrite')):
+    store.records()

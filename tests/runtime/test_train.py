@@ -1,13 +1,16 @@
 """Training: a tiny run learns; a diverging seed is a status that leaves the other seeds alone;
-a run killed mid-way resumes from its orbax checkpoint to bit-identical results.
+a run killed mid-way resumes from its orbax checkpoint to bit-identical results, and from the one
+before it (or from step 0) where that checkpoint is damaged.
 
-The first four tests share one compiled program (compiling it is most of their cost): the tiny
+The first six tests share one compiled program (compiling it is most of their cost): the tiny
 tanh RNN of conftest's `trainer_setup` on the adding problem, trained by Adam on seeds 3 and 4
 for 300 steps in chunks of 50, its targets replaceable at one step of each seed by a value
 passed in the task's data (`_poisonable`), so that a poisoned run and a clean one are the same
 program run on other data, and agree bit for bit wherever the poison does not reach."""
 
 import logging as std_logging
+import os
+import shutil
 import types
 
 import jax
@@ -156,6 +159,59 @@ def test_killed_training_resumes_from_its_checkpoint(shared, tmp_path, monkeypat
   assert len(calls) == 4  # steps 100..299 only: the first 100 came from the checkpoint
   _assert_same(resumed, shared.clean)
   assert std_logging.getLogger('absl').level == std_logging.NOTSET
+
+
+def _damage(directory, step: int, how: str) -> None:
+  """Every file of the checkpoint at `step`: cut to nothing ('truncate') or overwritten with
+  bytes that are not UTF-8 ('garbage'), as a bad copy or a disk fault leaves it."""
+  for folder, _, files in os.walk(os.path.join(directory, str(step))):
+    for name in files:
+      with open(os.path.join(folder, name), 'wb') as f:
+        f.write(b'' if how == 'truncate' else b'\xff\xfe' + bytes(range(200, 256)))
+
+
+@pytest.fixture(scope='module')
+def checkpointed(shared, tmp_path_factory):
+  """The folder of the checkpoints that the shared run, checkpointed every 100 steps, leaves:
+  its last two, at steps 100 and 200."""
+  directory = tmp_path_factory.mktemp('checkpointed') / 'ckpt'
+  shared.train(_poison(shared.task), checkpoint_dir=str(directory),
+               checkpoint_every=CHECKPOINT_EVERY)
+  return directory
+
+
+@pytest.mark.parametrize('damaged, how, start', [((200,), 'garbage', 100),
+                                                 ((100, 200), 'truncate', 0)])
+def test_a_damaged_checkpoint_falls_back_to_the_one_before_or_to_step_0(
+    shared, checkpointed, tmp_path, caplog, damaged, how, start):
+  """A finished run leaves its last two checkpoints (steps 100 and 200). With the newest
+  damaged, a rerun resumes from the one before; with both, it trains from step 0; a warning
+  line for each damaged one says so. Either way the results are the uninterrupted run's, bit
+  for bit, and the checkpoints saved after the fallback are whole (a damaged one left behind
+  would make orbax skip every later save as older than it)."""
+  directory = str(tmp_path / 'ckpt')
+  shutil.copytree(checkpointed, directory)
+  task = _poison(shared.task)
+  steps = lambda: sorted(int(name) for name in os.listdir(directory) if name.isdigit())
+  assert steps() == [100, 200]
+  for step in damaged:
+    _damage(directory, step, how)
+  caplog.set_level('INFO')
+  resumed = shared.train(task, checkpoint_dir=directory, checkpoint_every=CHECKPOINT_EVERY)
+  _assert_same(resumed, shared.clean)
+  warnings = [r.getMessage() for r in caplog.records if 'cannot be read' in r.getMessage()]
+  assert len(warnings) == len(damaged), warnings
+  assert warnings[-1].endswith('goes on from ' + (f'the one at step {start}' if start
+                                                   else 'step 0'))
+  assert all(f'ckpt/{step} cannot be read (' in line
+             for step, line in zip(sorted(damaged, reverse=True), warnings))
+  if start:
+    assert 'resumed from the checkpoint at step 100' in caplog.text
+  assert steps() == [100, 200]
+  before = len(caplog.text)  # a third run reads the checkpoint at 200 that the second saved
+  shared.train(task, checkpoint_dir=directory, checkpoint_every=CHECKPOINT_EVERY)
+  assert 'resumed from the checkpoint at step 200' in caplog.text[before:]
+  assert 'cannot be read' not in caplog.text[before:]
 
 
 def test_bad_optimizer_and_step_counts():
