@@ -306,8 +306,9 @@ def cnn_setup(steps: int):
   from lib.experiments import image_classification  # pylint: disable=g-import-not-at-top
   cfg = image_classification.validate(experiment.get_config())
   datasets = image_classification.prepare(cfg)
-  model, task, opt = image_classification._setup(cfg, datasets, ('cnn', False))  # pylint: disable=protected-access
-  return datasets, cfg, chunk_runner(model, task, opt, steps)
+  from lib.runtime import training  # pylint: disable=g-import-not-at-top
+  setup = training.setup(image_classification, cfg, ('cnn', False), datasets)
+  return datasets, cfg, chunk_runner(setup.model, setup.task, setup.opt, steps)
 
 
 def chunk_runner(model, task, opt, steps: int):
@@ -316,8 +317,8 @@ def chunk_runner(model, task, opt, steps: int):
   from lib.runtime import devices  # pylint: disable=g-import-not-at-top
   from lib.runtime import train  # pylint: disable=g-import-not-at-top
   seeds = devices.put(np.zeros(devices.padded_count(1), np.int32), True, 1)
-  init = train.init_program(model.init, task, opt, 10**6, 1)
-  chunk = train.chunk_program(task, opt, steps, 1)
+  init = train.init_program(model.init, task, opt, 10**6, 1, 1)
+  chunk = train.chunk_program(task, opt, steps, 1, 1)
   data = devices.put(task.data, False, 1)
   state = [init(seeds)]
   def run():
@@ -448,7 +449,9 @@ def conv_models(cfg: dict, datasets):
   from lib.experiments import image_classification  # pylint: disable=g-import-not-at-top
   from lib.nets import models  # pylint: disable=g-import-not-at-top
   from lib.runtime import train  # pylint: disable=g-import-not-at-top
-  patch, task, opt = image_classification._setup(cfg, datasets, ('cnn', False))  # pylint: disable=protected-access
+  from lib.runtime import training  # pylint: disable=g-import-not-at-top
+  setup = training.setup(image_classification, cfg, ('cnn', False), datasets)
+  patch, task, opt = setup.model, setup.task, setup.opt
   (x, y), test_set = datasets
   module = xla_conv_net(cfg['cnn_channels'], int(max(y.max(), test_set[1].max())) + 1)
   xla = models.Model(lambda key: module.init(key, jnp.zeros((1,) + x.shape[1:])), module.apply,
@@ -626,6 +629,7 @@ def estimate_cases(quick: bool) -> list:
   import experiments.long_range_memory as memory_experiment  # pylint: disable=g-import-not-at-top
   from lib.experiments import long_range_memory  # pylint: disable=g-import-not-at-top
   from lib.runtime import devices  # pylint: disable=g-import-not-at-top
+  from lib.runtime import training  # pylint: disable=g-import-not-at-top
   cases = []
   cfg = main_job_config(**({'seq_lens': (16, 32, 64)} if quick else {}))
   for program in gradient_decay.programs(cfg):
@@ -637,7 +641,7 @@ def estimate_cases(quick: bool) -> list:
   count = len(seeds)
   for group in TRAINING_CHUNKS[quick]:
     init, chunk, _ = long_range_memory.programs(memory_cfg, [(group, ())])
-    _, task, _ = long_range_memory._setup(memory_cfg, group)  # pylint: disable=protected-access
+    task = training.setup(long_range_memory, memory_cfg, group).task
     padded = devices.put(devices.pad(seeds, count), True, count)
     state = [init.fn(padded)]
     data = devices.put(task.data, False, count)

@@ -24,14 +24,6 @@ ALLOWED = {
     'report': {'runtime', 'report'},
     'experiments': {'runtime', 'measure', 'nets', 'data', 'report', 'experiments'},
 }
-# TEMPORARY SHIM (issue 30): remove when call sites move. lib/nets' old entry points that take a
-# config (models.sequence_model, models.classifier, models.INIT_SPEC, language.language_model)
-# forward to lib/experiments/model_settings, importing it when called, until the experiments
-# call it themselves.
-SHIM_IMPORTS = {os.path.join('nets', 'models.py'): {'experiments'},
-                os.path.join('nets', 'language.py'): {'experiments'}}
-
-
 def lib_imports(source: str, package: str = 'lib') -> set:
   """The roles (lib.<role>) that a module of `package` imports, at the top or inside functions:
   absolute and relative imports, and importlib.import_module / __import__ of a constant name.
@@ -83,7 +75,7 @@ def test_imports_point_one_way(module):
   if role == '__init__.py':
     assert not imported
     return
-  allowed = ALLOWED[role] | SHIM_IMPORTS.get(module, set())
+  allowed = ALLOWED[role]
   assert imported <= allowed, f'lib/{module} ({role}) imports {sorted(imported - allowed)}'
 
 

@@ -40,6 +40,7 @@ Each (model, context_len) is two groups: its training, then its measurement, so 
 while measuring resumes from the saved parameters without training again.
 """
 
+import dataclasses
 import functools
 import math
 import os
@@ -53,9 +54,9 @@ from jax import lax
 
 from lib.experiments import gradient_decay
 from lib.experiments import language_model
+from lib.experiments import model_settings
 from lib.measure import context
 from lib.measure import gradients
-from lib.nets import cells
 from lib.nets import language
 from lib.nets.losses import cross_entropy
 from lib.report import tables
@@ -72,6 +73,7 @@ from lib.runtime.results import RESULTS_FILE
 from lib.runtime.results import ResultStore
 
 LENGTH = language_model.LENGTH
+SHRINK_KEYS = language_model.SHRINK_KEYS + ('batch_targets', 'max_lag')  # shrink its programs
 RECORD_FIELDS = ('part', 'model', LENGTH, 'seed', 'status')
 # the model and training keys: a workdir's (from_workdir) replace this config's
 LM_KEYS = tuple(key for key in language_model.SPEC if key != 'experiment')
@@ -210,17 +212,15 @@ def source_records(workdir: str) -> dict:
 # ---- the measurements ------------------------------------------------------------------------
 
 
+@compiled.cached
 def _targets(cfg: dict, corpus: dict):
   """(contexts (N, max_lag), targets (N,), unigram of the training split): the same for every
   model of the run."""
-  def build():
-    test = np.asarray(corpus['test'], np.int32)
-    positions = context.target_positions(len(test), cfg['max_lag'], cfg['num_targets'],
-                                         rng.stream_key(cfg['seed'], 'context', 0))
-    contexts, targets = context.windows(test, positions, cfg['max_lag'])
-    return contexts, targets, context.unigram(corpus['train'], len(corpus['vocabulary']))
-  return compiled.memo(('context_use.targets', compiled.config_key(cfg), id(corpus)), build,
-                       corpus)
+  test = np.asarray(corpus['test'], np.int32)
+  positions = context.target_positions(len(test), cfg['max_lag'], cfg['num_targets'],
+                                       rng.stream_key(cfg['seed'], 'context', 0))
+  contexts, targets = context.windows(test, positions, cfg['max_lag'])
+  return contexts, targets, context.unigram(corpus['train'], len(corpus['vocabulary']))
 
 
 def _window(cfg: dict, name: str, length: int):
@@ -229,6 +229,7 @@ def _window(cfg: dict, name: str, length: int):
   return min(length, cfg['max_lag']) if name == language.TRANSFORMER else None
 
 
+@compiled.cached
 def _programs(cfg: dict, corpus: dict, name: str, length: int):
   """(model, loss, reach): the jitted programs of one (model, context_len), for batch_targets
   targets at a time (`compiled.Program`s: the memory check compiles what the run runs).
@@ -238,47 +239,44 @@ def _programs(cfg: dict, corpus: dict, name: str, length: int):
   every truncation); a transformer reads the last `read` tokens at positions 0..read-1.
   reach(params, contexts, targets, weights (B,)) -> (max_lag,) ln of the mean over the B
   targets of ||d (weight log p) / d e_t||^2, t = 0..max_lag-1 (-inf where it is exactly 0)."""
-  def build():
-    model = language.language_model(name, cfg, len(corpus['vocabulary']), length)
-    window, lag, batch = _window(cfg, name, length), cfg['max_lag'], cfg['batch_targets']
+  model = model_settings.language_model(name, cfg, len(corpus['vocabulary']), length)
+  window, lag, batch = _window(cfg, name, length), cfg['max_lag'], cfg['batch_targets']
 
-    if model.recurrent:
-      def loss(params, contexts, read, targets):
-        embed, step, log_prob = model.reader(params)
-        zero = model.zero_carry(batch)
+  if model.recurrent:
+    def loss(params, contexts, read, targets):
+      embed, step, log_prob = model.reader(params)
+      zero = model.zero_carry(batch)
 
-        def body(carry, inputs):
-          t, e = inputs
-          new = step(carry, e)
-          return jax.tree.map(lambda n, z: jnp.where(t < lag - read, z, n), new, zero), None
-        last, _ = lax.scan(body, zero, (jnp.arange(lag), embed(contexts)))
-        return -log_prob(last, targets)
+      def body(carry, inputs):
+        t, e = inputs
+        new = step(carry, e)
+        return jax.tree.map(lambda n, z: jnp.where(t < lag - read, z, n), new, zero), None
+      last, _ = lax.scan(body, zero, (jnp.arange(lag), embed(contexts)))
+      return -log_prob(last, targets)
 
-      def reach(params, contexts, targets, weights):
-        embed, step, log_prob = model.reader(params)
-        return context.log_gradient_reach(step, log_prob, model.zero_carry(batch),
-                                          embed(contexts), targets, weights)
-    else:
-      def loss(params, contexts, read, targets):
-        j = jnp.arange(window)
-        x = jnp.where(j < read, contexts[:, jnp.clip(lag - read + j, 0, lag - 1)], 0)
-        logits = model.apply(params, x, ())[0]
-        return cross_entropy(lax.dynamic_index_in_dim(logits, read - 1, 1, False), targets)
+    def reach(params, contexts, targets, weights):
+      embed, step, log_prob = model.reader(params)
+      return context.log_gradient_reach(step, log_prob, model.zero_carry(batch),
+                                        embed(contexts), targets, weights)
+  else:
+    def loss(params, contexts, read, targets):
+      j = jnp.arange(window)
+      x = jnp.where(j < read, contexts[:, jnp.clip(lag - read + j, 0, lag - 1)], 0)
+      logits = model.apply(params, x, ())[0]
+      return cross_entropy(lax.dynamic_index_in_dim(logits, read - 1, 1, False), targets)
 
-      def reach(params, contexts, targets, weights):
-        seen, unseen = context.windowed(contexts, window)
+    def reach(params, contexts, targets, weights):
+      seen, unseen = context.windowed(contexts, window)
 
-        def log_prob(delta):
-          return -cross_entropy(model.apply(params, seen, (), None, delta)[0][:, -1], targets)
-        inside = context.log_gradient_reach_direct(
-            log_prob, (batch, window, cfg['hidden_size']), weights=weights)
-        return jnp.concatenate([jnp.full((unseen,), -jnp.inf, inside.dtype), inside])
+      def log_prob(delta):
+        return -cross_entropy(model.apply(params, seen, (), None, delta)[0][:, -1], targets)
+      inside = context.log_gradient_reach_direct(
+          log_prob, (batch, window, cfg['hidden_size']), weights=weights)
+      return jnp.concatenate([jnp.full((unseen,), -jnp.inf, inside.dtype), inside])
 
-    device = [jax.devices()[0]]
-    return (model, compiled.Program(jax.jit(loss, keep_unused=True), device),
-            compiled.Program(jax.jit(reach, keep_unused=True), device))
-  return compiled.memo(('context_use.programs', compiled.config_key(cfg), name, length,
-                        id(corpus)), build, corpus)
+  device = [jax.devices()[0]]
+  return (model, compiled.Program(jax.jit(loss, keep_unused=True), device),
+          compiled.Program(jax.jit(reach, keep_unused=True), device))
 
 
 def _chunks(count: int, batch: int):
@@ -321,6 +319,12 @@ def reach_profile(cfg: dict, program, params, contexts, targets) -> np.ndarray:
   return (total + math.log(cfg['batch_targets'] / n))[::-1]
 
 
+@compiled.cached
+def _sweep_program(name: str, length: int, sweep_cfg: dict):
+  """gradient_decay.measure_point of cell `name` at `length` steps on `sweep_cfg`, jitted."""
+  return jax.jit(functools.partial(gradient_decay.measure_point, name, length, sweep_cfg))
+
+
 def sweep_decay_rate(cfg: dict, name: str, seed: int):
   """The decay rate the gradient-decay sweep measures for one cell of this model at its init
   (hidden_size states, inputs N(0, I) of embed_size like the embedding's, the same variances
@@ -328,17 +332,13 @@ def sweep_decay_rate(cfg: dict, name: str, seed: int):
   None: the transformer, or the uniform init (which the sweep does not draw)."""
   if name == language.TRANSFORMER or cfg['init'] != 'default':
     return None
-  relu = name == 'relu'  # the IRNN, as recurrent_lm makes it
   sweep_cfg = {'dtype': 'float32', 'batch_size': SWEEP_BATCH, 'hidden_size': cfg['hidden_size'],
                'input_size': cfg['embed_size'], 'sigma_v2': cfg['sigma_v2'],
-               'recurrent_init': 'identity' if relu else cfg['recurrent_init'],
-               'gate_bias': cfg['gate_bias'], **cells.linear_options(cfg)}
+               'recurrent_init': cfg['recurrent_init'], 'gate_bias': cfg['gate_bias'],
+               **dataclasses.asdict(model_settings.linear_options(cfg))}
   length = cfg['max_lag']
-  program = compiled.memo(  # one compile per cell, whatever the number of seeds
-      ('context_use.sweep', compiled.config_key(cfg), name),
-      lambda: jax.jit(functools.partial(gradient_decay.measure_point, name, length, sweep_cfg)))
-  log_h, _, finite, _ = program(1.0 if relu else cfg['sigma_w2'],
-                                0.0 if relu else cfg['sigma_b2'], np.int32(seed), length)
+  program = _sweep_program(name, length, sweep_cfg)  # one compile per cell, for every seed
+  log_h, _, finite, _ = program(cfg['sigma_w2'], cfg['sigma_b2'], np.int32(seed), length)
   if gradients.status_of(log_h, bool(finite)) != 'ok':
     return None
   return gradients.fit_decay_rate(log_h, cfg['fit_k_min'], cfg['fit_k_max'])

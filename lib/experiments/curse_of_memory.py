@@ -47,6 +47,7 @@ from lib.runtime.errors import UserError
 from lib.runtime.results import ResultStore
 
 PARTS = ('moments', 'teacher_student')
+SHRINK_KEYS = ('hidden_size', 'batch_size', 'test_size', 'seq_len')  # what makes programs smaller
 RECORD_FIELDS = ('part',)
 MOMENT_FIELDS = ('quantity', 'parametrisation', 'lambda', 'rho', 'measured', 'stderr', 'theory')
 

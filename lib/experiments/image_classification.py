@@ -16,7 +16,7 @@ import numpy as np
 from jax import lax
 
 from lib.data import datasets as datasets_lib
-from lib.nets import cells
+from lib.experiments import model_settings
 from lib.nets import models
 from lib.nets.losses import cross_entropy
 from lib.report import tables
@@ -28,6 +28,7 @@ from lib.runtime import training
 from lib.runtime.errors import UserError
 from lib.runtime.results import ResultStore
 
+SHRINK_KEYS = ('hidden_size', 'cnn_channels', 'mlp_width', 'batch_size')  # shrink its programs
 RECORD_FIELDS = ('model', 'dataset', 'permuted', 'seed', 'test_accuracy', 'test_loss', 'status',
                  'train_loss', 'test_loss_curve', 'log_every')
 # Greydanus & Kobak (ICML 2024), README table of test accuracy (%) on MNIST-1D:
@@ -49,14 +50,14 @@ SPEC = {
     'hidden_size': config_lib.integer(1, 'a positive integer'),
     'bidirectional': config_lib.flag(),
     **train.SPEC,
-    **models.INIT_SPEC,
+    **model_settings.SPEC,
 }
 
 
 def validate(config) -> dict:
   cfg = config_lib.validate(config, SPEC)
   train.check_schedule(cfg)
-  cells.linear_options(cfg)  # the linear cells' keys, checked
+  model_settings.linear_options(cfg)  # the linear cells' keys, checked
   return cfg
 
 
@@ -130,7 +131,7 @@ def setup(cfg: dict, group: tuple, datasets) -> training.Setup:
     train_set = (permute_positions(train_set[0], cfg['permutation_seed']), train_set[1])
     test_set = (permute_positions(test_set[0], cfg['permutation_seed']), test_set[1])
   num_classes = int(max(train_set[1].max(), test_set[1].max())) + 1
-  model = models.classifier(name, cfg, train_set[0].shape[1:], num_classes)
+  model = model_settings.classifier(name, cfg, train_set[0].shape[1:], num_classes)
   return training.Setup(
       model.init, make_task(cfg, model, train_set, test_set),
       train.optimizer(cfg['optimizer'], cfg['learning_rate'], cfg['clip_norm']),

@@ -29,9 +29,8 @@ import numpy as np
 from jax import lax
 
 from lib.data import text
-from lib.nets import cells
+from lib.experiments import model_settings
 from lib.nets import language
-from lib.nets import models
 from lib.nets.losses import cross_entropy
 from lib.report import tables
 from lib.runtime import compiled
@@ -49,6 +48,7 @@ from lib.runtime.results import ResultStore
 from lib.runtime.results import write_atomic
 
 LENGTH = 'context_len'
+SHRINK_KEYS = ('hidden_size', 'embed_size', 'batch_size', 'context_lens')  # shrink its programs
 RECORD_FIELDS = ('model', 'dataset', LENGTH, 'seed', 'test_loss', 'valid_loss', 'status',
                  'position_loss', 'train_loss', 'valid_loss_curve', 'log_every', 'sample')
 
@@ -74,7 +74,7 @@ SPEC = {
     'eval_tokens': config_lib.integer(2, 'an integer number of tokens >= 2'),
     'sample_len': config_lib.integer(0, 'a non-negative integer'),
     **train.SPEC,
-    **models.INIT_SPEC,
+    **model_settings.SPEC,
 }
 
 
@@ -86,7 +86,7 @@ def check(cfg: dict) -> dict:
   """What validate checks beyond each key's own checker (an experiment that trains these models,
   lib/experiments/context_use, runs it on its own config)."""
   train.check_schedule(cfg)
-  cells.linear_options(cfg)  # the linear cells' keys, checked
+  model_settings.linear_options(cfg)  # the linear cells' keys, checked
   if cfg['dropout'] >= 1:
     raise UserError(f'config.dropout ({cfg["dropout"]}) must be below 1')
   if language.TRANSFORMER in cfg['models'] and (cfg['hidden_size'] % cfg['num_heads']
@@ -238,7 +238,7 @@ def grid(cfg: dict) -> list:
 def setup(cfg: dict, group: tuple, corpus: dict) -> training.Setup:
   """The model, task and optimizer of one (model, context_len)."""
   name, context_len = group
-  model = language.language_model(name, cfg, len(corpus['vocabulary']), context_len)
+  model = model_settings.language_model(name, cfg, len(corpus['vocabulary']), context_len)
   opt = train.optimizer(cfg['optimizer'], learning_rate(cfg, corpus, context_len),
                         cfg['clip_norm'])
   return training.Setup(model.init, make_task(cfg, model, corpus, context_len), opt,
@@ -246,6 +246,7 @@ def setup(cfg: dict, group: tuple, corpus: dict) -> training.Setup:
                         model=model, tokens_per_step=cfg['batch_size'] * context_len)
 
 
+@compiled.cached
 def evaluation(cfg: dict, model: language.LanguageModel, context_len: int):
   """f((params, seeds), test, valid) -> per seed: (test nats, valid nats) per token, the
   position loss (context_len,) and a sample (sample_len,), over the devices."""
@@ -259,10 +260,8 @@ def evaluation(cfg: dict, model: language.LanguageModel, context_len: int):
                                            cfg['eval_streams']),
             'sample': sample(model, params, test[0], context_len, max(cfg['sample_len'], 1),
                              rng.stream_key(seed, 'sample'))}
-  return compiled.memo(('language_model.evaluation', compiled.config_key(cfg), id(model),
-                        context_len, devices.points_batch()),
-                       lambda: devices.map_points(measure, cfg['num_seeds'], num_shared=2),
-                       model)
+  return devices.map_points(measure, cfg['num_seeds'], num_shared=2,
+                            batch=devices.points_batch_of(cfg))
 
 
 def _split(corpus: dict, name: str) -> np.ndarray:

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lib.data import tasks
-from lib.nets import cells
+from lib.experiments import model_settings
 from lib.nets import models
 from lib.nets.losses import cross_entropy
 from lib.report import tables
@@ -33,6 +33,7 @@ from lib.runtime.results import ResultStore
 
 TASKS = ('adding', 'copy')
 LENGTH = 'seq_len'
+SHRINK_KEYS = ('hidden_size', 'batch_size', 'test_size', 'seq_lens')  # what makes programs smaller
 RECORD_FIELDS = ('task', 'cell', LENGTH, 'seed', 'clip_norm', 'test_loss', 'test_accuracy',
                  'baseline_loss', 'status', 'train_loss', 'test_loss_curve', 'log_every',
                  'log_grad_sq_input_init', 'log_grad_sq_input_trained')
@@ -49,14 +50,14 @@ SPEC = {
     'num_layers': config_lib.integer(1, 'a positive integer'),
     'lru_layers': config_lib.integer(1, 'a positive integer'),
     **train.SPEC,
-    **models.INIT_SPEC,
+    **model_settings.SPEC,
 }
 
 
 def validate(config) -> dict:
   cfg = config_lib.validate(config, SPEC)
   train.check_schedule(cfg)
-  cells.linear_options(cfg)  # the linear cells' keys, checked
+  model_settings.linear_options(cfg)  # the linear cells' keys, checked
   if set(models.ATTENTION_NAMES) & set(cfg['cells']) and (cfg['hidden_size'] % cfg['num_heads']
                                       or cfg['hidden_size'] % 2):
     raise UserError(f'config.hidden_size ({cfg["hidden_size"]}) must be even and divisible by '
@@ -110,11 +111,12 @@ def make_task(cfg: dict, model: models.Model, seq_len: int) -> train.Task:
 
 def make_model(cfg: dict, cell: str) -> models.Model:
   if cfg['task'] == 'adding':
-    return models.sequence_model(cell, cfg, 2, 1, every_step=False)
-  return models.sequence_model(cell, cfg, tasks.COPY_CLASSES, tasks.COPY_CLASSES,
+    return model_settings.sequence_model(cell, cfg, 2, 1, every_step=False)
+  return model_settings.sequence_model(cell, cfg, tasks.COPY_CLASSES, tasks.COPY_CLASSES,
                                every_step=True)
 
 
+@compiled.cached
 def input_profiles(cfg: dict, model: models.Model, seq_len: int):
   """f((params, seeds)) -> ln mean_b ||d <u, y_b> / d x_t||^2, (seeds, T'), on each seed's
   test set; u ~ N(0, I/C) from the seed's 'probe' stream. For `devices.run_points`."""
@@ -123,10 +125,8 @@ def input_profiles(cfg: dict, model: models.Model, seq_len: int):
     x, _ = test_set(cfg, seq_len, seed)
     u = jax.random.normal(rng.stream_key(seed, 'probe'), (num_outputs,)) / np.sqrt(num_outputs)
     return model.input_profile(params, x, u)
-  return compiled.memo(
-      ('long_range_memory.profile', compiled.config_key(cfg), id(model), seq_len,
-       devices.points_batch()),
-      lambda: devices.map_points(lambda point: profile(*point), cfg['num_seeds']), model)
+  return devices.map_points(lambda point: profile(*point), cfg['num_seeds'],
+                            batch=devices.points_batch_of(cfg))
 
 
 def point_key(record: dict) -> tuple:

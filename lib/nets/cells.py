@@ -111,21 +111,11 @@ def check_recurrent_init(name: str) -> None:
         f'unknown recurrent_init {name!r}; valid choices: {", ".join(RECURRENT_INITS)}')
 
 
-def linear_options(cfg: dict) -> dict:
-  """The linear cells' keys of a config as a dict, LinearOptions' defaults where it has none,
-  checked."""
-  # TEMPORARY SHIM (issue 30): remove when call sites move
-  names = [field.name for field in dataclasses.fields(LinearOptions)]
-  return dataclasses.asdict(LinearOptions(**{key: cfg[key] for key in names if key in cfg}))
-
-
 def make_cell(name: str, hidden_size: int, dtype: Any = jnp.float32,
               linear: LinearOptions | None = None) -> nn.RNNCellBase:
   """The Flax cell `name` (apply it with parameters from `init_params`); `linear` (default
   LinearOptions()) sets a linear cell's init and scan, and is ignored by the others."""
   check_cell_name(name)
-  if isinstance(linear, dict):  # TEMPORARY SHIM (issue 30): remove when call sites move
-    linear = LinearOptions(**linear)
   return CELLS[name][0](hidden_size, dtype, linear or LinearOptions())
 
 

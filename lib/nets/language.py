@@ -139,11 +139,3 @@ def transformer_lm(vocab_size: int, *, width: int, num_heads: int, num_layers: i
 
   return LanguageModel(lambda key: module.init(key, jnp.zeros((1, 2), jnp.int32)), apply,
                        lambda batch_size: (), False)
-
-
-def language_model(name: str, cfg: dict, vocab_size: int, context_len: int,
-                   hoist: bool = True) -> LanguageModel:
-  """lib.experiments.model_settings.language_model."""
-  # TEMPORARY SHIM (issue 30): remove when call sites move
-  from lib.experiments import model_settings  # pylint: disable=g-import-not-at-top
-  return model_settings.language_model(name, cfg, vocab_size, context_len, hoist)

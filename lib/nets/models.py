@@ -41,15 +41,6 @@ KERNEL_INIT = layers.KERNEL_INIT
 BIAS_INIT = layers.BIAS_INIT
 
 
-def __getattr__(name: str):
-  """INIT_SPEC, the shared model keys' config checks: lib.experiments.model_settings.SPEC."""
-  # TEMPORARY SHIM (issue 30): remove when call sites move
-  if name == 'INIT_SPEC':
-    from lib.experiments import model_settings  # pylint: disable=g-import-not-at-top
-    return model_settings.SPEC
-  raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
-
-
 class Model(NamedTuple):
   init: Callable  # key -> params
   apply: Callable  # (params, x) -> outputs: (B, C) at the last step, or (B, T, C) at every step
@@ -165,14 +156,6 @@ ATTENTION_NAMES = ('transformer', 'attention')
 SEQUENCE_MODELS = cells.CELL_NAMES + ATTENTION_NAMES
 
 
-def sequence_model(name: str, cfg: dict, input_size: int, num_outputs: int,
-                   every_step: bool) -> Model:
-  """lib.experiments.model_settings.sequence_model."""
-  # TEMPORARY SHIM (issue 30): remove when call sites move
-  from lib.experiments import model_settings  # pylint: disable=g-import-not-at-top
-  return model_settings.sequence_model(name, cfg, input_size, num_outputs, every_step)
-
-
 # ---- classifiers (MNIST-1D models of Greydanus & Kobak 2024) -------------------------------------
 
 class PatchConv(nn.Module):
@@ -284,10 +267,3 @@ def recurrent_classifier(cell_name: str, hidden_size: int, example_shape: tuple,
 
 
 CLASSIFIERS = ('cnn', 'mlp', 'logistic') + cells.CELL_NAMES
-
-
-def classifier(name: str, cfg: dict, example_shape: tuple, num_outputs: int) -> Model:
-  """lib.experiments.model_settings.classifier."""
-  # TEMPORARY SHIM (issue 30): remove when call sites move
-  from lib.experiments import model_settings  # pylint: disable=g-import-not-at-top
-  return model_settings.classifier(name, cfg, example_shape, num_outputs)

@@ -23,8 +23,7 @@ its arguments (the points batch included, `lib.runtime.devices.map_points`).
 import contextlib
 import functools
 import hashlib
-import json
-from typing import Any, Callable
+from typing import Callable
 
 import jax
 import numpy as np
@@ -64,18 +63,6 @@ def cached(build: Callable) -> Callable:
       _built[key] = (alive, build(*args, **kwargs))
     return _built[key][1]
   return cached_build
-
-
-def memo(key: tuple, build: Callable[[], Any], *alive) -> Any:  # TEMPORARY (issue 30)
-  if _built is None:
-    return build()
-  if key not in _built:
-    _built[key] = (alive, build())
-  return _built[key][1]
-
-
-def config_key(cfg) -> str:  # TEMPORARY (issue 30)
-  return json.dumps(cfg, sort_keys=True, default=repr)
 
 
 def arguments_key(value, alive: list):

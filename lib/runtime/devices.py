@@ -44,12 +44,6 @@ from lib.runtime.errors import UserError
 
 AXIS = 'points'
 RUN_KEY = 'points_batch'  # in a run's config where above 1 (lib/runtime/jobs)
-_batch = 1  # TEMPORARY (issue 30): the batch of callers that do not pass one yet
-
-
-def set_points_batch(size: int) -> None:  # TEMPORARY (issue 30)
-  global _batch
-  _batch = check_points_batch(size)
 
 
 def check_points_batch(size: int) -> int:
@@ -64,15 +58,7 @@ def points_batch_of(cfg: dict) -> int:
   return int(cfg.get(RUN_KEY, 1))
 
 
-def points_batch() -> int:  # TEMPORARY (issue 30)
-  return _batch
-
-
-def _b(batch) -> int:  # TEMPORARY (issue 30): explicit batches only, once every caller passes one
-  return _batch if batch is None else batch
-
-
-def used_devices(count: int, batch: int | None = None) -> list:
+def used_devices(count: int, batch: int = 1) -> list:
   """The devices a program of `count` points, `batch` at a time on a device, runs on: in one
   process, the first ceil(count / batch) devices, at most all of them; in a multi-process run
   every device of every process (process 0's first), so that every process takes part in every
@@ -80,34 +66,34 @@ def used_devices(count: int, batch: int | None = None) -> list:
   every = jax.devices()
   if jax.process_count() > 1:
     return every
-  return every[:max(1, min(len(every), -(-count // _b(batch))))]
+  return every[:max(1, min(len(every), -(-count // batch)))]
 
 
-def mesh(count: int, batch: int | None = None) -> Mesh:
+def mesh(count: int, batch: int = 1) -> Mesh:
   """The devices of a program of `count` points (`used_devices`) along one axis."""
   return Mesh(np.asarray(used_devices(count, batch)), (AXIS,))
 
 
-def padded_count(count: int, batch: int | None = None) -> int:
+def padded_count(count: int, batch: int = 1) -> int:
   """`count` rounded up to a multiple of its devices' count times the points batch."""
-  step = len(used_devices(count, batch)) * _b(batch)
+  step = len(used_devices(count, batch)) * batch
   return -(-count // step) * step
 
 
-def pad(points, count: int, batch: int | None = None):
+def pad(points, count: int, batch: int = 1):
   """Each leaf's leading axis (of length `count`) padded to `padded_count(count, batch)` by
   repeating its last entry."""
   extra = padded_count(count, batch) - count
   return jax.tree.map(lambda a: np.concatenate([a, np.repeat(a[-1:], extra, axis=0)]), points)
 
 
-def sharding(split: bool, count: int, batch: int | None = None) -> NamedSharding:
+def sharding(split: bool, count: int, batch: int = 1) -> NamedSharding:
   """How a program of `count` points holds an argument: sharded along its leading axis (`split`:
   the points), or replicated (what every point shares)."""
   return NamedSharding(mesh(count, batch), PartitionSpec(AXIS) if split else PartitionSpec())
 
 
-def put(tree, split: bool, count: int, batch: int | None = None):
+def put(tree, split: bool, count: int, batch: int = 1):
   """Host arrays (whole on every process) as global arrays on the devices of a program of
   `count` points: sharded along their leading axis (`split`), or replicated."""
   where = sharding(split, count, batch)
@@ -126,7 +112,7 @@ def put_like(tree, like):
   return jax.tree.map(one, tree, like)
 
 
-def abstract(tree, split: bool, count: int, batch: int | None = None):
+def abstract(tree, split: bool, count: int, batch: int = 1):
   """What `put(tree, split, count, batch)` gives, as jax.ShapeDtypeStructs (shapes, dtypes and
   the shardings), for compiling a program before its arguments exist."""
   where = sharding(split, count, batch)
@@ -142,29 +128,27 @@ def fetch(tree):
 
 
 def map_points(fn: Callable, count: int, num_shared: int = 0,
-               batch: int | None = None) -> compiled.Program:
+               batch: int = 1) -> compiled.Program:
   """jit(f)(points, *shared): fn(point, *shared) for each of `count` points along the leading
   axis of the `points` pytree (padded to `padded_count(count, batch)`, sharded over
   `mesh(count, batch)`), `batch` at a time on each device (vmapped: lax.map's batch_size); the
   `shared` arguments are replicated. Outputs are stacked along a leading axis, sharded like
   `points`. A `lib.runtime.compiled.Program` that knows its `count` and `batch`
   (`run_points` lays its arguments out by them)."""
-  batch = _b(batch)
-
   def per_device(points, *shared):
     return lax.map(lambda point: fn(point, *shared), points,
                    batch_size=batch if batch > 1 else None)
-  program = compiled.Program(jax.jit(jax.shard_map(
-      per_device, mesh=mesh(count, batch),
-      in_specs=(PartitionSpec(AXIS),) + (PartitionSpec(),) * num_shared,
-      out_specs=PartitionSpec(AXIS), check_vma=False), keep_unused=True),
-                             used_devices(count, batch))
+  program = compiled.Program(
+      jax.jit(jax.shard_map(per_device, mesh=mesh(count, batch),
+                            in_specs=(PartitionSpec(AXIS),) + (PartitionSpec(),) * num_shared,
+                            out_specs=PartitionSpec(AXIS), check_vma=False), keep_unused=True),
+      used_devices(count, batch))
   program.count, program.batch = count, batch
   return program
 
 
 def one_at_a_time(fn: Callable) -> Callable:
-  """fn(x) that, when vmapped (over layers, or over points by `set_points_batch`), runs as a
+  """fn(x) that, when vmapped (over layers, or over points by a points batch above 1), runs as a
   lax.map over the batch: one call per element instead of one batched call. The values are the
   same (a batched LAPACK kernel loops over its matrices).
 
@@ -234,7 +218,7 @@ def any_process(flag: bool) -> bool:
 def run_points(program: Callable, points, *shared):
   """program (from `map_points`) on host `points` whose leaves share a leading axis, laid out
   by the program's points batch; returns numpy outputs without the padding."""
-  count, batch = len(jax.tree.leaves(points)[0]), getattr(program, 'batch', None)
+  count, batch = len(jax.tree.leaves(points)[0]), getattr(program, 'batch', 1)
   outputs = program(put(pad(points, count, batch), True, count, batch),
                     *put(shared, False, count, batch))
   return jax.tree.map(lambda a: a[:count], fetch(outputs))

@@ -40,7 +40,7 @@ class Program(NamedTuple):
   calls: int  # how many times the sweep runs it
 
 
-def points_args(count: int, *dtypes, batch: int | None = None) -> tuple:
+def points_args(count: int, *dtypes, batch: int = 1) -> tuple:
   """The abstract points of a `devices.map_points` program: `count` points, `batch` at a time
   on a device (padded as `devices.padded_count` does, sharded as `devices.put` shards them),
   each a tuple of scalars of these dtypes."""

@@ -94,12 +94,13 @@ def check_shard(shard_index: int, num_shards: int) -> tuple:
 
 def _with_run_keys(cfg: dict, shard: tuple, points_batch: int) -> dict:
   """The config with the run-level settings that a workdir must keep: the shard, and the points
-  batch (lib.runtime.devices: it moves float32 results by an ulp, so a run may not mix two)."""
+  batch (lib.runtime.devices: it moves float32 results by an ulp, so a run may not mix two). The
+  experiment's programs read the batch from there (`devices.points_batch_of`)."""
   from lib.runtime import devices  # pylint: disable=g-import-not-at-top
   shard = check_shard(*shard)
-  devices.set_points_batch(points_batch)
+  devices.check_points_batch(points_batch)
   return {**cfg, **({'shard': list(shard)} if shard[1] > 1 else {}),
-          **({'points_batch': points_batch} if points_batch > 1 else {})}
+          **({devices.RUN_KEY: points_batch} if points_batch > 1 else {})}
 
 
 def run(experiment, cfg: dict, workdir=None, overwrite: bool = False, shard: tuple = (0, 1),
@@ -110,7 +111,7 @@ def run(experiment, cfg: dict, workdir=None, overwrite: bool = False, shard: tup
   shard = (index, count): compute only groups index, index + count, ... of the grid (an array job
   on a cluster); the workdir's config records the shard, so it resumes only as that shard, and
   `merge` joins the shards' workdirs. points_batch: points vmapped together on a device
-  (`lib.runtime.devices.set_points_batch`), recorded in the config when above 1.
+  (`lib.runtime.devices.map_points`), recorded in the config when above 1.
   """
   # pylint: disable=g-import-not-at-top  (jax: slow to import, and bad flags fail before it)
   import jax

@@ -162,43 +162,41 @@ def chunk_fn(task: Task, opt, log_every: int):
   return chunk
 
 
-def chunk_program(task: Task, opt, log_every: int, num_seeds: int):
+@compiled.cached
+def chunk_program(task: Task, opt, log_every: int, num_seeds: int, batch: int):
   """f((states, seeds), data) -> states after `log_every` more steps of each of `num_seeds`
-  seeds: one program, the seeds spread over the devices (`lib.runtime.devices`); one object for
-  equal arguments inside `lib.runtime.compiled.shared()` (`compiled.memo`)."""
-  def build():
-    chunk = chunk_fn(task, opt, log_every)
-    return devices.map_points(lambda point, data: chunk(point[0], point[1], data), num_seeds,
-                              num_shared=1)
-  return compiled.memo(('train.chunk', id(task), id(opt), log_every, num_seeds,
-                        devices.points_batch()), build, task, opt)
+  seeds: one program, the seeds spread over the devices `batch` at a time
+  (`lib.runtime.devices`); one object for equal arguments inside `compiled.shared()`."""
+  chunk = chunk_fn(task, opt, log_every)
+  return devices.map_points(lambda point, data: chunk(point[0], point[1], data), num_seeds,
+                            num_shared=1, batch=batch)
 
 
-def init_program(init_params: Callable, task: Task, opt, num_logs: int, num_seeds: int):
-  """f(seeds) -> the state of each seed before step 0 (`init_state`), over the devices (one
-  object for equal arguments inside `lib.runtime.compiled.shared()`)."""
-  return compiled.memo(
-      ('train.init', id(init_params), id(task), id(opt), num_logs, num_seeds,
-       devices.points_batch()),
-      lambda: devices.map_points(lambda s: init_state(init_params, task, opt, s, num_logs),
-                                 num_seeds), init_params, task, opt)
+@compiled.cached
+def init_program(init_params: Callable, task: Task, opt, num_logs: int, num_seeds: int,
+                 batch: int):
+  """f(seeds) -> the state of each seed before step 0 (`init_state`), over the devices `batch`
+  at a time (one object for equal arguments inside `compiled.shared()`)."""
+  return devices.map_points(lambda s: init_state(init_params, task, opt, s, num_logs),
+                            num_seeds, batch=batch)
 
 
 def programs(name: str, init_params: Callable, task: Task, opt, num_seeds: int, num_steps: int,
-             log_every: int) -> dict:
+             log_every: int, batch: int) -> dict:
   """The programs `train` runs, as `lib.runtime.dry_run.Program`s by name: 'init' (its output
   holds every seed's parameters) and 'chunk'."""
   from lib.runtime import dry_run  # pylint: disable=g-import-not-at-top
-  (seeds,) = dry_run.points_args(num_seeds, 'int32')
-  init = init_program(init_params, task, opt, num_steps // log_every, num_seeds)
+  (seeds,) = dry_run.points_args(num_seeds, 'int32', batch=batch)
+  init = init_program(init_params, task, opt, num_steps // log_every, num_seeds, batch)
   # the chunk's arguments as `train` passes them: the states as the initialisation leaves them
   # (on one device JAX gives some of them P() rather than P('points')), the data replicated
   state = jax.tree.map(lambda a, where: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=where),
                        init.eval_shape(seeds), init.compile(seeds).output_shardings)
   return {'init': dry_run.Program(f'{name} init', init, (seeds,), 1),
           'chunk': dry_run.Program(f'{name} {log_every} steps',
-                                   chunk_program(task, opt, log_every, num_seeds),
-                                   ((state, seeds), devices.abstract(task.data, False, num_seeds)),
+                                   chunk_program(task, opt, log_every, num_seeds, batch),
+                                   ((state, seeds),
+                                    devices.abstract(task.data, False, num_seeds, batch)),
                                    num_steps // log_every)}
 
 
@@ -302,9 +300,10 @@ class Checkpoints:
     self._manager.close()
 
 
-def _resume(checkpoints: Optional[Checkpoints], state: dict, count: int, desc: str) -> dict:
-  """`state` (init_program's) replaced by the newest whole checkpoint's (process 0's
-  `checkpoints`; None on the others), if there is one."""
+def _resume(checkpoints: Optional[Checkpoints], state: dict, count: int, batch: int,
+            desc: str) -> dict:
+  """`state` (init_program's, `count` seeds `batch` at a time) replaced by the newest whole
+  checkpoint's (process 0's `checkpoints`; None on the others), if there is one."""
   latest = devices.on_leader(lambda: checkpoints.latest_step())
   if not devices.any_process(latest is not None):
     return state
@@ -315,12 +314,12 @@ def _resume(checkpoints: Optional[Checkpoints], state: dict, count: int, desc: s
     return state
   restored = devices.broadcast(restored[1] if devices.is_leader() else like)
   logging.info('%s: resumed from the checkpoint at step %d', desc, int(restored['step'][0]))
-  return devices.put_like(devices.pad(restored, count), state)  # as init_program left it
+  return devices.put_like(devices.pad(restored, count, batch), state)  # as init_program left it
 
 
 def train(init_params: Callable, task: Task, opt, seeds, num_steps: int, log_every: int,
           checkpoint_dir=None, checkpoint_every: int = 0, desc: str = 'train',
-          tokens_per_step: int = 0) -> dict:
+          tokens_per_step: int = 0, batch: int = 1) -> dict:
   """Trains one model on every seed at once. Returns the final states (numpy, seeds stacked),
   with the parameters before training under 'init_params' and the final held-out metrics (the
   curves' last points; NaN for a diverged seed) under 'metrics'.
@@ -334,22 +333,23 @@ def train(init_params: Callable, task: Task, opt, seeds, num_steps: int, log_eve
 
   With `tokens_per_step` (a language model's batch_size x context_len), the progress bar also
   shows the last logged training loss and held-out losses of the first seed, and the tokens
-  trained per second over every seed.
+  trained per second over every seed. batch: the seeds vmapped together on a device (the run's
+  points batch, `lib.runtime.devices`).
   """
   if num_steps % log_every or checkpoint_every % log_every:
     raise UserError(f'num_steps ({num_steps}) and checkpoint_every ({checkpoint_every}) must be '
                     f'multiples of log_every ({log_every})')
   seeds = np.asarray(seeds, np.int32)
   count, num_logs = len(seeds), num_steps // log_every
-  padded_seeds = devices.put(devices.pad(seeds, count), True, count)  # repeats of the last seed
-  state = init_program(init_params, task, opt, num_logs, count)(padded_seeds)
+  padded_seeds = devices.put(devices.pad(seeds, count, batch), True, count, batch)  # last repeated
+  state = init_program(init_params, task, opt, num_logs, count, batch)(padded_seeds)
   initial = devices.fetch(state['params'])
   # Process 0 alone reads and writes checkpoints; the others receive what it restores.
   checkpoints = devices.on_leader(Checkpoints, checkpoint_dir) if checkpoint_dir else None
   if checkpoint_dir:
-    state = _resume(checkpoints, state, count, desc)
-  chunk = chunk_program(task, opt, log_every, count)
-  data = devices.put(task.data, False, count)
+    state = _resume(checkpoints, state, count, batch, desc)
+  chunk = chunk_program(task, opt, log_every, count, batch)
+  data = devices.put(task.data, False, count, batch)
   step = int(devices.fetch(state['step'])[0])
   try:
     with tqdm.tqdm(total=num_steps, initial=step, unit='step', desc=desc, leave=False,

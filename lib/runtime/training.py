@@ -41,9 +41,9 @@ class Setup(NamedTuple):
 
 class Extra(NamedTuple):
   """A program of the experiment's own on every seed's parameters: fn((params, seeds),
-  *shared) -> outputs, seeds stacked (a `devices.map_points` program over num_seeds points with
-  len(shared) shared arguments, built through `compiled.memo` so that the check and the run get
-  one object); a group runs it `calls` times."""
+  *shared) -> outputs, seeds stacked (a `devices.map_points` program over num_seeds points in
+  the run's points batch, with len(shared) shared arguments, built by a `compiled.cached`
+  builder so that the check and the run get one object); a group runs it `calls` times."""
   fn: Callable
   shared: tuple = ()
   calls: int = 1
@@ -150,13 +150,12 @@ class Trained(NamedTuple):
             for j, seed in enumerate(self.seed_list)]
 
 
+@compiled.cached
 def setup(experiment: TrainingExperiment, cfg: dict, group: Hashable, *prepared) -> Setup:
-  """experiment.setup(cfg, group, *prepared), one object per (config, group, prepared) inside
-  `compiled.shared()`: the memory check and the run build each program from it once."""
-  return compiled.memo(
-      ('training.setup', id(experiment), compiled.config_key(cfg), group,
-       *(id(p) for p in prepared)),
-      lambda: experiment.setup(cfg, group, *prepared), experiment, *prepared)
+  """experiment.setup(cfg, group, *prepared), one object per (experiment, config, group,
+  prepared) inside `compiled.shared()`: the memory check and the run build each program from it
+  once."""
+  return experiment.setup(cfg, group, *prepared)
 
 
 def _extras(experiment, cfg: dict, group: Hashable, group_setup: Setup, prepared: tuple) -> dict:
@@ -173,17 +172,18 @@ def programs(experiment: TrainingExperiment, cfg: dict, groups, *prepared) -> li
   out = []
   for group, _ in groups:
     group_setup = setup(experiment, cfg, group, *prepared)
+    count, batch = cfg['num_seeds'], devices.points_batch_of(cfg)
     named = train.programs(group_setup.name, group_setup.init, group_setup.task, group_setup.opt,
-                           cfg['num_seeds'], cfg['num_steps'], cfg['log_every'])
+                           count, cfg['num_steps'], cfg['log_every'], batch)
     out += named.values()
     extras = _extras(experiment, cfg, group, group_setup, prepared)
     if extras:
       init = named['init']
-      (seeds,) = dry_run.points_args(cfg['num_seeds'], 'int32')
-      params = devices.abstract(init.fn.eval_shape(*init.args)['params'], True, cfg['num_seeds'])
+      (seeds,) = dry_run.points_args(count, 'int32', batch=batch)
+      params = devices.abstract(init.fn.eval_shape(*init.args)['params'], True, count, batch)
       out += [dry_run.Program(f'{group_setup.name} {name}', extra.fn,
-                              ((params, seeds),
-                               *devices.abstract(extra.shared, False, cfg['num_seeds'])),
+                              ((params, seeds), *devices.abstract(extra.shared, False, count,
+                                                                  batch)),
                               extra.calls)
               for name, extra in extras.items()]
   return out
@@ -200,7 +200,8 @@ def train_group(experiment: TrainingExperiment, cfg: dict, workdir: str, group: 
                       cfg['num_steps'], cfg['log_every'],
                       os.path.join(workdir, CHECKPOINTS_DIR, group_setup.folder),
                       cfg['checkpoint_every'], desc=group_setup.name,
-                      tokens_per_step=group_setup.tokens_per_step)
+                      tokens_per_step=group_setup.tokens_per_step,
+                      batch=devices.points_batch_of(cfg))
   trained = Trained(group_setup, final, seeds, cfg, workdir,
                     _extras(experiment, cfg, group, group_setup, prepared))
   return experiment.records(cfg, group, trained, *prepared)

@@ -84,3 +84,31 @@ def test_the_sweeps_program_is_new_for_each_argument_and_the_points_batch(cfg):
               gradient_decay.program({**cfg, devices.RUN_KEY: 2}, 'tanh', 3)]
     assert len({id(p) for p in others + [program]}) == 5
     assert program.batch == 1 and others[-1].batch == 2
+
+
+def test_the_training_programs_are_new_for_each_argument_and_the_points_batch():
+  """train.init_program and train.chunk_program: the same arguments, one program; the task, the
+  optimizer, the chunk's steps, the seeds or the points batch changed, another, laid out by that
+  batch (building compiles nothing)."""
+  import optax  # pylint: disable=g-import-not-at-top
+  from lib.runtime import train  # pylint: disable=g-import-not-at-top
+  loss = lambda params, batch: params * batch
+  tasks = [train.Task(batch=lambda data, seed, step: 1.0, loss=loss,
+                      evaluate=lambda params, data, seed: {}) for _ in range(2)]
+  opts = [optax.sgd(0.1), optax.sgd(0.1)]  # equal, but other objects: other programs
+  init = lambda key: 0.0
+  with compiled.shared():
+    chunk = train.chunk_program(tasks[0], opts[0], 2, 3, 1)
+    assert train.chunk_program(tasks[0], opts[0], 2, 3, 1) is chunk
+    chunks = [train.chunk_program(tasks[1], opts[0], 2, 3, 1),
+              train.chunk_program(tasks[0], opts[1], 2, 3, 1),
+              train.chunk_program(tasks[0], opts[0], 4, 3, 1),
+              train.chunk_program(tasks[0], opts[0], 2, 4, 1),
+              train.chunk_program(tasks[0], opts[0], 2, 3, 2)]
+    assert len({id(p) for p in chunks + [chunk]}) == 6 and chunks[-1].batch == 2
+    first = train.init_program(init, tasks[0], opts[0], 5, 3, 1)
+    assert train.init_program(init, tasks[0], opts[0], 5, 3, 1) is first
+    inits = [train.init_program(lambda key: 0.0, tasks[0], opts[0], 5, 3, 1),
+             train.init_program(init, tasks[0], opts[0], 6, 3, 1),
+             train.init_program(init, tasks[0], opts[0], 5, 3, 2)]
+    assert len({id(p) for p in inits + [first]}) == 4 and inits[-1].batch == 2
