@@ -212,7 +212,7 @@ LONGEST_FIRST = ('tests/test_run.py', 'tests/test_golden_language.py', 'tests/te
                  'tests/measure/test_theory.py', 'tests/nets/test_cnn.py',
                  'tests/experiments/test_image_classification.py',
                  'tests/measure/test_gradients.py', 'tests/experiments/test_long_range_memory.py',
-                 'tests/runtime/test_distributed.py',
+                 'tests/runtime/test_distributed.py', 'tests/runtime/test_damaged_workdir.py',
                  'tests/runtime/test_limits.py', 'tests/nets/test_models.py',
                  'tests/experiments/test_gradient_decay.py',
                  'tests/experiments/test_curse_of_memory.py', 'tests/runtime/test_train.py',
