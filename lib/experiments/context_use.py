@@ -34,7 +34,9 @@ recurrent model; a transformer the last min(d, context_len) tokens, its window, 
              <= fit_k_max, the gradient half-life -2 ln 2 / slope (the tokens over which the
              gradient's norm halves) and, beside them, the decay rate that the gradient-decay
              sweep measures for one such cell at this init (random inputs;
-             lib/experiments/gradient_decay.measure_point), and the test loss of the training.
+             lib/experiments/gradient_decay.measure_point), and the test loss of the training
+             beside its count-based n-gram reference (language_model.ngram_baseline, which
+             the training records carry too).
 
 Each (model, context_len) is two groups: its training, then its measurement, so a run killed
 while measuring resumes from the saved parameters without training again.
@@ -401,6 +403,7 @@ def measure(cfg: dict, corpus: dict, name: str, length: int, seed: int, params, 
       'window': window, 'test_loss': trained['test_loss'],
       **({'test_perplexity': trained['test_perplexity']} if level == 'word'
          else {'test_bpc': trained['test_bpc']}),
+      **{k: v for k, v in trained.items() if k.startswith('ngram_')},  # its n-gram reference
       'full_loss': full, 'full_loss_stderr': full_stderr,
       'effective_context': effective, 'order_range': order, 'content_range': content,
       'relative_tolerance': cfg['relative_tolerance'],

@@ -15,7 +15,9 @@ bits per character loss / ln 2 (characters). The curves log the validation loss 
 `eval_tokens` tokens of the validation split; the records hold both splits whole. The position
 loss: the mean loss at each position t = 0..context_len-1 of windows of the test split started
 from a zero state, how much the model gains from a longer context. And a seeded sample of
-generated text per model.
+generated text per model. Beside them in every record, what a model must beat to have learnt
+anything: count-based n-grams (interpolated Kneser-Ney, lib/measure/ngram) of the training
+split, their test loss at the orders of NGRAM_ORDERS (`ngram_baseline`).
 """
 
 import math
@@ -30,6 +32,7 @@ from jax import lax
 
 from lib.data import text
 from lib.experiments import model_settings
+from lib.measure import ngram
 from lib.nets import language
 from lib.nets.losses import cross_entropy
 from lib.report import tables
@@ -51,6 +54,9 @@ LENGTH = 'context_len'
 SHRINK_KEYS = ('hidden_size', 'embed_size', 'batch_size', 'context_lens')  # shrink its programs
 RECORD_FIELDS = ('model', 'dataset', LENGTH, 'seed', 'test_loss', 'valid_loss', 'status',
                  'position_loss', 'train_loss', 'valid_loss_curve', 'log_every', 'sample')
+
+# the orders of the count-based n-gram baseline (lib/measure/ngram), by the corpus's level
+NGRAM_ORDERS = {'char': (1, 2, 3, 4, 5, 6), 'word': (1, 2, 3)}
 
 SPEC = {
     'experiment': config_lib.text(),
@@ -264,6 +270,21 @@ def evaluation(cfg: dict, model: language.LanguageModel, context_len: int):
                             batch=devices.points_batch_of(cfg))
 
 
+@compiled.cached
+def ngram_baseline(corpus: dict) -> dict:
+  """The fields of the count-based reference in every record: interpolated Kneser-Ney n-grams
+  (lib/measure/ngram) of each order of NGRAM_ORDERS fitted on the training split, their test
+  loss (nats per token) and its bpc or perplexity. The same for every model and seed: computed
+  once per run (cached by the corpus)."""
+  orders = NGRAM_ORDERS[corpus['level']]
+  losses = list(ngram.test_losses(corpus, orders).values())
+  if corpus['level'] == 'word':
+    metric = {'ngram_test_perplexity': [math.exp(v) for v in losses]}
+  else:
+    metric = {'ngram_test_bpc': [v / math.log(2) for v in losses]}
+  return {'ngram_orders': list(orders), 'ngram_test_loss': losses, **metric}
+
+
 def _split(corpus: dict, name: str) -> np.ndarray:
   return np.asarray(corpus[name], np.int32)
 
@@ -333,6 +354,7 @@ def records(cfg: dict, group: tuple, trained: training.Trained, corpus: dict) ->
            if level == 'word' else
            {'test_bpc': per_token(losses['test_loss'] / math.log(2)),
             'valid_bpc': per_token(losses['valid_loss'] / math.log(2))}),
+        **ngram_baseline(corpus),
         'position_loss': None if s.diverged else json_floats(
             measured['position_loss'][s.index]),
         'sample': '' if s.diverged or not cfg['sample_len'] else text.decode(

@@ -131,6 +131,9 @@ def language_table(records: list) -> str:
     bad = ', '.join(f'{r["status"]}@seed={r["seed"]}' for r in rs if r['status'] != 'ok')
     lines.append(f'{model:<12} {length:>7} {_mean_std([r["test_" + metric] for r in ok]):>22} '
                  f'{_mean_std([r["valid_" + metric] for r in ok]):>22}  {bad or "-"}')
+  baseline = ngram_line(records)
+  if baseline:
+    lines.append(baseline)
   samples = {}
   for r in records:
     if r['status'] == 'ok' and r.get('sample') and r['model'] not in samples:
@@ -139,6 +142,22 @@ def language_table(records: list) -> str:
     lines.append(f'sample of {model} (context {r["context_len"]}, seed {r["seed"]}): '
                  + repr(r['sample'][:160]))
   return '\n'.join(lines)
+
+
+def ngram_line(records: list):
+  """The count-based n-gram reference of language-model records (their `ngram_*` fields, the
+  same in each): its test bpc or perplexity per order and the best; None for records from
+  before it was measured."""
+  r = next((r for r in records if r.get('ngram_orders')), None)
+  if r is None:
+    return None
+  metric = 'bpc' if 'ngram_test_bpc' in r else 'perplexity'
+  values = r['ngram_test_' + metric]
+  best = int(np.argmin(values))
+  fmt = '.3f' if metric == 'bpc' else '.1f'
+  return (f'count-based n-gram (interpolated Kneser-Ney, training split) test {metric}: order '
+          + ', '.join(f'{k} {v:{fmt}}' for k, v in zip(r['ngram_orders'], values))
+          + f'; best {values[best]:{fmt}} at order {r["ngram_orders"][best]}')
 
 
 def best_learning_rate(records: list) -> dict:
@@ -263,7 +282,8 @@ def context_use_table(records: list) -> str:
         f'{mean_of(ok, "reach_slope_trained", ".4f"):>8} '
         f'{mean_of(ok, "sweep_decay_rate", ".4f"):>8} {half_text:>9} '
         f'{"unbounded" if window is None else window:>9}  {bad or "-"}')
-  return '\n'.join(lines)
+  baseline = ngram_line(records)
+  return '\n'.join(lines + ([baseline] if baseline else []))
 
 
 def _mean_ok(rows: list, pick):

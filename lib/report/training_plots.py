@@ -268,9 +268,10 @@ class _LanguageSweep:
 
 
 def language_models(records: list, plots_dir: str) -> list:
-  """test_metric.png: test bpc (or perplexity) against context length, a line per model;
-  position_loss.png: the loss at each position of a window started from nothing, a panel per
-  context length, a line per model; training_curves.png: training and validation loss."""
+  """test_metric.png: test bpc (or perplexity) against context length, a line per model, the
+  best count-based n-gram's dashed; position_loss.png: the loss at each position of a window
+  started from nothing, a panel per context length, a line per model; training_curves.png:
+  training and validation loss."""
   os.makedirs(plots_dir, exist_ok=True)
   figures = {'test_metric.png': _test_metric, 'position_loss.png': _position_loss,
              'training_curves.png': _language_curves}
@@ -279,7 +280,7 @@ def language_models(records: list, plots_dir: str) -> list:
 
 def _test_metric(sweep: _LanguageSweep):
   """Test bpc (characters) or perplexity (words) against the context length, a line per model
-  (mean over seeds; a seed not 'ok' marked at the edge)."""
+  (mean over seeds; a seed not 'ok' marked at the edge), the best n-gram's as a dashed line."""
   metric = 'test_bpc' if sweep.records[0]['level'] == 'char' else 'test_perplexity'
   fig, ax = plt.subplots(figsize=(5.5, 4), layout='constrained')
   used = set()
@@ -293,12 +294,25 @@ def _test_metric(sweep: _LanguageSweep):
         ys.append(value)
       plotting.mark_edges(ax, length, rows, used)
     ax.plot(xs, ys, 'o-', color=sweep.colors[name], label=name)
+  _ngram_reference(ax, sweep.records, metric)
   ax.set_xscale('log', base=2)
   ax.set_xlabel('context length (tokens of truncated BPTT / window)')
   ax.set_ylabel(metric.replace('_', ' '))
   ax.set_title(f'{sweep.records[0]["dataset"]}: {metric.replace("_", " ")} (mean over seeds)')
   ax.legend()
   return fig
+
+
+def _ngram_reference(ax, records: list, metric: str) -> None:
+  """The best order of the count-based n-gram baseline (the records' `ngram_*` fields) as a
+  labelled horizontal line; nothing for records from before it was measured."""
+  r = next((r for r in records if r.get('ngram_orders')), None)
+  if r is None or f'ngram_{metric}' not in r:
+    return
+  values = r[f'ngram_{metric}']
+  best = int(np.argmin(values))
+  ax.axhline(values[best], color='0.4', ls='--', lw=1,
+             label=f'{r["ngram_orders"][best]}-gram (Kneser-Ney): {values[best]:.3g}')
 
 
 def _position_loss(sweep: _LanguageSweep):

@@ -17,6 +17,7 @@ from lib.data import text
 from lib.experiments import context_use
 from lib.experiments import language_model
 from lib.measure import context
+from lib.report import tables
 from lib.runtime import rng
 from lib.runtime import training
 from lib.runtime.errors import UserError
@@ -133,6 +134,8 @@ def test_a_workdir_is_measured_from_its_saved_parameters(lm_workdir, measured, r
     assert rows[('truncate', 1)]['loss'] >= bound - 1e-6
     assert reach['effective_context'] >= 2
     assert reach['test_bpc'] == lm_records[name]['test_bpc']
+    for field in ('ngram_orders', 'ngram_test_loss', 'ngram_test_bpc'):  # the reference, copied
+      assert reach[field] == lm_records[name][field]
     profile = reach['log_grad_sq_reach_trained']
     assert len(profile) == 16 and len(reach['log_grad_sq_reach_init']) == 16
     direct = jax.jit(_direct_reach, static_argnums=0)(model, params, contexts, targets)
@@ -155,6 +158,7 @@ def test_a_workdir_is_measured_from_its_saved_parameters(lm_workdir, measured, r
       assert all(v is not None and np.isfinite(v) for v in profile)
       assert reach['sweep_decay_rate'] is not None and reach['sweep_decay_rate'] < 0
   assert 'unbounded' in out and 'transformer' in out
+  assert 'count-based n-gram (interpolated Kneser-Ney, training split) test bpc: order 1 ' in out
   for name in ('context_curves.png', 'gradient_reach.png'):
     assert os.path.getsize(os.path.join(workdir, 'plots', name)) > 0
 
@@ -173,6 +177,7 @@ def test_training_here_measures_the_same_and_resumes_without_training(lm_workdir
   trained = records(workdir, 'training')
   assert [r['model'] for r in trained] == ['lstm']
   assert trained[0]['test_loss'] == records(lm_workdir)[0]['test_loss']
+  assert trained[0]['ngram_test_loss'] == records(lm_workdir)[0]['ngram_test_loss']
   measured_here = [r for r in records(workdir) if r['part'] != 'training']
   from_workdir = [r for r in records(measured[0]) if r['model'] == 'lstm']
   assert measured_here == from_workdir
@@ -252,3 +257,19 @@ def test_a_history_longer_than_the_test_split_is_refused(repeating_text):
     context_use.prepare(validated('context_use', **{**TRAINING, **MEASURING,
                                                     'max_lag': 400, 'lags': (1,)}))
 
+
+
+def test_the_summary_prints_the_ngram_reference_where_the_records_carry_it():
+  """The reach records of a run carry the n-gram reference of the training and the summary
+  prints it under the table; records from before it summarise without it."""
+  reach = {'part': 'reach', 'model': 'lstm', 'context_len': 8, 'seed': 0, 'status': 'ok',
+           'dataset': 'ptb_word', 'level': 'word', 'num_targets': 60, 'max_lag': 16,
+           'relative_tolerance': 0.01, 'test_loss': 5.0, 'test_perplexity': 148.4,
+           'full_loss': 5.1, 'effective_context': 4, 'order_range': 8, 'content_range': None,
+           'gradient_half_life': 3.0, 'window': None}
+  reference = dict(ngram_orders=[1, 2, 3], ngram_test_loss=[6.46, 5.23, 5.02],
+                   ngram_test_perplexity=[639.3, 186.8, 150.9])
+  line = ('count-based n-gram (interpolated Kneser-Ney, training split) test perplexity: '
+          'order 1 639.3, 2 186.8, 3 150.9; best 150.9 at order 3')
+  assert tables.context_use_table([{**reach, **reference}]).splitlines()[-1] == line
+  assert 'n-gram' not in tables.context_use_table([reach])

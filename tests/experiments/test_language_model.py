@@ -12,6 +12,8 @@ import pytest
 
 from lib import experiments
 from lib.experiments import language_model
+from lib.measure import ngram
+from lib.report import tables
 from lib.runtime import train
 from lib.runtime import training
 from lib.runtime.errors import UserError
@@ -44,6 +46,15 @@ def test_a_tiny_run_learns_a_repeating_text(tmp_path, repeating_text):
     assert len(r['sample']) == 18 and set(r['sample']) <= set(SYMBOLS)
     assert len(r['train_loss']) == len(r['valid_loss_curve']) == 200 // 50
   assert 'test bpc' in out and 'sample of lstm' in out
+  # the n-gram reference: the same in every record, fitted on the training split
+  expected = ngram.test_losses(language_model.prepare(validated('language_model', **TINY)),
+                               range(1, 7))
+  for r in done:
+    assert r['ngram_orders'] == [1, 2, 3, 4, 5, 6]
+    assert r['ngram_test_loss'] == list(expected.values())
+    assert r['ngram_test_bpc'] == pytest.approx([v / np.log(2) for v in expected.values()])
+  assert done[0]['ngram_test_bpc'][2] < 0.05  # each symbol determined by the two before it
+  assert 'count-based n-gram (interpolated Kneser-Ney, training split) test bpc: order 1 ' in out
   for name in ('test_metric.png', 'position_loss.png', 'training_curves.png'):
     assert os.path.getsize(tmp_path / 'w' / 'plots' / name) > 0
   # the saved final parameters are the ones measured: their test loss, recomputed, is the record's
@@ -128,3 +139,35 @@ def test_damaged_final_parameters_are_one_line_that_names_the_file_and_what_to_d
           f'); restore it from a copy, or delete the records of its model from {tmp_path}/'
           'results.jsonl and run that workdir again: it trains the model again')):
     language_model.load_params(path)
+
+
+def _record(model: str, **fields) -> dict:
+  """A language_model record of a char-level run, as records() writes it (without the n-gram
+  reference unless `fields` give it: a record from before it was measured)."""
+  return {'model': model, 'dataset': 'ptb_char', 'context_len': 8, 'seed': 0, 'level': 'char',
+          'status': 'ok', 'test_loss': 1.5, 'valid_loss': 1.6, 'test_bpc': 2.1, 'valid_bpc': 2.2,
+          'position_loss': [2.0, 1.5], 'train_loss': [2.0, 1.7], 'valid_loss_curve': [2.1, 1.8],
+          'log_every': 50, 'sample': 'ab', **fields}
+
+
+
+def test_records_with_and_without_the_ngram_reference_summarise_and_plot(tmp_path):
+  """The summary prints the n-gram line (every order, the best) where the records carry it, and
+  nothing of it for records from before it; those old records plot (an old workdir's
+  --plot_only), and the new ones draw the best order as a labelled line."""
+  from lib.report import training_plots  # pylint: disable=g-import-not-at-top
+  from lib.report.plotting import plt  # pylint: disable=g-import-not-at-top
+  fields = dict(ngram_orders=[1, 2, 3], ngram_test_loss=[3.0, 2.0, 2.5],
+                ngram_test_bpc=[4.3281, 2.8854, 3.6067])
+  old = [_record('lstm'), _record('gru')]
+  new = [_record('lstm', **fields), _record('gru', **fields)]
+  assert ('count-based n-gram (interpolated Kneser-Ney, training split) test bpc: order 1 '
+          '4.328, 2 2.885, 3 3.607; best 2.885 at order 2') in tables.language_table(new)
+  assert 'n-gram' not in tables.language_table(old)
+  saved = training_plots.language_models(old, str(tmp_path))
+  assert len(saved) == 3 and all(os.path.getsize(path) > 0 for path in saved)
+  sweep = training_plots._LanguageSweep(new)  # pylint: disable=protected-access
+  fig = training_plots._test_metric(sweep)  # pylint: disable=protected-access
+  labels = [line.get_label() for line in fig.axes[0].get_lines()]
+  plt.close(fig)
+  assert '2-gram (Kneser-Ney): 2.89' in labels, labels
