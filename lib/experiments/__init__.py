@@ -22,6 +22,7 @@ EXPERIMENTS = {
     'curse_of_memory': 'lib.experiments.curse_of_memory',
     'context_use': 'lib.experiments.context_use',
     'transformer_depth': 'lib.experiments.transformer_depth',
+    'associative_recall': 'lib.experiments.associative_recall',
 }
 
 

@@ -5,8 +5,9 @@ experiment's config meets a network (no module of lib/nets reads a config).
 SPEC): the cells' initialisers (`cell_init`: lib.nets.cells.CellInit) and the linear cells' ring
 and scan (`linear_options`: lib.nets.cells.LinearOptions). The models a config names are built
 from these and from the keys of their own family:
-  sequence_model   hidden_size; the transformer's num_heads and num_layers; the linear stack's
-                   lru_layers (lib.nets.models.SEQUENCE_MODELS)
+  sequence_model   hidden_size; the transformer's num_heads, num_layers and mlp (its blocks'
+                   MLP; kept where a config has no such key); the linear stack's lru_layers
+                   (lib.nets.models.SEQUENCE_MODELS)
   classifier       the CNN's cnn_channels, the MLP's mlp_width; a cell's hidden_size and
                    bidirectional (lib.nets.models.CLASSIFIERS)
   language_model   hidden_size, num_layers, dropout; a cell's embed_size, init and init_scale;
@@ -60,7 +61,8 @@ def sequence_model(name: str, cfg: dict, input_size: int, num_outputs: int,
   at the last."""
   if name in models.ATTENTION_NAMES:
     return models.attention(cfg['hidden_size'], input_size, num_outputs, every_step,
-                            num_heads=cfg['num_heads'], num_layers=cfg['num_layers'])
+                            num_heads=cfg['num_heads'], num_layers=cfg['num_layers'],
+                            mlp=cfg.get('mlp', True))
   _check_cell(name, models.SEQUENCE_MODELS)
   if name in cells.LINEAR_CELLS:
     return models.linear_stack(name, cfg['hidden_size'], input_size, num_outputs, every_step,

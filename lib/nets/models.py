@@ -139,12 +139,13 @@ def linear_stack(cell_name: str, width: int, input_size: int, num_outputs: int,
 # ---- causal self-attention ----------------------------------------------------------------------
 
 def attention(width: int, input_size: int, num_outputs: int, every_step: bool, *,
-              num_heads: int, num_layers: int) -> Model:
+              num_heads: int, num_layers: int, mlp: bool = True) -> Model:
   """lib.nets.transformer's Transformer over vectors: a dense projection, sinusoidal positions,
-  `num_layers` pre-LN causal blocks (a GELU MLP 2x wide), a final LayerNorm, a dense readout."""
+  `num_layers` pre-LN causal blocks (a GELU MLP 2x wide, or attention alone where not `mlp`), a
+  final LayerNorm, a dense readout."""
   transformer.check_width(width, num_heads, 'attention')
   module = transformer.Transformer(width, num_layers, num_outputs,
-                                   transformer.BlockOptions(num_heads, mlp_ratio=2))
+                                   transformer.BlockOptions(num_heads, mlp=mlp, mlp_ratio=2))
   apply = module.apply if every_step else lambda params, x: module.apply(params, x)[:, -1]
   return Model(lambda key: module.init(key, jnp.zeros((1, 2, input_size))), apply,
                _direct_input_profile(apply, every_step))

@@ -102,6 +102,12 @@ TINY = {
     'transformer_depth': ('transformer_depth', dict(
         variants=('post_ln', 'none+nomlp+alpha=1e10'), depths=(3,), width=8, num_heads=2,
         seq_len=4, num_seeds=2)),
+    # associative recall: a gated cell, the LRU stack and the transformer without MLP (their
+    # state sizes), one (T, D) with the pairs and 4 queries' room
+    'associative_recall': ('associative_recall', dict(
+        models=('gru', 'lru', 'transformer'), attention_layers=(1,), seq_lens=(8,),
+        num_pairs=(2,), widths=(4,), vocab_size=8, batch_size=4, test_size=8, num_seeds=2,
+        **TRAINING)),
     # ---- slow tier
     # the other cells, in float64, orthogonal recurrent kernels
     'gradient_decay.cells': ('gradient_decay', dict(
@@ -152,8 +158,8 @@ INTERRUPTED = ('ptb_small',)
 # the fields that name a record in a difference (those it has, in this order)
 KEY_FIELDS = ('part', 'task', 'cell', 'model', 'activation', 'init', 'variant', 'quantity',
               'parametrisation', 'lambda', 'rho', 'teacher_nu', 'permuted', 'clip_norm',
-              'seq_len', 'depth', 'context_len', 'sigma_w2', 'sigma_b2', 'perturbation', 'lag',
-              'seed')
+              'num_layers', 'seq_len', 'num_pairs', 'width', 'depth', 'context_len', 'sigma_w2',
+              'sigma_b2', 'perturbation', 'lag', 'seed')
 # Numbers where the environment differs. The largest changes measured here, over every number
 # of every run: AVX-512 turned off (XLA_FLAGS=--xla_cpu_max_isa=AVX2), 8e-6 relative (a value
 # of 0.0186 moved by 1.5e-7); 1 core instead of 2, 1.2e-7; XLA's optimisations off
@@ -394,7 +400,8 @@ def environment_note(stored: dict, current: dict) -> str:
 FILES = {
     'sweeps': ('gradient_decay', 'phase_diagram', 'depth_decay', 'curse_of_memory',
                'transformer_depth'),
-    'training': ('gradient_clipping', 'long_range_memory', 'image_classification'),
+    'training': ('gradient_clipping', 'long_range_memory', 'image_classification',
+                 'associative_recall'),
     'language': ('language_model', 'ptb_small', 'context_use'),
 }
 
