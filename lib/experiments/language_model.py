@@ -17,7 +17,11 @@ loss: the mean loss at each position t = 0..context_len-1 of windows of the test
 from a zero state, how much the model gains from a longer context. And a seeded sample of
 generated text per model. Beside them in every record, what a model must beat to have learnt
 anything: count-based n-grams (interpolated Kneser-Ney, lib/measure/ngram) of the training
-split, their test loss at the orders of NGRAM_ORDERS (`ngram_baseline`).
+split, their test loss at the orders of NGRAM_ORDERS (`ngram_baseline`). And the induction
+diagnostic (Olsson et al. 2022, `induction`): the mean loss on a random token sequence of
+context_len // 2 tokens and on its exact repeat after it; a model that copies (an induction head,
+or a state that holds the sequence) predicts the repeat far better than the first copy, which
+is unpredictable (ln V, the chance loss).
 """
 
 import math
@@ -54,6 +58,9 @@ LENGTH = 'context_len'
 SHRINK_KEYS = ('hidden_size', 'embed_size', 'batch_size', 'context_lens')  # shrink its programs
 RECORD_FIELDS = ('model', 'dataset', LENGTH, 'seed', 'test_loss', 'valid_loss', 'status',
                  'position_loss', 'train_loss', 'valid_loss_curve', 'log_every', 'sample')
+
+# random sequences per seed of the induction diagnostic (`induction`)
+INDUCTION_SEQUENCES = 16
 
 # the orders of the count-based n-gram baseline (lib/measure/ngram), by the corpus's level
 NGRAM_ORDERS = {'char': (1, 2, 3, 4, 5, 6), 'word': (1, 2, 3)}
@@ -191,6 +198,36 @@ def sample(model: language.LanguageModel, params, first_token, context_len: int,
   return tokens
 
 
+def induction_tokens(seed, vocab_size: int, length: int,
+                     count: int = INDUCTION_SEQUENCES):
+  """(count, 2 length): `count` sequences of `length` tokens uniform over the vocabulary, each
+  followed by itself; drawn from the seed's 'induction' stream, so the same for every model and
+  group of a seed."""
+  s = jax.random.randint(rng.stream_key(seed, 'induction'), (count, length), 0, vocab_size,
+                         jnp.int32)
+  return jnp.concatenate([s, s], axis=1)
+
+
+def induction_loss(logits_of, tokens):
+  """(first, second): the mean loss (nats) of the predictions of tokens 1..L-1 of the first copy
+  and of tokens L+1..2L-1 (the same tokens, repeated) of the second, tokens (N, 2 L) repeated
+  sequences, logits_of: tokens (N, T) -> logits (N, T, V), from an empty context. Token L (the
+  repeat's first) is left out: nothing before it says the sequence starts again; and token 0 has
+  no context. So both means are over the same L - 1 positions of each sequence."""
+  length = tokens.shape[1] // 2
+  nll = cross_entropy(logits_of(tokens[:, :-1]), tokens[:, 1:])  # column i: token i + 1
+  return jnp.mean(nll[:, :length - 1]), jnp.mean(nll[:, length:])
+
+
+def induction(model: language.LanguageModel, params, seed, vocab_size: int, context_len: int):
+  """The induction diagnostic of a model (`induction_loss`) on `induction_tokens` of length
+  context_len // 2, so that the 2 L - 1 tokens read fit the transformer's window; a recurrent
+  model from a zero state."""
+  tokens = induction_tokens(seed, vocab_size, context_len // 2)
+  return induction_loss(
+      lambda x: model.apply(params, x, model.zero_carry(x.shape[0]))[0], tokens)
+
+
 def make_task(cfg: dict, model: language.LanguageModel, corpus: dict,
               context_len: int) -> train.Task:
   """TBPTT over batch_size streams of the training split (module docstring); the held-out
@@ -253,11 +290,13 @@ def setup(cfg: dict, group: tuple, corpus: dict) -> training.Setup:
 
 
 @compiled.cached
-def evaluation(cfg: dict, model: language.LanguageModel, context_len: int):
+def evaluation(cfg: dict, model: language.LanguageModel, context_len: int, vocab_size: int):
   """f((params, seeds), test, valid) -> per seed: (test nats, valid nats) per token, the
-  position loss (context_len,) and a sample (sample_len,), over the devices."""
+  position loss (context_len,), a sample (sample_len,) and the induction diagnostic's two losses
+  (`induction`), over the devices."""
   def measure(point, test, valid):
     params, seed = point
+    first, second = induction(model, params, seed, vocab_size, context_len)
     test_total, test_count = stream_loss(model, params, test, context_len, cfg['eval_streams'])
     valid_total, valid_count = stream_loss(model, params, valid, context_len,
                                            cfg['eval_streams'])
@@ -265,7 +304,8 @@ def evaluation(cfg: dict, model: language.LanguageModel, context_len: int):
             'position_loss': position_loss(model, params, test, context_len,
                                            cfg['eval_streams']),
             'sample': sample(model, params, test[0], context_len, max(cfg['sample_len'], 1),
-                             rng.stream_key(seed, 'sample'))}
+                             rng.stream_key(seed, 'sample')),
+            'induction_first_loss': first, 'induction_second_loss': second}
   return devices.map_points(measure, cfg['num_seeds'], num_shared=2,
                             batch=devices.points_batch_of(cfg))
 
@@ -290,9 +330,10 @@ def _split(corpus: dict, name: str) -> np.ndarray:
 
 
 def extra_programs(cfg: dict, group: tuple, group_setup: training.Setup, corpus: dict) -> dict:
-  """The evaluation of the trained models on both held-out splits whole."""
-  return {'evaluation': training.Extra(evaluation(cfg, group_setup.model, group[1]),
-                                       (_split(corpus, 'test'), _split(corpus, 'valid')))}
+  """The evaluation of the trained models on both held-out splits whole, and their induction
+  diagnostic."""
+  program = evaluation(cfg, group_setup.model, group[1], len(corpus['vocabulary']))
+  return {'evaluation': training.Extra(program, (_split(corpus, 'test'), _split(corpus, 'valid')))}
 
 
 def programs(cfg: dict, groups, corpus: dict) -> list:
@@ -357,6 +398,7 @@ def records(cfg: dict, group: tuple, trained: training.Trained, corpus: dict) ->
         **ngram_baseline(corpus),
         'position_loss': None if s.diverged else json_floats(
             measured['position_loss'][s.index]),
+        **induction_fields(measured, s, context_len, len(corpus['vocabulary'])),
         'sample': '' if s.diverged or not cfg['sample_len'] else text.decode(
             measured['sample'][s.index], corpus['vocabulary'], level),
         **s.progress('valid_loss'), 'tokens_per_step': cfg['batch_size'] * context_len,
@@ -365,6 +407,17 @@ def records(cfg: dict, group: tuple, trained: training.Trained, corpus: dict) ->
                                'dropout', 'init', 'clip_norm')},
     })
   return out
+
+
+def induction_fields(measured: dict, s, context_len: int, vocab_size: int) -> dict:
+  """The induction diagnostic's fields of seed `s`: the sequence length L, the two losses (nats;
+  None where the seed diverged or a loss is not finite) and the chance loss ln V."""
+  def loss(name):
+    value = float(measured[name][s.index])
+    return None if s.diverged or not math.isfinite(value) else value
+  return {'induction_len': context_len // 2, 'induction_first_loss': loss('induction_first_loss'),
+          'induction_second_loss': loss('induction_second_loss'),
+          'induction_chance_loss': math.log(vocab_size)}
 
 
 def run(cfg: dict, store: ResultStore, corpus: dict) -> int:

@@ -134,6 +134,7 @@ def language_table(records: list) -> str:
   baseline = ngram_line(records)
   if baseline:
     lines.append(baseline)
+  lines += induction_lines(rows)
   samples = {}
   for r in records:
     if r['status'] == 'ok' and r.get('sample') and r['model'] not in samples:
@@ -158,6 +159,27 @@ def ngram_line(records: list):
   return (f'count-based n-gram (interpolated Kneser-Ney, training split) test {metric}: order '
           + ', '.join(f'{k} {v:{fmt}}' for k, v in zip(r['ngram_orders'], values))
           + f'; best {values[best]:{fmt}} at order {r["ngram_orders"][best]}')
+
+
+def induction_lines(rows: dict) -> list:
+  """The induction diagnostic of language-model records (`induction_*` fields), rows {(model,
+  context_len): [records]}: per row, the mean over the 'ok' seeds of the loss on the first copy
+  of a random sequence and on its repeat, and their difference, beside the chance loss ln V;
+  no line for records from before it was measured."""
+  first = next((r for rs in rows.values() for r in rs if 'induction_first_loss' in r), None)
+  if first is None:
+    return []
+  lines = [f'induction (loss in nats on a random sequence, then on its repeat; mean over seeds; '
+           f'chance ln V = {first["induction_chance_loss"]:.3f}):']
+  for (model, length), rs in rows.items():
+    ok = [r for r in rs if r['status'] == 'ok' and r.get('induction_first_loss') is not None]
+    if not ok:
+      continue
+    once, again = np.mean([(r['induction_first_loss'], r['induction_second_loss']) for r in ok],
+                          axis=0)
+    lines.append(f'  {model:<12} context {length:>5} (L={ok[0]["induction_len"]}): first copy '
+                 f'{once:.3f}, second copy {again:.3f}, difference {once - again:+.3f}')
+  return lines
 
 
 def best_learning_rate(records: list) -> dict:

@@ -69,6 +69,14 @@ def test_a_tiny_run_learns_a_repeating_text(tmp_path, repeating_text):
         model, p, np.asarray(corpus['test'], np.int32), r['context_len'],
         cfg['eval_streams']))(params)
     assert float(total / count) == pytest.approx(r['test_loss'], rel=1e-5), r['model']
+    # and so are their induction losses (seed 0's sequences, L = 4, from a zero state)
+    first, second = jax.jit(lambda p: language_model.induction(
+        model, p, 0, len(corpus['vocabulary']), r['context_len']))(params)
+    assert r['induction_len'] == 4
+    assert r['induction_chance_loss'] == pytest.approx(np.log(len(corpus['vocabulary'])))
+    assert float(first) == pytest.approx(r['induction_first_loss'], rel=1e-5), r['model']
+    assert float(second) == pytest.approx(r['induction_second_loss'], rel=1e-5), r['model']
+  assert 'induction (loss in nats on a random sequence, then on its repeat' in out
 
 
 class _Stopped(Exception):
@@ -149,6 +157,78 @@ def _record(model: str, **fields) -> dict:
           'position_loss': [2.0, 1.5], 'train_loss': [2.0, 1.7], 'valid_loss_curve': [2.1, 1.8],
           'log_every': 50, 'sample': 'ab', **fields}
 
+
+def _copy_logits(length: int, vocab_size: int):
+  """A hand-made copy model: at column i (predicting token i + 1) all its mass on token
+  i + 1 - length where i >= length (the earlier copy), uniform before."""
+  def logits_of(x):
+    i = np.arange(x.shape[1])
+    copied = np.take_along_axis(x, np.maximum(i + 1 - length, 0)[None].repeat(len(x), 0), 1)
+    hot = 1e4 * jax.nn.one_hot(copied, vocab_size)
+    return jnp.where((i >= length)[None, :, None], hot, 0.0)
+  return logits_of
+
+
+def test_the_induction_diagnostic_of_a_copy_model_and_of_random_logits():
+  """A model that copies from `length` tokens back: first copy ln V (uniform), second copy 0
+  (its first token, which nothing predicts, is not scored); a model of random logits: the two
+  means against numpy's log-softmax at the scored positions, counted by hand."""
+  vocab, length = 7, 5
+  tokens = np.asarray(language_model.induction_tokens(3, vocab, length))
+  assert tokens.shape == (language_model.INDUCTION_SEQUENCES, 2 * length)
+  assert (tokens[:, :length] == tokens[:, length:]).all() and tokens.max() < vocab
+  first, second = language_model.induction_loss(_copy_logits(length, vocab), tokens)
+  assert float(first) == pytest.approx(np.log(vocab), rel=1e-6)
+  assert float(second) == pytest.approx(0.0, abs=1e-6)
+  table = np.random.default_rng(0).normal(size=(2 * length, vocab, vocab))
+  logits_of = lambda x: jnp.asarray(table[np.arange(x.shape[1]), x], jnp.float32)
+  first, second = language_model.induction_loss(logits_of, tokens)
+  nll = lambda n, t: -(table[t - 1, tokens[n, t - 1]] - np.log(np.exp(
+      table[t - 1, tokens[n, t - 1]]).sum()))[tokens[n, t]]
+  rows = range(len(tokens))
+  assert float(first) == pytest.approx(np.mean(
+      [nll(n, t) for n in rows for t in range(1, length)]), rel=1e-5)
+  assert float(second) == pytest.approx(np.mean(
+      [nll(n, t) for n in rows for t in range(length + 1, 2 * length)]), rel=1e-5)
+
+
+def test_the_induction_sequences_are_the_same_for_every_model_of_a_seed():
+  """An LSTM and a transformer (window 6: L = 3, 5 tokens read) of seed 2 read the same
+  sequences, a recurrent one from a zero state; seed 3 reads others. (Their apply replaced by
+  one that records what it reads and answers uniform logits: loss ln V on both copies.)"""
+  from lib.nets import language  # pylint: disable=g-import-not-at-top
+  models = [language.recurrent_lm('lstm', 11, embed_size=4, hidden_size=4, num_layers=1),
+            language.transformer_lm(11, width=4, num_heads=2, num_layers=1, context_len=6)]
+  read, carries = [], []
+
+  def spy(params, x, carry):
+    del params
+    read.append(np.asarray(x))
+    carries.append(jax.tree.leaves(carry))
+    return jnp.zeros(x.shape + (11,)), carry
+  for model in models:
+    first, second = language_model.induction(model._replace(apply=spy), None, 2, 11, 6)
+    assert float(first) == float(second) == pytest.approx(np.log(11))
+  assert carries[0] and not any(np.any(c) for c in carries[0]) and carries[1] == []
+  assert read[0].shape == (language_model.INDUCTION_SEQUENCES, 5)
+  assert (read[0] == read[1]).all()
+  assert (read[0] == np.asarray(language_model.induction_tokens(2, 11, 3))[:, :-1]).all()
+  assert not (read[0] == np.asarray(language_model.induction_tokens(3, 11, 3))[:, :-1]).all()
+
+
+def test_records_with_and_without_the_induction_diagnostic_summarise():
+  """Per model and context, the two losses (mean over the ok seeds) and their difference beside
+  ln V; nothing of it for old records."""
+  fields = lambda a, b: dict(induction_len=4, induction_first_loss=a, induction_second_loss=b,
+                             induction_chance_loss=np.log(50))
+  new = [_record('lstm', **fields(3.9, 1.0)), _record('lstm', seed=1, **fields(3.7, 2.0)),
+         _record('gru', status='nan', **fields(None, None))]
+  text = tables.language_table(new)
+  assert ('induction (loss in nats on a random sequence, then on its repeat; mean over seeds; '
+          'chance ln V = 3.912):\n  lstm         context     8 (L=4): first copy 3.800, second '
+          'copy 1.500, difference +2.300') in text
+  assert 'gru          context' not in text
+  assert 'induction' not in tables.language_table([_record('lstm')])
 
 
 def test_records_with_and_without_the_ngram_reference_summarise_and_plot(tmp_path):
