@@ -8,7 +8,7 @@ import jax
 # numbers are part of every result: a new stream takes a new number, never an old one's.
 STREAMS = {'adding': 0, 'copy': 1, 'init': 2, 'test': 3, 'probe': 4, 'order': 5,
            'permutation': 6, 'dropout': 7, 'sample': 8, 'teacher': 9, 'context': 10,
-           'induction': 11}
+           'induction': 11, 'recall': 12}
 
 
 def stream_key(seed, stream: str, index=0):
@@ -17,5 +17,6 @@ def stream_key(seed, stream: str, index=0):
   'permutation' for a fixed permutation of positions, 'dropout' for dropout masks, 'sample' for
   text drawn from a language model, 'teacher' for a teacher-student task's inputs, 'context'
   for the targets and perturbations of a context measurement, 'induction' for the random
-  sequences of the induction diagnostic)."""
+  sequences of the induction diagnostic, 'recall' for associative recall's training
+  batches)."""
   return jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), STREAMS[stream]), index)
