@@ -66,8 +66,8 @@ BAD_INPUTS = {
         'need 0 <= process_id < num_processes'),
     'stray argument': (['stray'], 'unexpected argument(s): stray; flags are --config'),
     'missing config file': (['--config=nofile.py'], 'config file not found: nofile.py; '
-                            'experiments: experiments/context_use.py, '
-                            'experiments/curse_of_memory.py'),
+                            'experiments: experiments/associative_recall.py, '
+                            'experiments/context_use.py'),
     'unknown flag': (['--nosuch'], "Unknown command line flag 'nosuch'"),
     'unknown transformer variant': (
         ['--config={root}/experiments/transformer_depth.py', '--config.variants=pre_ln,preln'],
