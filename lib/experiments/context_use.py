@@ -232,6 +232,13 @@ def _window(cfg: dict, name: str, length: int):
 
 
 @compiled.cached
+def at_width(cfg: dict, corpus: dict, name: str, length: int) -> dict:
+  """cfg with hidden_size the width of model `name` (model_settings.lm_width: where the config
+  says 0, the one its param_budget gives)."""
+  width = model_settings.lm_width(name, cfg, len(corpus['vocabulary']), length)
+  return {**cfg, 'hidden_size': width}
+
+
 def _programs(cfg: dict, corpus: dict, name: str, length: int):
   """(model, loss, reach): the jitted programs of one (model, context_len), for batch_targets
   targets at a time (`compiled.Program`s: the memory check compiles what the run runs).
@@ -354,6 +361,7 @@ def measure(cfg: dict, corpus: dict, name: str, length: int, seed: int, params, 
             bar) -> list:
   """The curve records and the reach record of one seed's model (`params` trained, `trained`
   its language_model record)."""
+  cfg = at_width(cfg, corpus, name, length)
   model, loss_program, reach_program = _programs(cfg, corpus, name, length)
   contexts, targets, unigram = _targets(cfg, corpus)
   window = _window(cfg, name, length)
@@ -450,7 +458,8 @@ def programs(cfg: dict, groups, corpus: dict) -> list:
   for group, _ in groups:
     if group[0] != 'measure':
       continue
-    model, loss_program, reach_program = _programs(cfg, corpus, *group[1:])
+    model, loss_program, reach_program = _programs(at_width(cfg, corpus, *group[1:]), corpus,
+                                                   *group[1:])
     params = jax.eval_shape(model.init, jax.random.key(0))
     label = f'{group[1]} L={group[2]}'
     calls = cfg['num_seeds'] * math.ceil(cfg['num_targets'] / batch)

@@ -73,7 +73,7 @@ SPEC = {
     'models': config_lib.choices(language.LM_MODELS, 'model'),
     'context_lens': config_lib.integers(2, 'an integer context length >= 2'),
     'num_layers': config_lib.integer(1, 'a positive integer'),
-    'hidden_size': config_lib.integer(1, 'a positive integer'),
+    'param_budget': config_lib.integer(1, 'a positive number of parameters'),
     'embed_size': config_lib.integer(1, 'a positive integer'),
     'num_heads': config_lib.integer(1, 'a positive integer'),
     'positions': config_lib.choice(language.POSITIONS, 'positions'),
@@ -86,9 +86,15 @@ SPEC = {
     'eval_streams': config_lib.integer(1, 'a positive integer'),
     'eval_tokens': config_lib.integer(2, 'an integer number of tokens >= 2'),
     'sample_len': config_lib.integer(0, 'a non-negative integer'),
-    **train.SPEC,
+    'lr_candidates': config_lib.reals(0.0, 'a learning rate >= 0'),
+    **{k: v for k, v in train.SPEC.items() if k != 'learning_rate'},  # lr_candidates instead
     **model_settings.SPEC,
+    'hidden_size': config_lib.integer(0, 'a width >= 0 (0: matched to param_budget)'),
 }
+
+# the held-out metric by which each model's learning rate is chosen from lr_candidates
+# (lib.runtime.training)
+SELECT_BY = 'valid_loss'
 
 
 def validate(config) -> dict:
@@ -102,8 +108,8 @@ def check(cfg: dict) -> dict:
   model_settings.linear_options(cfg)  # the linear cells' keys, checked
   if cfg['dropout'] >= 1:
     raise UserError(f'config.dropout ({cfg["dropout"]}) must be below 1')
-  if language.TRANSFORMER in cfg['models'] and (cfg['hidden_size'] % cfg['num_heads']
-                                                or cfg['hidden_size'] % 2):
+  if language.TRANSFORMER in cfg['models'] and cfg['hidden_size'] and (
+      cfg['hidden_size'] % cfg['num_heads'] or cfg['hidden_size'] % 2):
     raise UserError(f'config.hidden_size ({cfg["hidden_size"]}) must be even and divisible by '
                     f'config.num_heads ({cfg["num_heads"]}) for the transformer')
   return cfg
@@ -402,11 +408,24 @@ def records(cfg: dict, group: tuple, trained: training.Trained, corpus: dict) ->
         'sample': '' if s.diverged or not cfg['sample_len'] else text.decode(
             measured['sample'][s.index], corpus['vocabulary'], level),
         **s.progress('valid_loss'), 'tokens_per_step': cfg['batch_size'] * context_len,
-        **{k: cfg[k] for k in ('num_layers', 'hidden_size', 'embed_size', 'optimizer',
-                               'learning_rate', 'lr_schedule', 'batch_size', 'num_steps',
-                               'dropout', 'init', 'clip_norm')},
+        'num_layers': cfg['num_layers'],
+        **sizes(cfg, name, len(corpus['vocabulary']), context_len),
+        **{k: cfg[k] for k in ('embed_size', 'optimizer', 'learning_rate')},
+        **trained.selection,
+        **{k: cfg[k] for k in ('lr_schedule', 'batch_size', 'num_steps', 'dropout', 'init',
+                               'clip_norm')},
     })
   return out
+
+
+def sizes(cfg: dict, name: str, vocab_size: int, context_len: int) -> dict:
+  """Model `name`'s width (hidden_size: the config's, or the one param_budget gives), its
+  non-embedding parameters and its state size (lib.nets.language), as its records list them."""
+  model = model_settings.language_model(name, cfg, vocab_size, context_len)
+  params = jax.eval_shape(model.init, jax.random.key(0))
+  return {'hidden_size': model_settings.lm_width(name, cfg, vocab_size, context_len),
+          'non_embedding_params': language.non_embedding_params(params),
+          'state_size': language.state_size(name, model, params, context_len)}
 
 
 def induction_fields(measured: dict, s, context_len: int, vocab_size: int) -> dict:

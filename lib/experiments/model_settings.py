@@ -10,11 +10,15 @@ from these and from the keys of their own family:
                    (lib.nets.models.SEQUENCE_MODELS)
   classifier       the CNN's cnn_channels, the MLP's mlp_width; a cell's hidden_size and
                    bidirectional (lib.nets.models.CLASSIFIERS)
-  language_model   hidden_size, num_layers, dropout; a cell's embed_size, init and init_scale;
-                   the transformer's num_heads and positions (lib.nets.language.LM_MODELS)
+  language_model   hidden_size (where it is 0, the width that param_budget gives: `lm_width`),
+                   num_layers, dropout; a cell's embed_size, init and init_scale; the
+                   transformer's num_heads and positions (lib.nets.language.LM_MODELS)
 """
 
 import dataclasses
+import math
+
+import jax
 
 from lib.nets import cells
 from lib.nets import language
@@ -89,6 +93,8 @@ def language_model(name: str, cfg: dict, vocab_size: int, context_len: int,
                    hoist: bool = True) -> language.LanguageModel:
   """Model `name` of LM_MODELS, the transformer's window context_len; hoist: as
   lib.nets.language.recurrent_lm's."""
+  if not cfg['hidden_size']:
+    cfg = {**cfg, 'hidden_size': lm_width(name, cfg, vocab_size, context_len)}
   if name == language.TRANSFORMER:
     return language.transformer_lm(vocab_size, width=cfg['hidden_size'],
                                    num_heads=cfg['num_heads'], num_layers=cfg['num_layers'],
@@ -100,3 +106,38 @@ def language_model(name: str, cfg: dict, vocab_size: int, context_len: int,
                                dropout=cfg['dropout'], init=cfg['init'],
                                init_scale=cfg['init_scale'], cell_init=cell_init(cfg),
                                linear=linear_options(cfg), hoist=hoist)
+
+
+_widths = {}  # lm_width's answers, by what decides them
+
+
+def lm_width(name: str, cfg: dict, vocab_size: int, context_len: int) -> int:
+  """Language model `name`'s width: config.hidden_size; where that is 0, the width whose
+  non-embedding parameters (lib.nets.language.non_embedding_params) come nearest
+  config.param_budget (`matched_width`; the transformer's even and a multiple of num_heads), so
+  that models of every kind can be compared at (nearly) equal size."""
+  if cfg['hidden_size']:
+    return cfg['hidden_size']
+  key = (name, vocab_size, context_len,
+         *(cfg[k] for k in ('param_budget', 'embed_size', 'num_layers', 'num_heads',
+                            'positions')))
+  if key not in _widths:
+    def count(width):
+      model = language_model(name, {**cfg, 'hidden_size': width}, vocab_size, context_len)
+      return language.non_embedding_params(jax.eval_shape(model.init, jax.random.key(0)))
+    step = math.lcm(2, cfg['num_heads']) if name == language.TRANSFORMER else 1
+    _widths[key] = matched_width(count, cfg['param_budget'], step)
+  return _widths[key]
+
+
+def matched_width(count, budget: int, step: int = 1) -> int:
+  """The multiple of `step` (at least `step`) whose count(width) is nearest `budget`, ties to
+  the narrower. count is a quadratic in the width (weights are products of at most two widths):
+  fitted exactly on 3 widths, solved, and its two nearest multiples counted exactly."""
+  y1, y2, y3 = (count(step * k) for k in (1, 2, 3))
+  a = (y3 - 2 * y2 + y1) / 2
+  b = y2 - y1 - 3 * a
+  c = y1 - a - b - budget
+  k = (-b + math.sqrt(max(b * b - 4 * a * c, 0.0))) / (2 * a) if a else -c / b
+  candidates = sorted({max(1, math.floor(k)), max(1, math.ceil(k))})
+  return step * min(candidates, key=lambda j: (abs(count(step * j) - budget), j))

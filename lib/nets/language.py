@@ -139,3 +139,36 @@ def transformer_lm(vocab_size: int, *, width: int, num_heads: int, num_layers: i
 
   return LanguageModel(lambda key: module.init(key, jnp.zeros((1, 2), jnp.int32)), apply,
                        lambda batch_size: (), False)
+
+
+# the parameters that map tokens and positions in and out (`non_embedding_params` leaves them out)
+_EMBEDDING = ('embed', 'Embed_0', 'positions', 'readout')
+
+
+def non_embedding_params(params) -> int:
+  """The parameters of a language model's params that neither embed tokens nor read them out:
+  all but the token embedding, the learned positions and the readout (Kaplan et al. 2020's
+  count, which leaves out every vocabulary and positional embedding). The transformer's readout
+  is its last Dense layer (Flax numbers them in the order they are made)."""
+  paths = jax.tree_util.tree_flatten_with_path(params)[0]
+  names = [[getattr(k, 'key', getattr(k, 'name', None)) for k in path] for path, _ in paths]
+  dense = [int(n[6:]) for ns in names for n in ns
+           if isinstance(n, str) and n.startswith('Dense_') and n[6:].isdigit()]
+  readout = f'Dense_{max(dense)}' if dense else 'readout'
+  return sum(int(leaf.size) for ns, (_, leaf) in zip(names, paths)
+             if not any(n in _EMBEDDING or n == readout for n in ns))
+
+
+def state_size(name: str, model: LanguageModel, params, context_len: int) -> int:
+  """The numbers model `name` holds about the past when it predicts a token: a recurrent
+  model's carry over its layers, less a linear cell's output (which its recurrence does not
+  read; the LRU's complex state counts 2 numbers a unit); the transformer's keys and values, 2
+  width numbers per position of its window and per block."""
+  if model.recurrent:
+    carry = jax.eval_shape(lambda: model.zero_carry(1))
+    if name in cells.LINEAR_CELLS:
+      carry = [layer[:-1] for layer in carry]
+    return sum(leaf.size for leaf in jax.tree.leaves(carry))
+  kernels = [leaf for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]
+             if 'key' in [getattr(k, 'key', None) for k in path] and path[-1].key == 'kernel']
+  return 2 * context_len * sum(int(k.shape[1] * k.shape[2]) for k in kernels)

@@ -134,6 +134,7 @@ def language_table(records: list) -> str:
   baseline = ngram_line(records)
   if baseline:
     lines.append(baseline)
+  lines += size_lines(rows)
   lines += induction_lines(rows)
   samples = {}
   for r in records:
@@ -159,6 +160,29 @@ def ngram_line(records: list):
   return (f'count-based n-gram (interpolated Kneser-Ney, training split) test {metric}: order '
           + ', '.join(f'{k} {v:{fmt}}' for k, v in zip(r['ngram_orders'], values))
           + f'; best {values[best]:{fmt}} at order {r["ngram_orders"][best]}')
+
+
+def size_lines(rows: dict) -> list:
+  """Each language model's size (`non_embedding_params`, `state_size`, width) and learning rate
+  (the one chosen, with every candidate's validation loss), rows {(model, context_len):
+  [records]}; none for records from before these were recorded."""
+  first = next((rs[0] for rs in rows.values() if 'non_embedding_params' in rs[0]), None)
+  if first is None:
+    return []
+  lines = ['sizes: non-embedding parameters (all but the token embedding, positions and '
+           'readout); state: the numbers held about the past (a transformer\'s keys and values '
+           'over its window); learning rate: of ' + ', '.join(
+               f'{v:g}' for v in first.get('lr_candidates', [first['learning_rate']]))
+           + ', the lowest mean final validation loss',
+           f'{"model":<12} {"context":>7} {"width":>6} {"params":>8} {"state":>7} {"lr":>7}  '
+           'validation loss per candidate lr']
+  for (model, length), rs in rows.items():
+    r = rs[0]
+    losses = r.get('lr_valid_loss') or []
+    lines.append(f'{model:<12} {length:>7} {r["hidden_size"]:>6} {r["non_embedding_params"]:>8} '
+                 f'{r["state_size"]:>7} {r["learning_rate"]:>7g}  '
+                 + ' '.join('diverged' if v is None else f'{v:.4f}' for v in losses))
+  return lines
 
 
 def induction_lines(rows: dict) -> list:

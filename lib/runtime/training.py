@@ -8,8 +8,15 @@ A training experiment gives the runner what `TrainingExperiment` lists: `setup` 
 the trained parameters (an evaluation, an input-gradient profile), `extra_programs`. It keeps
 its data, model, loss and metrics, its records' fields and their order, its summary and plots;
 its `programs` and `run` hand the module itself to `programs` and `run` here.
+
+A config with `lr_candidates` (a language model's) trains each group at each of those learning
+rates (its setup built from the config with learning_rate set to it) and keeps the one whose
+final held-out metric SELECT_BY, the experiment's, is lowest on the mean over seeds (a rate at
+which a seed diverged loses to one at which none did; ties to the earlier): its records are
+that training's, and say which rate won and every rate's score (`Trained.selection`).
 """
 
+import math
 import os
 from typing import Any, Callable, Hashable, NamedTuple, Optional, Protocol, runtime_checkable
 
@@ -111,6 +118,7 @@ class Trained(NamedTuple):
   cfg: dict
   workdir: str
   extras: dict  # name -> Extra
+  selection: dict = {}  # lr_candidates and each one's score, where the config chose among them
 
   @property
   def settings(self) -> dict:
@@ -150,6 +158,35 @@ class Trained(NamedTuple):
             for j, seed in enumerate(self.seed_list)]
 
 
+def learning_rates(cfg: dict) -> tuple:
+  """The learning rates each group trains at: config.lr_candidates where the config has them,
+  else the one its setup reads (config.learning_rate, or the group's own: None here)."""
+  return tuple(cfg['lr_candidates']) if 'lr_candidates' in cfg else (cfg.get('learning_rate'),)
+
+
+def setups(experiment: TrainingExperiment, cfg: dict, group: Hashable, *prepared) -> list:
+  """[(learning rate, its config, its Setup)] for each of the group's `learning_rates`; where
+  there are several, each Setup's name and checkpoint folder say its rate."""
+  rates = learning_rates(cfg)
+  out = []
+  for lr in rates:
+    at = {**cfg, 'learning_rate': lr} if 'lr_candidates' in cfg else cfg
+    s = setup(experiment, at, group, *prepared)
+    if len(rates) > 1:
+      s = s._replace(name=f'{s.name} lr={lr:g}', folder=f'{s.folder}-lr{lr:g}')
+    out.append((lr, at, s))
+  return out
+
+
+def score(final: dict, metric: str) -> float:
+  """The mean over seeds of a training's final held-out `metric`: inf where a seed diverged or
+  the metric is not finite."""
+  values = np.asarray(final['metrics'][metric], np.float64)
+  if np.any(final['diverged']) or not np.all(np.isfinite(values)):
+    return math.inf
+  return float(np.mean(values))
+
+
 @compiled.cached
 def setup(experiment: TrainingExperiment, cfg: dict, group: Hashable, *prepared) -> Setup:
   """experiment.setup(cfg, group, *prepared), one object per (experiment, config, group,
@@ -171,11 +208,11 @@ def programs(experiment: TrainingExperiment, cfg: dict, groups, *prepared) -> li
   from lib.runtime import dry_run  # pylint: disable=g-import-not-at-top
   out = []
   for group, _ in groups:
-    group_setup = setup(experiment, cfg, group, *prepared)
     count, batch = cfg['num_seeds'], devices.points_batch_of(cfg)
-    named = train.programs(group_setup.name, group_setup.init, group_setup.task, group_setup.opt,
-                           count, cfg['num_steps'], cfg['log_every'], batch)
-    out += named.values()
+    for _, _, group_setup in setups(experiment, cfg, group, *prepared):
+      named = train.programs(group_setup.name, group_setup.init, group_setup.task,
+                             group_setup.opt, count, cfg['num_steps'], cfg['log_every'], batch)
+      out += named.values()
     extras = _extras(experiment, cfg, group, group_setup, prepared)
     if extras:
       init = named['init']
@@ -192,19 +229,29 @@ def programs(experiment: TrainingExperiment, cfg: dict, groups, *prepared) -> li
 def train_group(experiment: TrainingExperiment, cfg: dict, workdir: str, group: Hashable,
                 *prepared) -> list:
   """Trains `group` on every seed (`train.train`, checkpointed in
-  workdir/checkpoints/<setup.folder>, from where a rerun resumes) and returns its records
+  workdir/checkpoints/<setup.folder>, from where a rerun resumes), at each of its learning
+  rates (`learning_rates`; the module docstring says which it keeps), and returns its records
   (experiment.records)."""
-  group_setup = setup(experiment, cfg, group, *prepared)
   seeds = sweep.seeds(cfg)
-  final = train.train(group_setup.init, group_setup.task, group_setup.opt, seeds,
-                      cfg['num_steps'], cfg['log_every'],
-                      os.path.join(workdir, CHECKPOINTS_DIR, group_setup.folder),
-                      cfg['checkpoint_every'], desc=group_setup.name,
-                      tokens_per_step=group_setup.tokens_per_step,
-                      batch=devices.points_batch_of(cfg))
-  trained = Trained(group_setup, final, seeds, cfg, workdir,
-                    _extras(experiment, cfg, group, group_setup, prepared))
-  return experiment.records(cfg, group, trained, *prepared)
+  choosing = 'lr_candidates' in cfg
+  scores, best = [], None
+  for _, at, group_setup in setups(experiment, cfg, group, *prepared):
+    final = train.train(group_setup.init, group_setup.task, group_setup.opt, seeds,
+                        cfg['num_steps'], cfg['log_every'],
+                        os.path.join(workdir, CHECKPOINTS_DIR, group_setup.folder),
+                        cfg['checkpoint_every'], desc=group_setup.name,
+                        tokens_per_step=group_setup.tokens_per_step,
+                        batch=devices.points_batch_of(cfg))
+    scores.append(score(final, experiment.SELECT_BY) if choosing else 0.0)
+    if best is None or scores[-1] < scores[best[0]]:
+      best = (len(scores) - 1, at, group_setup, final)
+  _, at, group_setup, final = best
+  selection = {'lr_candidates': list(learning_rates(cfg)),
+               f'lr_{experiment.SELECT_BY}': [None if math.isinf(v) else v for v in scores]
+               } if choosing else {}
+  trained = Trained(group_setup, final, seeds, at, workdir,
+                    _extras(experiment, at, group, group_setup, prepared), selection)
+  return experiment.records(at, group, trained, *prepared)
 
 
 def run(experiment: Experiment, cfg: dict, store: ResultStore, *prepared, desc: str,

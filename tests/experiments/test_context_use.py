@@ -124,7 +124,7 @@ def test_a_workdir_is_measured_from_its_saved_parameters(lm_workdir, measured, r
             if r['model'] == name and r['part'] == 'curve'}
     reach = next(r for r in done if r['model'] == name and r['part'] == 'reach')
     assert reach['status'] == 'ok' and all(r['status'] == 'ok' for r in rows.values())
-    model = training.setup(language_model, cfg, (name, 8), corpus).model
+    model = training.setups(language_model, cfg, (name, 8), corpus)[0][2].model
     params = jax.tree.map(lambda a: jnp.asarray(a[0]), language_model.load_params(
         language_model.params_path(lm_workdir, name, 8)))
     for d in (3, 16):

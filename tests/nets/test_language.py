@@ -193,3 +193,37 @@ def test_the_reader_steps_the_model_token_by_token(cell):
 
     read, expected = both(params, _tokens((3, 6)), _tokens((3,), seed=1))
     np.testing.assert_allclose(read, expected, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize('num_layers', [1, 2])
+def test_non_embedding_parameters_and_state_size_against_closed_forms(num_layers):
+  """Counted by hand (vocabulary V, embedding E, width d, L layers, window T): a tanh layer
+  holds in d + d d + d (input kernel, recurrent kernel, bias), an LSTM layer 4 (in d + d d +
+  d), a GRU layer 3 (in d + d d) + 3 d + d (input biases r, z, n; the n gate's recurrent
+  bias), an LRU layer 2 d in + 2 d d + d in + 3 d (B, C re and im, D, nu, theta, gamma); a
+  transformer block 4 (d d + d) + 2 (4 d d) + 4 d + d + 4 d (attention, MLP, two layer norms)
+  and a final layer norm 2 d; none counts the embedding, the positions or the readout. State:
+  d (tanh, GRU), 2 d (LSTM's c and h, the LRU's re and im) a layer; 2 d T a transformer
+  block."""
+  vocab, embed, width, window = 11, 5, 6, 7
+  layer_inputs = [embed] + [width] * (num_layers - 1)
+  by_hand = {
+      'tanh': sum(i * width + width * width + width for i in layer_inputs),
+      'lstm': sum(4 * (i * width + width * width + width) for i in layer_inputs),
+      'gru': sum(3 * (i * width + width * width) + 4 * width for i in layer_inputs),
+      'lru': sum(2 * width * i + 2 * width * width + width * i + 3 * width
+                 for i in layer_inputs)}
+  states = {'tanh': width, 'lstm': 2 * width, 'gru': width, 'lru': 2 * width}
+  for name, count in by_hand.items():
+    model = language.recurrent_lm(name, vocab, embed_size=embed, hidden_size=width,
+                                  num_layers=num_layers)
+    params = jax.eval_shape(model.init, jax.random.key(0))
+    assert language.non_embedding_params(params) == count, name
+    assert language.state_size(name, model, params, window) == num_layers * states[name], name
+  model = language.transformer_lm(vocab, width=width, num_heads=2, num_layers=num_layers,
+                                  context_len=window)
+  params = jax.eval_shape(model.init, jax.random.key(0))
+  block = 4 * (width * width + width) + 2 * 4 * width * width + 4 * width + width + 4 * width
+  assert language.non_embedding_params(params) == num_layers * block + 2 * width
+  assert language.state_size('transformer', model, params, window) == (
+      num_layers * 2 * width * window)
