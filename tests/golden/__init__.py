@@ -95,6 +95,11 @@ TINY = {
         lambdas=(0.5, 0.9), rhos=(0.0, 0.9), num_chains=50, models=('lru',), teacher_nus=(0.5,),
         teacher_hidden=3, hidden_size=4, seq_len=8, batch_size=4, test_size=8, num_seeds=2,
         **TRAINING)),
+    # the reference run's two models, each at the width of a budget of 1,000 non-embedding
+    # parameters (2 LSTM layers of 8, 2 transformer blocks of 6)
+    'lm_reference': ('lm_reference', dict(
+        context_lens=(4,), param_budget=1000, embed_size=4, num_heads=2, batch_size=4,
+        eval_streams=4, eval_tokens=40, sample_len=6, **TRAINING)),
     # language_model's transformer trained here, then measured: its window (4) is shorter than
     # the history (8), so its reach is None beyond it; every perturbation; 10 targets in
     # batches of 4 (the last padded)
@@ -404,7 +409,7 @@ FILES = {
                'transformer_depth'),
     'training': ('gradient_clipping', 'long_range_memory', 'image_classification',
                  'associative_recall'),
-    'language': ('language_model', 'ptb_small', 'context_use'),
+    'language': ('language_model', 'ptb_small', 'context_use', 'lm_reference'),
 }
 
 
