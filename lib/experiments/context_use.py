@@ -411,7 +411,8 @@ def measure(cfg: dict, corpus: dict, name: str, length: int, seed: int, params, 
       'window': window, 'test_loss': trained['test_loss'],
       **({'test_perplexity': trained['test_perplexity']} if level == 'word'
          else {'test_bpc': trained['test_bpc']}),
-      **{k: v for k, v in trained.items() if k.startswith('ngram_')},  # its n-gram reference
+      # its n-gram reference and its recall split (lib/measure/recall), from its training
+      **{k: v for k, v in trained.items() if k.startswith(('ngram_', 'recall_'))},
       'full_loss': full, 'full_loss_stderr': full_stderr,
       'effective_context': effective, 'order_range': order, 'content_range': content,
       'relative_tolerance': cfg['relative_tolerance'],

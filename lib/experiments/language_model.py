@@ -37,6 +37,7 @@ from jax import lax
 from lib.data import text
 from lib.experiments import model_settings
 from lib.measure import ngram
+from lib.measure import recall
 from lib.nets import language
 from lib.nets.losses import cross_entropy
 from lib.report import tables
@@ -64,6 +65,10 @@ INDUCTION_SEQUENCES = 16
 
 # the orders of the count-based n-gram baseline (lib/measure/ngram), by the corpus's level
 NGRAM_ORDERS = {'char': (1, 2, 3, 4, 5, 6), 'word': (1, 2, 3)}
+
+# the recall split's n (lib/measure/recall): the tokens before a position that must have
+# occurred earlier in the window, by the corpus's level (8 characters: most of a word or two)
+RECALL_ORDER = {'char': 8, 'word': 2}
 
 SPEC = {
     'experiment': config_lib.text(),
@@ -141,29 +146,49 @@ def stream_loss(model: language.LanguageModel, params, ids, context_len: int, nu
   """(sum of nats, tokens scored) over `ids` (a 1-D int array) read as `num_streams` streams:
   recurrent models carry their state through segments of context_len; the transformer slides a
   window of context_len by stride context_len // 2 and scores the tokens it has not scored."""
-  data = ids[:num_streams * (len(ids) // num_streams)].reshape(num_streams, -1)
+  return stream_sums(model, params, ids, context_len, num_streams)[:2]
+
+
+def stream_sums(model: language.LanguageModel, params, ids, context_len: int, num_streams: int,
+                labels=None, num_labels: int = 1):
+  """`stream_loss`'s (sum of nats, tokens scored), and the same by the label of each target:
+  (sums (num_labels,), counts (num_labels,)), labels[i] in 0..num_labels-1 labelling the
+  prediction of ids[i] (e.g. its class of lib.measure.recall; default: all 0)."""
+  cut = lambda a: a[:num_streams * (len(a) // num_streams)].reshape(num_streams, -1)
+  data = cut(ids)
+  tags = cut(jnp.zeros_like(ids) if labels is None else labels)
   n = data.shape[1]
+
+  def by_label(nll, y_tags, scored):  # nll (B, L): its sum, its sums and counts by label
+    tag = jax.nn.one_hot(y_tags, num_labels, dtype=jnp.float32) * scored[None, :, None]
+    return (jnp.sum(jnp.where(scored, nll, 0.0)), jnp.sum(nll[..., None] * tag, axis=(0, 1)),
+            jnp.sum(tag, axis=(0, 1)))
   if model.recurrent:
     count = (n - 1) // context_len
+    every = jnp.ones((context_len,), bool)
 
     def segment(carry, k):
       x = lax.dynamic_slice_in_dim(data, k * context_len, context_len, axis=1)
       y = lax.dynamic_slice_in_dim(data, k * context_len + 1, context_len, axis=1)
+      y_tags = lax.dynamic_slice_in_dim(tags, k * context_len + 1, context_len, axis=1)
       logits, carry = model.apply(params, x, carry)
-      return carry, jnp.sum(cross_entropy(logits, y))
-    _, sums = lax.scan(segment, model.zero_carry(num_streams), jnp.arange(count))
-    return jnp.sum(sums), count * context_len * num_streams
+      return carry, by_label(cross_entropy(logits, y), y_tags, every)
+    _, (totals, sums, counts) = lax.scan(segment, model.zero_carry(num_streams),
+                                         jnp.arange(count))
+    return (jnp.sum(totals), count * context_len * num_streams, jnp.sum(sums, axis=0),
+            jnp.sum(counts, axis=0))
   stride = context_len // 2
   count = (n - 1 - context_len) // stride + 1  # windows [k s, k s + L) with targets inside ids
 
   def window(k):  # the first window scores every target, the others their last `stride`
     x = lax.dynamic_slice_in_dim(data, k * stride, context_len, axis=1)
     y = lax.dynamic_slice_in_dim(data, k * stride + 1, context_len, axis=1)
-    nll = cross_entropy(model.apply(params, x, ())[0], y)
+    y_tags = lax.dynamic_slice_in_dim(tags, k * stride + 1, context_len, axis=1)
     scored = jnp.arange(context_len) >= jnp.where(k == 0, 0, context_len - stride)
-    return jnp.sum(jnp.where(scored, nll, 0.0))
-  return (jnp.sum(lax.map(window, jnp.arange(count))),
-          (context_len + (count - 1) * stride) * num_streams)
+    return by_label(cross_entropy(model.apply(params, x, ())[0], y), y_tags, scored)
+  totals, sums, counts = lax.map(window, jnp.arange(count))
+  return (jnp.sum(totals), (context_len + (count - 1) * stride) * num_streams,
+          jnp.sum(sums, axis=0), jnp.sum(counts, axis=0))
 
 
 def position_loss(model: language.LanguageModel, params, ids, context_len: int, batch: int):
@@ -300,10 +325,11 @@ def evaluation(cfg: dict, model: language.LanguageModel, context_len: int, vocab
   """f((params, seeds), test, valid) -> per seed: (test nats, valid nats) per token, the
   position loss (context_len,), a sample (sample_len,) and the induction diagnostic's two losses
   (`induction`), over the devices."""
-  def measure(point, test, valid):
+  def measure(point, test, valid, test_classes):  # test_classes: `recall_classes`
     params, seed = point
     first, second = induction(model, params, seed, vocab_size, context_len)
-    test_total, test_count = stream_loss(model, params, test, context_len, cfg['eval_streams'])
+    test_total, test_count, class_sums, class_counts = stream_sums(
+        model, params, test, context_len, cfg['eval_streams'], test_classes, len(recall.CLASSES))
     valid_total, valid_count = stream_loss(model, params, valid, context_len,
                                            cfg['eval_streams'])
     return {'test_loss': test_total / test_count, 'valid_loss': valid_total / valid_count,
@@ -311,8 +337,9 @@ def evaluation(cfg: dict, model: language.LanguageModel, context_len: int, vocab
                                            cfg['eval_streams']),
             'sample': sample(model, params, test[0], context_len, max(cfg['sample_len'], 1),
                              rng.stream_key(seed, 'sample')),
-            'induction_first_loss': first, 'induction_second_loss': second}
-  return devices.map_points(measure, cfg['num_seeds'], num_shared=2,
+            'induction_first_loss': first, 'induction_second_loss': second,
+            'recall_sums': class_sums, 'recall_counts': class_counts}
+  return devices.map_points(measure, cfg['num_seeds'], num_shared=3,
                             batch=devices.points_batch_of(cfg))
 
 
@@ -339,7 +366,15 @@ def extra_programs(cfg: dict, group: tuple, group_setup: training.Setup, corpus:
   """The evaluation of the trained models on both held-out splits whole, and their induction
   diagnostic."""
   program = evaluation(cfg, group_setup.model, group[1], len(corpus['vocabulary']))
-  return {'evaluation': training.Extra(program, (_split(corpus, 'test'), _split(corpus, 'valid')))}
+  return {'evaluation': training.Extra(program, (_split(corpus, 'test'), _split(corpus, 'valid'),
+                                                 recall_classes(corpus, group[1])))}
+
+
+@compiled.cached
+def recall_classes(corpus: dict, window: int) -> np.ndarray:
+  """The class of each test position (lib.measure.recall) at a window of `window` tokens and
+  the corpus level's RECALL_ORDER."""
+  return recall.classes(corpus['test'], window, RECALL_ORDER[corpus['level']])
 
 
 def programs(cfg: dict, groups, corpus: dict) -> list:
@@ -405,6 +440,7 @@ def records(cfg: dict, group: tuple, trained: training.Trained, corpus: dict) ->
         'position_loss': None if s.diverged else json_floats(
             measured['position_loss'][s.index]),
         **induction_fields(measured, s, context_len, len(corpus['vocabulary'])),
+        **recall_fields(measured, s, context_len, corpus['level']),
         'sample': '' if s.diverged or not cfg['sample_len'] else text.decode(
             measured['sample'][s.index], corpus['vocabulary'], level),
         **s.progress('valid_loss'), 'tokens_per_step': cfg['batch_size'] * context_len,
@@ -426,6 +462,18 @@ def sizes(cfg: dict, name: str, vocab_size: int, context_len: int) -> dict:
   return {'hidden_size': model_settings.lm_width(name, cfg, vocab_size, context_len),
           'non_embedding_params': language.non_embedding_params(params),
           'state_size': language.state_size(name, model, params, context_len)}
+
+
+def recall_fields(measured: dict, s, context_len: int, level: str) -> dict:
+  """The recall split's fields of seed `s` (lib.measure.recall, on the test split at the
+  model's window): the n-gram order matched, the window, each class's share of the positions
+  and the mean loss (nats) on it (None where the class is empty or the seed diverged)."""
+  counts = np.asarray(measured['recall_counts'][s.index], np.float64)
+  sums = np.asarray(measured['recall_sums'][s.index], np.float64)
+  return {'recall_order': RECALL_ORDER[level], 'recall_window': context_len,
+          'recall_fraction': [float(c / counts.sum()) for c in counts],
+          'recall_loss': [None if s.diverged or not c or not math.isfinite(v) else float(v / c)
+                          for v, c in zip(sums, counts)]}
 
 
 def induction_fields(measured: dict, s, context_len: int, vocab_size: int) -> dict:

@@ -135,6 +135,7 @@ def language_table(records: list) -> str:
   if baseline:
     lines.append(baseline)
   lines += size_lines(rows)
+  lines += recall_lines(rows)
   lines += induction_lines(rows)
   samples = {}
   for r in records:
@@ -182,6 +183,43 @@ def size_lines(rows: dict) -> list:
     lines.append(f'{model:<12} {length:>7} {r["hidden_size"]:>6} {r["non_embedding_params"]:>8} '
                  f'{r["state_size"]:>7} {r["learning_rate"]:>7g}  '
                  + ' '.join('diverged' if v is None else f'{v:.4f}' for v in losses))
+  return lines
+
+
+def recall_lines(rows: dict) -> list:
+  """The recall split of language-model records (`recall_*` fields; lib/measure/recall), rows
+  {(model, context_len): [records]}: per context, each class's share of the test positions;
+  per model, its mean loss on each class (mean over the 'ok' seeds) and each class's share of
+  the gap between its loss and the best model's at that context. None for old records."""
+  from lib.measure import recall  # pylint: disable=g-import-not-at-top
+  means = {}
+  for key, rs in rows.items():
+    ok = [r for r in rs if r['status'] == 'ok' and r.get('recall_loss')]
+    if ok:
+      means[key] = (ok[0], [None if any(r['recall_loss'][c] is None for r in ok) else
+                            float(np.mean([r['recall_loss'][c] for r in ok]))
+                            for c in range(len(recall.CLASSES))],
+                    float(np.mean([r['test_loss'] for r in ok])))
+  if not means:
+    return []
+  first = next(iter(means.values()))[0]
+  lines = [f'recall split of the test positions (the {first["recall_order"]} tokens before '
+           'each occurred earlier in the window: recall if followed there by the same token, '
+           'misleading if by another, rest if not at all): loss in nats per class, and each '
+           "class's share of the model's gap to the best model at its context"]
+  for length in sorted({k[1] for k in means}):
+    here = {k: v for k, v in means.items() if k[1] == length}
+    fractions = next(iter(here.values()))[0]['recall_fraction']
+    best_key = min(here, key=lambda k: here[k][2])
+    lines.append(f'  context {length}: ' + ', '.join(
+        f'{name} {f:.1%}' for name, f in zip(recall.CLASSES, fractions))
+        + f' of positions; best: {best_key[0]}')
+    for key, (_, losses, _) in here.items():
+      shares = recall.gap_shares(fractions, losses, here[best_key][1])
+      loss_text = ' '.join('-' if v is None else f'{v:.3f}' for v in losses)
+      share_text = ('' if key == best_key or shares[0] is None else
+                    '; gap shares ' + ' '.join(f'{v:.0%}' for v in shares))
+      lines.append(f'  {key[0]:<12} loss {loss_text}{share_text}')
   return lines
 
 
@@ -329,7 +367,7 @@ def context_use_table(records: list) -> str:
         f'{mean_of(ok, "sweep_decay_rate", ".4f"):>8} {half_text:>9} '
         f'{"unbounded" if window is None else window:>9}  {bad or "-"}')
   baseline = ngram_line(records)
-  return '\n'.join(lines + ([baseline] if baseline else []))
+  return '\n'.join(lines + ([baseline] if baseline else []) + recall_lines(rows))
 
 
 def _mean_ok(rows: list, pick):

@@ -146,7 +146,8 @@ def test_split_losses_against_numpy():
   """stream_loss and position_loss of a bigram model (logits a table of the current token) equal
   a numpy sum over the very tokens each scores: a recurrent model every target but the tail of
   each stream, the transformer's sliding window the same targets; the position loss is flat for
-  a model that ignores its context (within 3 standard errors of the overall mean)."""
+  a model that ignores its context (within 3 standard errors of the overall mean). By label
+  (stream_sums): the same numpy sums over the targets of each label."""
   table = jnp.asarray(np.random.default_rng(4).normal(size=(VOCAB, VOCAB)), jnp.float32)
   nll = -np.asarray(jax.nn.log_softmax(table))  # nll[token, next]
   ids = np.asarray(np.random.default_rng(5).integers(0, VOCAB, 4001), np.int32)
@@ -161,6 +162,17 @@ def test_split_losses_against_numpy():
     expected = sum(nll[s[t], s[t + 1]] for s in streams for t in range(scored))
     assert count == 4 * scored
     assert float(total) == pytest.approx(expected, rel=1e-5)
+    # the same sum by label of each target (labels[i] labels the prediction of ids[i])
+    labels = np.asarray(np.random.default_rng(6).integers(0, 3, len(ids)), np.int32)
+    _, _, sums, counts = jax.jit(lambda t, i, l: language_model.stream_sums(
+        bigram, t, i, 8, 4, l, 3))(table, jnp.asarray(ids), jnp.asarray(labels))
+    tags = labels[:4000].reshape(4, 1000)
+    for c in range(3):
+      chosen = [(s, t) for j, s in enumerate(streams) for t in range(scored)
+                if tags[j, t + 1] == c]
+      assert int(counts[c]) == len(chosen)
+      assert float(sums[c]) == pytest.approx(sum(nll[s[t], s[t + 1]] for s, t in chosen),
+                                             rel=1e-5)
   losses = np.asarray(jax.jit(lambda t, i: language_model.position_loss(bigram, t, i, 8, 4))(
       table, jnp.asarray(ids)))
   windows = ids[:4000].reshape(500, 8), ids[1:4001].reshape(500, 8)
