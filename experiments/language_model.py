@@ -2,11 +2,11 @@
 download): tanh, LSTM and GRU networks trained with truncated BPTT against a causal transformer,
 at two context lengths; 2 layers (blocks) each, every model's width chosen so that its
 non-embedding parameters come nearest param_budget, and its learning rate the best of
-lr_candidates on the validation split. The table (test bits per character per model and context) and the plots
-(bpc against context; loss against the position in a window) show what a longer context buys
-each model. Other corpora: config.dataset = ptb_word | tiny_shakespeare (the latter from
-config.data_dir, or config.download=True). The word-level LSTM of Zaremba et al. (2014) is
-experiments/ptb_small.py.
+lr_candidates on the validation split. The table (test bits per character per model and
+context) and the plots (bpc against context; loss against the position in a window) show what a
+longer context buys each model. Other corpora: config.dataset = ptb_word | tiny_shakespeare (the
+latter from config.data_dir, or config.download=True). The word-level LSTM of Zaremba et al.
+(2014) is experiments/ptb_small.py; a longer run that learns, experiments/lm_reference.py.
 """
 
 import ml_collections

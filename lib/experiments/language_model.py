@@ -21,7 +21,15 @@ split, their test loss at the orders of NGRAM_ORDERS (`ngram_baseline`). And the
 diagnostic (Olsson et al. 2022, `induction`): the mean loss on a random token sequence of
 context_len // 2 tokens and on its exact repeat after it; a model that copies (an induction head,
 or a state that holds the sequence) predicts the repeat far better than the first copy, which
-is unpredictable (ln V, the chance loss).
+is unpredictable (ln V, the chance loss). And the recall split (lib/measure/recall): the test
+loss on the positions whose preceding RECALL_ORDER tokens occurred earlier in the window,
+followed there by the same token (recall) or by another (misleading), and on the rest.
+
+Fair comparisons: with hidden_size 0 each model's width is the one whose non-embedding
+parameters come nearest param_budget (lib/experiments/model_settings.lm_width), and each model
+trains at every rate of lr_candidates and keeps the one of lowest validation loss
+(lib/runtime/training, SELECT_BY); its records list its width, parameters, state size, rate and
+every rate's validation loss.
 """
 
 import math

@@ -271,11 +271,41 @@ def language_models(records: list, plots_dir: str) -> list:
   """test_metric.png: test bpc (or perplexity) against context length, a line per model, the
   best count-based n-gram's dashed; position_loss.png: the loss at each position of a window
   started from nothing, a panel per context length, a line per model; training_curves.png:
-  training and validation loss."""
+  training and validation loss; recall_split.png (records that carry it): each model's loss on
+  the recall, misleading and other test positions (lib/measure/recall), a panel per context."""
   os.makedirs(plots_dir, exist_ok=True)
   figures = {'test_metric.png': _test_metric, 'position_loss.png': _position_loss,
              'training_curves.png': _language_curves}
+  if any(r.get('recall_loss') for r in records):
+    figures['recall_split.png'] = _recall_split
   return plotting.save_each(plots_dir, figures, _LanguageSweep(records))
+
+
+def _recall_split(sweep: _LanguageSweep):
+  """Bars of each model's mean loss (over its 'ok' seeds) on each class of test position, the
+  class's share of the positions under its name, a panel per context length."""
+  from lib.measure import recall  # pylint: disable=g-import-not-at-top
+  fig, axes = plotting.panels([f'context {length}' for length in sweep.lengths],
+                              'test loss by kind of position')
+  width = 0.8 / len(sweep.names)
+  for length in sweep.lengths:
+    ax = axes[f'context {length}']
+    shares = None
+    for i, name in enumerate(sweep.names):
+      rows = [r for r in sweep.rows(name, length) if r['status'] == 'ok' and r.get('recall_loss')]
+      if not rows:
+        continue
+      shares = rows[0]['recall_fraction']
+      losses = np.mean([[np.nan if v is None else v for v in r['recall_loss']] for r in rows],
+                       axis=0)  # NaN (no bar) for a class without positions
+      ax.bar(np.arange(len(recall.CLASSES)) + (i - (len(sweep.names) - 1) / 2) * width,
+             losses, width, color=sweep.colors[name], label=name)
+    ax.set_xticks(np.arange(len(recall.CLASSES)), [
+        name if shares is None else f'{name}\n{share:.0%} of positions'
+        for name, share in zip(recall.CLASSES, shares or [None] * 3)])
+    ax.set_ylabel('test loss (nats per token)')
+    ax.legend(fontsize=7)
+  return fig
 
 
 def _test_metric(sweep: _LanguageSweep):
