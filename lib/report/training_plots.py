@@ -347,13 +347,25 @@ def _ngram_reference(ax, records: list, metric: str) -> None:
 
 def _position_loss(sweep: _LanguageSweep):
   """The loss at each position of a window started from a zero state (mean over seeds), a panel
-  per context length, a line per model."""
+  per context length, a line per model; in windows of 32 or more, also its mean over each
+  octave of positions (Kaplan et al. 2020, Figure 7, read the same way)."""
   def draw(ax, name, rows):
     value = plotting.mean_ok(rows, 'position_loss')
-    if value is not None:
+    if value is None:
+      return
+    if len(value) < 32:
       ax.plot(np.arange(len(value)), value, color=sweep.colors[name], label=name)
-  return _per_context(sweep, 'loss at each position of a window started from a zero state',
-                      draw, 'position t in the window', symlog=True)
+      return
+    # long windows: each position thin (each a mean over few windows, noisy), and the mean
+    # over the positions 2^k .. 2^(k+1) - 1 thick, at their middle
+    ax.plot(np.arange(len(value)), value, color=sweep.colors[name], lw=0.6, alpha=0.35)
+    edges = [0, 1] + [2 ** k for k in range(1, int(np.log2(len(value))) + 1)]
+    edges = sorted(set(edges + [len(value)]))
+    ax.plot([(a + b - 1) / 2 for a, b in zip(edges, edges[1:])],
+            [value[a:b].mean() for a, b in zip(edges, edges[1:])], 'o-',
+            color=sweep.colors[name], label=name)
+  return _per_context(sweep, 'loss at each position, from a zero state', draw,
+                      'position t in the window', symlog=True)
 
 
 def _language_curves(sweep: _LanguageSweep):
