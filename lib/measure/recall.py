@@ -9,7 +9,8 @@ earlier n-grams inside the window, x_{e-n} .. x_{e-1} = s with t - window <= e -
   REST        there is none (or t < n): the context holds nothing to copy.
 The latest match is what an induction head (Olsson et al. 2022) or a copy cache copies. A
 model's loss on each class, and each class's share of the gap between two models' losses
-(`gap_shares`), say where a model's advantage comes from: recall, or everything else.
+(lib/report/tables.gap_shares), say where a model's advantage comes from: recall, or everything
+else.
 """
 
 import numpy as np
@@ -46,16 +47,3 @@ def class_means(losses, labels) -> tuple:
     fractions.append(float(np.mean(chosen)))
     means.append(float(np.mean(losses[chosen])) if chosen.any() else None)
   return fractions, means
-
-
-def gap_shares(fractions, losses_a, losses_b) -> list:
-  """Each class's share of the gap between two models' mean losses over the same positions:
-  fraction_c (loss_a,c - loss_b,c) / sum over classes of the same (the shares sum to 1); None
-  for every class where the gap is 0 or a class's loss is missing."""
-  parts = []
-  for f, a, b in zip(fractions, losses_a, losses_b):
-    if f and (a is None or b is None):
-      return [None] * len(fractions)
-    parts.append(f * (a - b) if f else 0.0)
-  gap = sum(parts)
-  return [p / gap for p in parts] if gap else [None] * len(fractions)

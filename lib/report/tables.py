@@ -186,19 +186,36 @@ def size_lines(rows: dict) -> list:
   return lines
 
 
+# the classes of the records' recall_fraction and recall_loss lists, in their order (those of
+# lib/measure/recall.CLASSES, which a report does not import; tests/measure/test_recall checks)
+RECALL_CLASSES = ('recall', 'misleading', 'rest')
+
+
+def gap_shares(fractions, losses_a, losses_b) -> list:
+  """Each class's share of the gap between two models' mean losses over the same positions:
+  fraction_c (loss_a,c - loss_b,c) / sum over classes of the same (the shares sum to 1); None
+  for every class where the gap is 0 or a class's loss is missing."""
+  parts = []
+  for f, a, b in zip(fractions, losses_a, losses_b):
+    if f and (a is None or b is None):
+      return [None] * len(fractions)
+    parts.append(f * (a - b) if f else 0.0)
+  gap = sum(parts)
+  return [p / gap for p in parts] if gap else [None] * len(fractions)
+
+
 def recall_lines(rows: dict) -> list:
   """The recall split of language-model records (`recall_*` fields; lib/measure/recall), rows
   {(model, context_len): [records]}: per context, each class's share of the test positions;
   per model, its mean loss on each class (mean over the 'ok' seeds) and each class's share of
   the gap between its loss and the best model's at that context. None for old records."""
-  from lib.measure import recall  # pylint: disable=g-import-not-at-top
   means = {}
   for key, rs in rows.items():
     ok = [r for r in rs if r['status'] == 'ok' and r.get('recall_loss')]
     if ok:
       means[key] = (ok[0], [None if any(r['recall_loss'][c] is None for r in ok) else
                             float(np.mean([r['recall_loss'][c] for r in ok]))
-                            for c in range(len(recall.CLASSES))],
+                            for c in range(len(RECALL_CLASSES))],
                     float(np.mean([r['test_loss'] for r in ok])))
   if not means:
     return []
@@ -212,10 +229,10 @@ def recall_lines(rows: dict) -> list:
     fractions = next(iter(here.values()))[0]['recall_fraction']
     best_key = min(here, key=lambda k: here[k][2])
     lines.append(f'  context {length}: ' + ', '.join(
-        f'{name} {f:.1%}' for name, f in zip(recall.CLASSES, fractions))
+        f'{name} {f:.1%}' for name, f in zip(RECALL_CLASSES, fractions))
         + f' of positions; best: {best_key[0]}')
     for key, (_, losses, _) in here.items():
-      shares = recall.gap_shares(fractions, losses, here[best_key][1])
+      shares = gap_shares(fractions, losses, here[best_key][1])
       loss_text = ' '.join('-' if v is None else f'{v:.3f}' for v in losses)
       share_text = ('' if key == best_key or shares[0] is None else
                     '; gap shares ' + ' '.join(f'{v:.0%}' for v in shares))

@@ -11,6 +11,7 @@ import os
 import numpy as np
 
 from lib.report import plotting
+from lib.report import tables
 from lib.report.plotting import plt  # pyplot on the headless backend that plotting chose
 
 
@@ -284,7 +285,7 @@ def language_models(records: list, plots_dir: str) -> list:
 def _recall_split(sweep: _LanguageSweep):
   """Bars of each model's mean loss (over its 'ok' seeds) on each class of test position, the
   class's share of the positions under its name, a panel per context length."""
-  from lib.measure import recall  # pylint: disable=g-import-not-at-top
+  classes = tables.RECALL_CLASSES
   fig, axes = plotting.panels([f'context {length}' for length in sweep.lengths],
                               'test loss by kind of position')
   width = 0.8 / len(sweep.names)
@@ -298,11 +299,11 @@ def _recall_split(sweep: _LanguageSweep):
       shares = rows[0]['recall_fraction']
       losses = np.mean([[np.nan if v is None else v for v in r['recall_loss']] for r in rows],
                        axis=0)  # NaN (no bar) for a class without positions
-      ax.bar(np.arange(len(recall.CLASSES)) + (i - (len(sweep.names) - 1) / 2) * width,
+      ax.bar(np.arange(len(classes)) + (i - (len(sweep.names) - 1) / 2) * width,
              losses, width, color=sweep.colors[name], label=name)
-    ax.set_xticks(np.arange(len(recall.CLASSES)), [
+    ax.set_xticks(np.arange(len(classes)), [
         name if shares is None else f'{name}\n{share:.0%} of positions'
-        for name, share in zip(recall.CLASSES, shares or [None] * 3)])
+        for name, share in zip(classes, shares or [None] * 3)])
     ax.set_ylabel('test loss (nats per token)')
     ax.legend(fontsize=7)
   return fig

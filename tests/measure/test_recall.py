@@ -1,10 +1,12 @@
 """The recall split (lib/measure/recall) against a brute-force scan of every window, a
-hand-worked text, and a lookup model that copies what followed the latest match."""
+hand-worked text, and a lookup model that copies what followed the latest match; the
+report's share of a gap by class (lib/report/tables.gap_shares)."""
 
 import numpy as np
 import pytest
 
 from lib.measure import recall
+from lib.report import tables
 
 
 def _brute_force(ids, window, order):
@@ -72,6 +74,12 @@ def test_a_copying_lookup_model_is_exact_on_recall_and_wrong_on_misleading_token
 def test_gap_shares_sum_to_one_and_weigh_each_class_by_its_positions():
   """Model a is worse than b by 1 nat on recall tokens (30% of positions) and by 0.1 on the
   rest (70%): a gap of 0.37, of which 0.3 / 0.37 comes from recall."""
-  shares = recall.gap_shares([0.3, 0.0, 0.7], [2.0, None, 1.1], [1.0, None, 1.0])
+  shares = tables.gap_shares([0.3, 0.0, 0.7], [2.0, None, 1.1], [1.0, None, 1.0])
   assert shares == pytest.approx([0.3 / 0.37, 0.0, 0.07 / 0.37])
-  assert recall.gap_shares([0.5, 0.5, 0.0], [1.0, 1.0, None], [1.0, 1.0, None]) == [None] * 3
+  assert tables.gap_shares([0.5, 0.5, 0.0], [1.0, 1.0, None], [1.0, 1.0, None]) == [None] * 3
+
+
+def test_the_report_names_the_classes_in_the_records_order():
+  """lib/report cannot import lib/measure: its copy of the class names is the measure's."""
+  assert tables.RECALL_CLASSES == recall.CLASSES
+  assert (recall.RECALL, recall.MISLEADING, recall.REST) == (0, 1, 2)
