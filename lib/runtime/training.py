@@ -209,11 +209,12 @@ def programs(experiment: TrainingExperiment, cfg: dict, groups, *prepared) -> li
   out = []
   for group, _ in groups:
     count, batch = cfg['num_seeds'], devices.points_batch_of(cfg)
-    for _, _, group_setup in setups(experiment, cfg, group, *prepared):
+    candidates = setups(experiment, cfg, group, *prepared)
+    for _, _, group_setup in candidates:
       named = train.programs(group_setup.name, group_setup.init, group_setup.task,
                              group_setup.opt, count, cfg['num_steps'], cfg['log_every'], batch)
       out += named.values()
-    extras = _extras(experiment, cfg, group, group_setup, prepared)
+    extras = _extras(experiment, cfg, group, candidates[0][2], prepared)  # as train_group's
     if extras:
       init = named['init']
       (seeds,) = dry_run.points_args(count, 'int32', batch=batch)
@@ -235,7 +236,8 @@ def train_group(experiment: TrainingExperiment, cfg: dict, workdir: str, group: 
   seeds = sweep.seeds(cfg)
   choosing = 'lr_candidates' in cfg
   scores, best = [], None
-  for _, at, group_setup in setups(experiment, cfg, group, *prepared):
+  candidates = setups(experiment, cfg, group, *prepared)
+  for _, at, group_setup in candidates:
     final = train.train(group_setup.init, group_setup.task, group_setup.opt, seeds,
                         cfg['num_steps'], cfg['log_every'],
                         os.path.join(workdir, CHECKPOINTS_DIR, group_setup.folder),
@@ -249,8 +251,10 @@ def train_group(experiment: TrainingExperiment, cfg: dict, workdir: str, group: 
   selection = {'lr_candidates': list(learning_rates(cfg)),
                f'lr_{experiment.SELECT_BY}': [None if math.isinf(v) else v for v in scores]
                } if choosing else {}
+  # the extra programs read the model, the same at every rate: built from the first rate's
+  # setup and the config, as `programs` builds them, so that the check's are the run's
   trained = Trained(group_setup, final, seeds, at, workdir,
-                    _extras(experiment, at, group, group_setup, prepared), selection)
+                    _extras(experiment, cfg, group, candidates[0][2], prepared), selection)
   return experiment.records(at, group, trained, *prepared)
 
 
