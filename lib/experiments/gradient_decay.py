@@ -10,7 +10,9 @@ r_max, max_phase), one point per seed, recorded with sigma_w2 = sigma_b2 = None.
 recursion is exactly g_{t-1} = conj(lambda) . g_t, so beside the measured profile each record
 holds its closed form `log_grad_sq_theory` (`theory_profile`): a power law in k, not the
 exponential of mean-field theory; `theory_decay_rate` is then the least-squares slope of that
-curve over the same fit window as the measured rate. The profile itself is the sequential
+curve over the same fit window as the measured rate. A GRU (random weights, sigma_b2 = 0) gets the same
+pair from lib/measure/theory's tied transfer operator (`gru_log_grad_sq`), and tanh and relu
+cells ln chi1 alone. The profile itself is the sequential
 renormalised reverse pass (lib/measure/gradients), not the parallel scan: its per-step
 renormalisation is what keeps a gradient of e^-1000 a number.
 """
@@ -182,16 +184,26 @@ def measure_point(cell_name: str, length: int, cfg: dict, sigma_w2, sigma_b2, se
           jnp.log(jnp.sum(jnp.square(readout))))
 
 
-def theory_profile(cell_name: str, cfg: dict, seq_len: int, log_readout_sq: float):
-  """ln E ||dL/ds_t||^2, t = 0..seq_len-1, of a linear cell over its ring init (k = T-1-t steps
-  back from the loss L = <r, y_{T-1}>); None for the other cells.
+def theory_profile(cell_name: str, cfg: dict, seq_len: int, log_readout_sq: float,
+                   sigma_w2: float = 0.0, sigma_b2: float = 0.0):
+  """ln E ||dL/ds_t||^2, t = 0..seq_len-1 (k = T-1-t steps back from the loss L = <r, y_{T-1}>),
+  predicted for a linear cell over its ring init and for a GRU of gaussian weights; None for the
+  other cells.
 
-  k = 0: the gradient sits on the output y in the carry: ||r||^2. k >= 1: it is in the state,
-  dL/dh_{T-1-k} = conj(lambda)^k . (conj(lambda) C^H r) coordinate-wise, and lambda is drawn
-  independently of C (entries N(0, 1/N), real and imaginary parts each for the lru), so
+  Linear cells: k = 0: the gradient sits on the output y in the carry: ||r||^2. k >= 1: it is in
+  the state, dL/dh_{T-1-k} = conj(lambda)^k . (conj(lambda) C^H r) coordinate-wise, and lambda
+  is drawn independently of C (entries N(0, 1/N), real and imaginary parts each for the lru), so
   E ||g_k||^2 = m ||r||^2 E|lambda|^(2k) with m = 2 (lru: Re and Im) or 1 (linear), and
   E|lambda|^(2k) = (r_max^(2k+2) - r_min^(2k+2)) / ((k+1)(r_max^2 - r_min^2))
-  (lib/nets/lru.log_grad_sq_theory, in the log domain)."""
+  (lib/nets/lru.log_grad_sq_theory, in the log domain).
+  GRU: ||r||^2 (T^k)_00, the tied transfer operator of lib/measure/theory.gru_log_grad_sq
+  (where theory.gru_not_applicable says it applies)."""
+  if cell_name == 'gru':
+    if theory.gru_not_applicable(cfg['recurrent_init'], sigma_b2):
+      return None
+    curve = log_readout_sq + theory.gru_log_grad_sq(
+        seq_len, sigma_w2, sigma_b2, cfg['sigma_v2'], cfg['gate_bias'])
+    return curve[::-1]
   if cell_name not in cells.LINEAR_CELLS:
     return None
   k = np.arange(seq_len)
@@ -222,7 +234,7 @@ def compute_group(cfg: dict, group: tuple, programs=None) -> list:
       fields = decay.profile_fields(cfg, log_h[i, j], log_x[i, j], bool(finite[i, j]),
                                     cell_name, cfg['recurrent_init'], sigma_w2, sigma_b2,
                                     cfg['sigma_v2'])
-      curve = theory_profile(cell_name, cfg, seq_len, float(log_r[i, j]))
+      curve = theory_profile(cell_name, cfg, seq_len, float(log_r[i, j]), sigma_w2, sigma_b2)
       if curve is not None:
         fields['theory_decay_rate'] = gradients.fit_decay_rate(curve, cfg['fit_k_min'],
                                                                cfg['fit_k_max'])
@@ -253,6 +265,8 @@ def panel(record: dict) -> str:
 def no_theory_reason(record: dict):
   if record['cell'] in cells.LINEAR_CELLS:
     return None
+  if record['cell'] == 'gru':
+    return theory.gru_not_applicable(record['recurrent_init'], record['sigma_b2'])
   return theory.not_applicable(record['cell'], record['recurrent_init'])
 
 

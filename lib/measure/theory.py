@@ -157,3 +157,153 @@ def w2_depth_exponent(norm: str, skip: bool, mlp: bool, scaled: bool):
   if not (skip and mlp) or norm not in ('post_ln', 'pre_ln'):
     return None
   return -0.5 if (norm == 'pre_ln' or scaled) else 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# The GRU (Flax's GRUCell, lib/nets/cells), drawn as in the main job: every recurrent kernel
+# N(0, sigma_w2 / N), input kernels N(0, sigma_v2 / D) on inputs N(0, I_D), biases N(0, sigma_b2)
+# and gate_bias on the update gate. Per unit, with h of variance q:
+#   a_z ~ N(gate_bias, s2), a_r ~ N(0, s2), s2 = sigma_w2 q + sigma_v2 + sigma_b2
+#   a_n = v + r u, v ~ N(0, sigma_v2 + sigma_b2), u = W_n h + b_hn ~ N(0, sigma_w2 q + sigma_b2)
+#   z = sigmoid(a_z), r = sigmoid(a_r), n = tanh(a_n), h' = (1 - z) n + z h.
+# The step's Jacobian is diag(z) + diag(b) W_n + diag(c) W_z + diag(b') W_r with
+# b = (1 - z) tanh'(a_n) r > 0, c = (h - n) sigmoid'(a_z), b' = (1 - z) tanh'(a_n) u sigmoid'(a_r):
+# c and b' have mean zero, b does not.
+# ---------------------------------------------------------------------------------------------
+
+_GATE_NODES = 96  # Gauss-Hermite nodes for the sigmoid gates (smooth on the scale of 1)
+
+
+@functools.lru_cache(maxsize=None)
+def _hermite():
+  """Nodes and weights of E[f(x)], x ~ N(0, 1) (probabilists' Gauss-Hermite)."""
+  x, w = np.polynomial.hermite_e.hermegauss(_GATE_NODES)
+  return x, w / math.sqrt(2.0 * math.pi)
+
+
+def _sigmoid(a):
+  return 0.5 * (1.0 + np.tanh(0.5 * a))
+
+
+def _gauss_means(f, qs) -> np.ndarray:
+  """E[f(u)], u ~ N(0, q), for each q > 0 of `qs` at once (`_gauss_mean`'s rule)."""
+  qs = np.asarray(qs, np.float64)
+  sigma = np.sqrt(qs)[:, None]
+  half_width = np.minimum(12.0 * sigma, 40.0)
+  x, w = _unit_panels()
+  u = half_width * x[None, :]
+  density = np.exp(-0.5 * (u / sigma) ** 2) / (sigma * math.sqrt(2.0 * math.pi))
+  inside = np.sum(half_width * w[None, :] * density * f(u), axis=1)
+  tail = np.array([math.erfc(h / (s * math.sqrt(2.0))) for h, s in zip(half_width[:, 0],
+                                                                           sigma[:, 0])])
+  return inside + np.where(half_width[:, 0] < 12.0 * sigma[:, 0], tail, 0.0) * f(
+      half_width[:, 0])
+
+
+def _gru_moments(q: float, sigma_w2: float, sigma_b2: float, sigma_v2: float,
+                 gate_bias: float) -> dict:
+  """The expectations the GRU's maps need, at a state variance q (see the comment above)."""
+  x, w = _hermite()
+  s2 = sigma_w2 * q + sigma_v2 + sigma_b2
+  z = _sigmoid(gate_bias + math.sqrt(s2) * x)
+  a_r = math.sqrt(s2) * x
+  r = _sigmoid(a_r)
+  dr = r * (1.0 - r)
+  sv, su = sigma_v2 + sigma_b2, sigma_w2 * q + sigma_b2
+  var_n = sv + r ** 2 * su  # a_n given r
+  tanh_sq = _gauss_means(lambda a: np.tanh(a) ** 2, var_n)
+  sech_sq = _gauss_means(lambda a: 1.0 / np.cosh(a) ** 2, var_n)
+  sech_4 = _gauss_means(lambda a: 1.0 / np.cosh(a) ** 4, var_n)
+  a2_sech_4 = _gauss_means(lambda a: a ** 2 / np.cosh(a) ** 4, var_n)
+  # E[u^2 tanh'(a_n)^2 | r]: u given a_n has mean (r su / var_n) a_n, variance su - r^2 su^2 / var_n
+  u2_sech_4 = (su - r ** 2 * su ** 2 / var_n) * sech_4 + (r * su / var_n) ** 2 * a2_sech_4
+  mean = lambda values: float(np.sum(w * values))
+  return {
+      'z': mean(z), 'z2': mean(z ** 2), 'one_minus_z2': mean((1.0 - z) ** 2),
+      'z_one_minus_z': mean(z * (1.0 - z)), 'dz2': mean((z * (1.0 - z)) ** 2),
+      'n2': mean(tanh_sq), 'r_dn': mean(r * sech_sq), 'r2_dn2': mean(r ** 2 * sech_4),
+      'u2_dn2_dr2': mean(dr ** 2 * u2_sech_4),
+  }
+
+
+def _gru_q_map(q, sigma_w2, sigma_b2, sigma_v2, gate_bias) -> float:
+  """E h'^2 from E h^2 = q: E[(1-z)^2] E[n^2] + E[z^2] q (z, n and h independent, n odd)."""
+  m = _gru_moments(q, sigma_w2, sigma_b2, sigma_v2, gate_bias)
+  return m['one_minus_z2'] * m['n2'] + m['z2'] * q
+
+
+@functools.lru_cache(maxsize=None)
+def gru_q_star(sigma_w2: float, sigma_b2: float, sigma_v2: float, gate_bias: float) -> float:
+  """The GRU's fixed point q = E[(1-z)^2] E[n^2] / (1 - E[z^2]) of the state variance (the
+  map is below 1 at q = 1, as n^2 < 1; 0 where no input or bias drives it and 0 is stable)."""
+  gap = lambda q: _gru_q_map(q, sigma_w2, sigma_b2, sigma_v2, gate_bias) - q
+  if gap(1e-12) <= 0.0:
+    return 0.0
+  return _root(gap, 1e-12, 1.0)
+
+
+def gru_chi_untied(sigma_w2: float, sigma_b2: float, sigma_v2: float, gate_bias: float) -> float:
+  """The factor on E ||g||^2 per step back with the recurrent weights redrawn at every step
+  (Gilboa et al. 2019's assumption): E[z^2] + sigma_w2 (E[sigmoid'(a_z)^2] (q + E[n^2])
+  + E[(1-z)^2] E[tanh'(a_n)^2 (r^2 + u^2 sigmoid'(a_r)^2)]) at the fixed point q."""
+  q = gru_q_star(sigma_w2, sigma_b2, sigma_v2, gate_bias)
+  m = _gru_moments(q, sigma_w2, sigma_b2, sigma_v2, gate_bias)
+  return m['z2'] + sigma_w2 * (m['dz2'] * (q + m['n2'])
+                               + m['one_minus_z2'] * (m['r2_dn2'] + m['u2_dn2_dr2']))
+
+
+@functools.lru_cache(maxsize=None)
+def gru_transfer(sigma_w2: float, sigma_b2: float, sigma_v2: float, gate_bias: float) -> dict:
+  """The weights of the tied GRU's transfer operator on d (the uses of W_n not yet matched
+  between two backward paths): stay at 0 (chi_untied), stay at d != 0, move d -> d +- 1 away
+  from 0 or between nonzero d, and move into 0."""
+  q = gru_q_star(sigma_w2, sigma_b2, sigma_v2, gate_bias)
+  m = _gru_moments(q, sigma_w2, sigma_b2, sigma_v2, gate_bias)
+  mean_b = (1.0 - m['z']) * m['r_dn']  # E[b], z independent of r and n
+  sigma_w = math.sqrt(sigma_w2)
+  return {'stay_zero': gru_chi_untied(sigma_w2, sigma_b2, sigma_v2, gate_bias),
+          'stay': m['z'] ** 2 + sigma_w2 * mean_b ** 2,
+          'move': sigma_w * m['z'] * mean_b,
+          'into_zero': sigma_w * m['z_one_minus_z'] * m['r_dn'],
+          'asymptotic_rate': 2.0 * math.log(m['z'] + sigma_w * mean_b)}
+
+
+def gru_log_grad_sq(num_steps: int, sigma_w2: float, sigma_b2: float, sigma_v2: float,
+                    gate_bias: float) -> np.ndarray:
+  """ln (E ||g_k||^2 / ||g_0||^2) = ln (T^k)_00, k = 0..num_steps-1, for the tied GRU: the
+  transfer operator (`gru_transfer`) applied k times to d = 0, renormalised at every step so
+  that no rate underflows (the log of each step's norm is summed)."""
+  return _gru_log_grad_sq(num_steps, sigma_w2, sigma_b2, sigma_v2, gate_bias).copy()
+
+
+@functools.lru_cache(maxsize=None)
+def _gru_log_grad_sq(num_steps, sigma_w2, sigma_b2, sigma_v2, gate_bias):
+  t = gru_transfer(sigma_w2, sigma_b2, sigma_v2, gate_bias)
+  size = num_steps // 2 + 2  # d = -size..size: a path k steps long returns from |d| <= k / 2
+  v = np.zeros(2 * size + 1)
+  v[size] = 1.0
+  stay = np.full(v.size, t['stay'])
+  stay[size] = t['stay_zero']
+  out, log_scale = np.empty(num_steps), 0.0
+  for k in range(num_steps):
+    out[k] = math.log(v[size]) + log_scale
+    new = stay * v
+    new[1:] += t['move'] * v[:-1]  # d -> d + 1
+    new[:-1] += t['move'] * v[1:]  # d -> d - 1
+    new[size] += (t['into_zero'] - t['move']) * (v[size - 1] + v[size + 1])
+    norm = float(np.max(new))
+    v, log_scale = new / norm, log_scale + math.log(norm)
+  return out
+
+
+def gru_not_applicable(init: str, sigma_b2: float):
+  """Why the tied GRU theory does not predict this network's rate, or None where it does: it is
+  derived for random recurrent kernels (gaussian; orthogonal ones measure the same, README), and
+  for biases that are the same in every unit (sigma_b2 = 0): a bias drawn per unit stays with
+  the unit at every step, so a unit whose update gate is biased nearer 1 carries the gradient
+  farther, which a per-step average does not see."""
+  if init not in ('gaussian', 'orthogonal'):
+    return f'{init} weights are not random: the GRU theory does not apply'
+  if sigma_b2 > 0:
+    return 'sigma_b2 > 0: biases drawn per unit persist over time; the GRU theory needs 0'
+  return None

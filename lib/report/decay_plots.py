@@ -3,8 +3,8 @@ drawn from records alone: a plot never recomputes a measurement.
 
 Mean-field predictions (the records' theory_decay_rate) are dashed lines beside the
 measurements; a linear cell's closed-form profile (its records' log_grad_sq_theory, a power law)
-is dashed on log-log axes; records that are not 'ok' are marked at the edge of the axes
-(`lib.report.plotting`).
+is dashed on log-log axes, and a GRU's tied profile (lib/measure/theory) on linear ones;
+records that are not 'ok' are marked at the edge of the axes (`lib.report.plotting`).
 """
 
 import os
@@ -72,7 +72,9 @@ def _profile(sweep: _DecaySweep):
   """ln ||dL/dh||^2 against the distance from the loss at the longest length, a panel per name,
   a line per scale, the theory dashed."""
   names, log_log = sweep.names, sweep.log_log
-  theory_text = 'ln chi1' + (r', linear cells ln E$|\lambda|^{2k}$' if sweep.rings else '')
+  labelled = set()  # panels whose legend has the theory line
+  theory_text = 'ln chi1' + (', GRU tied operator' if 'gru' in names else '') + (
+      r', linear cells ln E$|\lambda|^{2k}$' if sweep.rings else '')
   fig, axes = plotting.panels(names, f'Gradient against distance from the loss ({sweep.short} = '
                               f'{sweep.longest}; dashed: theory, {theory_text})',
                               sharey=not log_log or log_log == set(names))  # scales apart
@@ -92,10 +94,13 @@ def _profile(sweep: _DecaySweep):
       continue
     k = np.arange(profile.size) + (name in log_log)  # k + 1 on a log axis
     ax.plot(k, profile[::-1], color=sweep.color[(w, b)], label=text)
-    curve = plotting.mean_ok(rows, 'log_grad_sq_theory') if name in log_log else None
+    curve = plotting.mean_ok([r for r in rows if r.get('log_grad_sq_theory') is not None],
+                             'log_grad_sq_theory')  # linear cells, GRU: a profile
     predicted = rate_stats(rows)[1]
     if curve is not None:
-      ax.plot(k, curve[::-1], color='k', linestyle='--', lw=0.8, label='theory')
+      ax.plot(k, curve[::-1], color='k', linestyle='--', lw=0.8,
+              label=None if name in labelled else 'theory')
+      labelled.add(name)
     elif predicted is not None:
       ax.plot(k, profile[-1] + predicted * k, color='k', linestyle='--', lw=0.8)
   for name, ax in axes.items():
@@ -161,7 +166,8 @@ def _decay_rate(sweep: _DecaySweep):
       line = ax.errorbar(xs, means, yerr=sds, marker='o', ms=4, capsize=3, label=series)
       if predicted:
         ax.plot(*zip(*predicted), linestyle='--', marker='s', mfc='none', ms=7,
-                color=line[0].get_color(), lw=1, label=f'{series}: theory ln chi1')
+                color=line[0].get_color(), lw=1,
+                label=f'{series}: theory' + ('' if name == 'gru' else ' ln chi1'))
   ax.axhline(0.0, color='k', lw=0.5)
   ax.set_xlabel(r'$\sigma_w^2$')
   ax.set_ylabel('fitted slope of ln $\\|\\partial L/\\partial h\\|^2$ per step back')

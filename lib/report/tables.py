@@ -43,7 +43,9 @@ def decay_table(records: list, length_key: str, panel) -> str:
           f'{"error":>11}  ' + ' '.join(f'{short + "=" + str(t):>8}' for t in lengths)
           + '   not ok')
   linear = any(r['sigma_w2'] is None for r in records)
+  gru = any(name == 'gru' for name, _, _ in table)
   lines = [f'Decay rate per step fitted at the longest {length_key} (theory: ln chi1'
+           + ('; GRU: the same fit to its tied profile' if gru else '')
            + ('; linear cells, no sigma: the same fit to their closed-form profile' if linear
               else '') + f'); '
            f'ln ||dL/dh||^2 farthest from the loss per {length_key}:', head]
