@@ -23,6 +23,7 @@ EXPERIMENTS = {
     'context_use': 'lib.experiments.context_use',
     'transformer_depth': 'lib.experiments.transformer_depth',
     'associative_recall': 'lib.experiments.associative_recall',
+    'lyapunov': 'lib.experiments.lyapunov',
 }
 
 

@@ -155,14 +155,12 @@ def grid(cfg: dict) -> list:
           for cell in cfg['cells'] for seq_len in cfg['seq_lens']]
 
 
-def measure_point(cell_name: str, length: int, cfg: dict, sigma_w2, sigma_b2, seed, seq_len):
-  """(log_grad_sq, log_grad_sq_input, forward_finite, ln ||r||^2) of one network and input
-  batch (r the readout), the profiles (length,) with entries t >= seq_len padding (seq_len <=
-  length may be traced: one program per `length` runs every shorter sequence,
-  `gradients.log_grad_profile`). A linear cell ignores sigma_w2 and sigma_b2.
+def network(cell_name: str, length: int, cfg: dict, sigma_w2, sigma_b2, seed):
+  """(cell, params, readout r (N,), inputs xs (length, batch, D), zero carry) of one point.
 
   The draws depend only on (seed, what): params, inputs and readout are the same at every scale
-  (each kernel is the same draw, scaled) and length, so points are compared on equal terms.
+  (each kernel is the same draw, scaled) and length, so points are compared on equal terms. A
+  linear cell ignores sigma_w2 and sigma_b2.
   """
   dtype = jnp.dtype(cfg['dtype'])
   batch, hidden, width = cfg['batch_size'], cfg['hidden_size'], cfg['input_size']
@@ -176,7 +174,15 @@ def measure_point(cell_name: str, length: int, cfg: dict, sigma_w2, sigma_b2, se
   # every length T (jax_threefry_partitionable, the default).
   readout, xs = cells.standard_normals(k_inputs, [(hidden,), (length, batch, width)], dtype)
   readout = readout / np.sqrt(hidden)  # r ~ N(0, I/N); inputs x_t ~ N(0, I_D)
-  carry0 = cells.zero_carry(cell, batch, width)
+  return cell, params, readout, xs, cells.zero_carry(cell, batch, width)
+
+
+def measure_point(cell_name: str, length: int, cfg: dict, sigma_w2, sigma_b2, seed, seq_len):
+  """(log_grad_sq, log_grad_sq_input, forward_finite, ln ||r||^2) of one network and input
+  batch (`network`; r the readout), the profiles (length,) with entries t >= seq_len padding
+  (seq_len <= length may be traced: one program per `length` runs every shorter sequence,
+  `gradients.log_grad_profile`)."""
+  cell, params, readout, xs, carry0 = network(cell_name, length, cfg, sigma_w2, sigma_b2, seed)
   profile = gradients.log_grad_profile(
       cells.step_of(cell, params), functools.partial(cells.output, cell_name), carry0, xs,
       readout, length=seq_len)

@@ -307,3 +307,31 @@ def gru_not_applicable(init: str, sigma_b2: float):
   if sigma_b2 > 0:
     return 'sigma_b2 > 0: biases drawn per unit persist over time; the GRU theory needs 0'
   return None
+
+
+def tanh_lyapunov_spectrum(fractions, sigma_w2: float, sigma_b2: float, sigma_v2: float = 0.0,
+                           init: str = 'gaussian') -> np.ndarray:
+  """lambda(t), the Lyapunov exponent at the fraction t = i / N of the spectrum (0 < t < 1) of a
+  wide tanh RNN at its fixed point q*, by free probability: the step's Jacobian is D W, D =
+  diag(tanh'(a)), a ~ N(0, q*), so S_{J^T J}(w) = S_{D^2}(w) S_{W^T W}(w) and
+  lambda(t) = -1/2 ln S_{J^T J}(-t). S_{W^T W}(w) is 1 / (sigma_w2 (1 + w)) for gaussian
+  kernels (Marchenko-Pastur), 1 / sigma_w2 for orthogonal ones. With psi(z) = E[x z / (1 - x z)],
+  x = tanh'(a)^2, and z(t) < 0 the root of psi(z) = -t, S_{D^2}(-t) = (1 - t) z(t) / -t, so
+  lambda(t) = 1/2 ln(sigma_w2 t / -z(t)) (gaussian), the same minus 1/2 ln(1 - t)
+  (orthogonal). At t -> 0 both are 1/2 ln chi1 (the top exponent: half the gradient's rate);
+  they fall to -inf at t -> 1 (Engelken, Wolf & Abbott 2020; Pennington et al. 2017)."""
+  if init not in ('gaussian', 'orthogonal'):
+    raise UserError(f'no free-probability spectrum for {init!r} kernels; it covers: gaussian, '
+                    'orthogonal')
+  q = q_star('tanh', sigma_w2, sigma_b2, sigma_v2)
+  out = []
+  for t in np.atleast_1d(np.asarray(fractions, np.float64)):
+    if not 0.0 < t < 1.0:
+      raise ValueError(f'fraction {t} is not in (0, 1)')
+    psi = lambda log_minus_z: _gauss_mean(
+        lambda a: -math.exp(log_minus_z) / np.cosh(a) ** 4
+        / (1.0 + math.exp(log_minus_z) / np.cosh(a) ** 4), q) + t
+    log_minus_z = _root(psi, -60.0, 200.0)  # psi runs from 0 (z -> 0) down to -1 (z -> -inf)
+    out.append(0.5 * (math.log(sigma_w2 * t) - log_minus_z)
+               - (0.5 * math.log(1.0 - t) if init == 'orthogonal' else 0.0))
+  return np.asarray(out)

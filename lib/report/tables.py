@@ -435,3 +435,45 @@ def transformer_depth_table(records: list, fits: dict, collapse: dict, threshold
                "and block L's W2; ln QK_1: block 1's ln ||dL/dW_Q,K||^2; collapse: per seed, the "
                'first layer whose rank residual is below the threshold')
   return '\n'.join(lines)
+
+
+def exponents_of(record: dict) -> np.ndarray:
+  """A Lyapunov record's exponents as floats: JSON's null (an 'ok' record's only non-finite
+  value) is -inf, a direction the map sends to zero (a relu unit that is off)."""
+  return np.asarray([-np.inf if v is None else v for v in record['exponents']], np.float64)
+
+
+def lyapunov_lines(records: list) -> str:
+  """Per (cell, sigma_w2, sigma_b2), means over 'ok' seeds: the top exponent (+- std over
+  seeds) beside half the gradient's decay rate and the theory's; the median and bottom exponent
+  (theory beside the median); how many directions keep more than e^-1 of their length over 100
+  steps (lambda > -0.01); statuses other than 'ok'."""
+  groups = collections.defaultdict(list)
+  for r in records:
+    groups[r['cell'], r['sigma_w2'], r['sigma_b2']].append(r)
+  width = max(len(cell) for cell, _, _ in groups)
+  head = (f'{"":<{width}} {"sigma_w2":>8} {"sigma_b2":>8} {"top":>8} {"+-":>6} {"rate/2":>8} '
+          f'{"theory":>8} {"median":>8} {"theory":>8} {"bottom":>8} {"> -0.01":>8}   not ok')
+  lines = ["Lyapunov exponents per step (nats), means over seeds; rate/2: half the gradient's "
+           'decay rate (same networks); theory: free probability (tanh):', head]
+
+  def fmt(value, spec='>8.4f', size=8):
+    return f'{"-":>{size}}' if value is None else f'{value:{spec}}'
+
+  for (cell, w, b), rows in groups.items():
+    ok = [r for r in rows if r['status'] == 'ok']
+    mean = np.mean([exponents_of(r) for r in ok], axis=0) if ok else None
+    top = [r['top_exponent'] for r in ok]
+    halves = [r['half_decay_rate'] for r in ok if r['half_decay_rate'] is not None]
+    curve = next((r['theory_exponents'] for r in rows if r['theory_exponents']), None)
+    mid = None if mean is None else mean.size // 2
+    bad = sorted({r['status'] for r in rows if r['status'] != 'ok'})
+    scale = ' '.join(fmt(v, '>8g') for v in (w, b))
+    cols = [fmt(np.mean(top) if top else None), fmt(np.std(top) if top else None, '>6.4f', 6),
+            fmt(np.mean(halves) if halves else None), fmt(curve[0] if curve else None),
+            fmt(None if mean is None else mean[mid]),
+            fmt(curve[mid] if curve and mid < len(curve) else None),
+            fmt(None if mean is None else mean[-1]),
+            fmt(None if mean is None else int(np.sum(mean > -0.01)), '>8d')]
+    lines.append(f'{cell:<{width}} {scale} ' + ' '.join(cols) + '   ' + (', '.join(bad) or '-'))
+  return '\n'.join(lines)
