@@ -115,6 +115,11 @@ TINY = {
         models=('gru', 'lru', 'transformer'), attention_layers=(1,), seq_lens=(8,),
         num_pairs=(2,), widths=(4,), vocab_size=8, batch_size=4, test_size=8, num_seeds=2,
         **TRAINING)),
+    # Lyapunov spectra: a cell without gates, the LSTM's (c, h), the LRU's (Re h, Im h); every
+    # exponent of each, 2 seeds
+    'lyapunov': ('lyapunov', dict(
+        cells=('tanh', 'lstm', 'lru'), sigma_w2=(0.5, 4.0), hidden_size=4, input_size=3,
+        batch_size=2, seq_len=8, burn_in=2, fit_k_min=0, fit_k_max=-1, num_seeds=2)),
     # ---- slow tier
     # the other cells, in float64, orthogonal recurrent kernels
     'gradient_decay.cells': ('gradient_decay', dict(
@@ -406,7 +411,7 @@ def environment_note(stored: dict, current: dict) -> str:
 # tasks and images; language models), each config's slow runs beside its fast one.
 FILES = {
     'sweeps': ('gradient_decay', 'phase_diagram', 'depth_decay', 'curse_of_memory',
-               'transformer_depth'),
+               'transformer_depth', 'lyapunov'),
     'training': ('gradient_clipping', 'long_range_memory', 'image_classification',
                  'associative_recall'),
     'language': ('language_model', 'ptb_small', 'context_use', 'lm_reference'),
