@@ -26,4 +26,8 @@ def get_config():
   config.dtype = 'float32'  # float32 | float64
   config.fit_k_min = 0  # decay rate: fit over k_min <= k <= k_max layers back from the loss
   config.fit_k_max = -1  # -1: up to L - 1
+  # the singular values of the first example's input-output Jacobian (P C of them, the whole
+  # P C x P C matrix carried through the layers: keep P C to a few hundred), beside free
+  # probability's mean and variance of s^2 (experiments/depth_spectrum.py)
+  config.jacobian_spectrum = False
   return config

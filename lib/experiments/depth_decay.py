@@ -12,9 +12,11 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+from scipy import special
 
 from lib.measure import decay
 from lib.measure import gradients
+from lib.measure import lyapunov
 from lib.measure import theory
 from lib.nets import cells
 from lib.nets import cnn
@@ -25,6 +27,7 @@ from lib.runtime import devices
 from lib.runtime import sweep
 from lib.runtime.errors import UserError
 from lib.runtime.results import ResultStore
+from lib.runtime.results import json_floats
 
 LENGTH = 'depth'
 GRID_KEYS = ('activations', 'inits', 'depths', 'sigma_w2', 'sigma_b2')  # the dry run's grid
@@ -48,6 +51,7 @@ SPEC = {
     'dtype': config_lib.choice(('float32', 'float64'), 'dtype'),
     'fit_k_min': config_lib.integer(0, 'a non-negative integer'),
     'fit_k_max': config_lib.integer(-1, 'a non-negative integer or -1 (up to L-1)'),
+    'jacobian_spectrum': config_lib.flag(),
 }
 
 
@@ -73,7 +77,9 @@ def grid(cfg: dict) -> list:
 
 
 def measure_point(activation: str, init: str, depth: int, cfg: dict, sigma_w2, sigma_b2, seed):
-  """(log_grad_sq (L,), ln mean ||dL/dx||^2 (), forward_finite) of one CNN and input batch.
+  """(log_grad_sq (L,), ln mean ||dL/dx||^2 (), forward_finite, and with
+  cfg['jacobian_spectrum'] the ln singular values of the first example's input-output Jacobian
+  (P C,), else an empty array) of one CNN and input batch.
 
   Input x ~ N(0, 1) per entry; loss l_b = <R, h_L> with R ~ N(0, 1/(P C)), P spatial positions.
   The draws depend only on (seed, what), so every scale sees the same (scaled) weights.
@@ -89,9 +95,11 @@ def measure_point(activation: str, init: str, depth: int, cfg: dict, sigma_w2, s
       dtype)
   readout = readout / np.sqrt(readout.size)
   layer = cnn.make_layer(width, cfg['kernel_size'], len(spatial), dtype)
-  profile = gradients.log_grad_profile(
-      cnn.layer_step(layer, activation), lambda h: h, x, params, readout, input_grads=False)
-  return profile.log_grad_sq, profile.log_grad_sq_initial, profile.forward_finite
+  step = cnn.layer_step(layer, activation)
+  profile = gradients.log_grad_profile(step, lambda h: h, x, params, readout, input_grads=False)
+  log_sv = (lyapunov.log_singular_values(step, x[:1], params) if cfg['jacobian_spectrum']
+            else jnp.zeros((0,), dtype))
+  return profile.log_grad_sq, profile.log_grad_sq_initial, profile.forward_finite, log_sv
 
 
 @compiled.cached
@@ -113,7 +121,7 @@ def programs(cfg: dict, groups) -> list:
 def compute_group(cfg: dict, group: tuple) -> list:
   """Records of every (sigma_w2, sigma_b2, seed) of one (activation, init, depth), grid order."""
   activation, init, depth = group
-  log_h, log_x, finite = decay.run_points(program(cfg, activation, init, depth), cfg)
+  log_h, log_x, finite, log_sv = decay.run_points(program(cfg, activation, init, depth), cfg)
   records = []
   for i, (sigma_w2, sigma_b2) in enumerate(decay.scales(cfg)):
     for j, seed in enumerate(sweep.seeds(cfg)):
@@ -124,8 +132,27 @@ def compute_group(cfg: dict, group: tuple) -> list:
           'batch_size': cfg['batch_size'], 'dtype': cfg['dtype'],
           **decay.profile_fields(cfg, log_h[i, j], log_x[i, j][None], bool(finite[i, j]),
                                  activation, init, sigma_w2, sigma_b2, 0.0),
+          **(spectrum_fields(log_sv[i, j], activation, init, depth, sigma_w2, sigma_b2)
+             if cfg['jacobian_spectrum'] else {}),
       })
   return records
+
+
+def spectrum_fields(log_sv, activation: str, init: str, depth: int, sigma_w2, sigma_b2) -> dict:
+  """The Jacobian's ln singular values (-inf, JSON null, for a direction a relu network kills),
+  the first two moments of s^2 (ln of the mean, and the variance over the mean squared, from the
+  logs: no overflow) and free probability's (theory.jacobian_sv_moments; None where the theory
+  does not apply). None throughout where the forward pass overflowed (NaN or +inf)."""
+  log_sv = np.asarray(log_sv, np.float64)
+  finite = not (np.isnan(log_sv).any() or np.isposinf(log_sv).any())
+  log_m1 = float(special.logsumexp(2 * log_sv) - np.log(log_sv.size)) if finite else None
+  log_m2 = float(special.logsumexp(4 * log_sv) - np.log(log_sv.size)) if finite else None
+  predicted = (None, None) if theory.not_applicable(activation, init) else (
+      theory.jacobian_sv_moments(activation, init, sigma_w2, sigma_b2, depth))
+  return {'log_sv': json_floats(log_sv.astype(np.float32)) if finite else None,
+          'log_sv_sq_mean': log_m1,
+          'sv_sq_norm_var': None if not finite else float(np.expm1(log_m2 - 2 * log_m1)),
+          'theory_log_sv_sq_mean': predicted[0], 'theory_sv_sq_norm_var': predicted[1]}
 
 
 def run(cfg: dict, store: ResultStore) -> int:
@@ -144,8 +171,14 @@ def no_theory_reason(record: dict):
 
 def plot(records: list, plots_dir: str) -> list:
   from lib.report import decay_plots  # matplotlib: only to draw
-  return decay_plots.decay_sweep(records, plots_dir, LENGTH, panel, no_theory_reason)
+  records = list(records)
+  paths = decay_plots.decay_sweep(records, plots_dir, LENGTH, panel, no_theory_reason)
+  if any(r.get('log_sv') is not None for r in records):
+    paths += decay_plots.jacobian_spectrum(records, plots_dir, panel)
+  return paths
 
 
 def summary(records: list) -> str:
-  return tables.decay_table(records, LENGTH, panel)
+  records = list(records)
+  spectrum = tables.jacobian_lines(records, panel)
+  return tables.decay_table(records, LENGTH, panel) + ('\n' + spectrum if spectrum else '')

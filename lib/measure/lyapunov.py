@@ -75,3 +75,28 @@ def gaussian_product_exponents(n: int, s2: float) -> np.ndarray:
   (Newman 1986): 1/2 (ln(2 s2 / n) + digamma((n - i + 1) / 2))."""
   i = np.arange(1, n + 1)
   return 0.5 * (np.log(2.0 * s2 / n) + special.digamma((n - i + 1) / 2.0))
+
+
+_SVD = devices.one_at_a_time(lambda m: jnp.linalg.svd(m, compute_uv=False))
+
+
+def log_singular_values(step, carry0, xs):
+  """ln of the singular values (descending) of the whole product's Jacobian d s_{T-1} / d s_{-1}
+  of s_t = step(s_{t-1}, x_t) from carry0 (one example, any pytree) over xs (T, ...): for a
+  network over depth, its input-output Jacobian. The full tangent matrix (one column per
+  direction of the state) is carried and divided by its Frobenius norm at every step, the log of
+  which is summed, so no scale overflows; the singular values are those of the last matrix
+  times that scale, to float precision relative to the largest."""
+  flat0, unravel = ravel_pytree(carry0)
+  flat_step = lambda s, x: ravel_pytree(step(unravel(s), x))[0]
+
+  def body(carry, x):
+    s, m, log_scale = carry
+    s_new, tangent = jax.linearize(lambda state: flat_step(state, x), s)
+    m_new = jax.vmap(tangent, in_axes=1, out_axes=1)(m)
+    norm = jnp.sqrt(jnp.sum(jnp.square(m_new)))
+    return (s_new, m_new / norm, log_scale + jnp.log(norm)), None
+
+  eye = jnp.eye(flat0.size, dtype=flat0.dtype)
+  (_, m, log_scale), _ = lax.scan(body, (flat0, eye, jnp.zeros((), flat0.dtype)), xs)
+  return jnp.log(_SVD(m)) + log_scale

@@ -335,3 +335,33 @@ def tanh_lyapunov_spectrum(fractions, sigma_w2: float, sigma_b2: float, sigma_v2
     out.append(0.5 * (math.log(sigma_w2 * t) - log_minus_z)
                - (0.5 * math.log(1.0 - t) if init == 'orthogonal' else 0.0))
   return np.asarray(out)
+
+
+def jacobian_sv_moments(activation: str, init: str, sigma_w2: float, sigma_b2: float,
+                        depth: int, input_variance: float = 1.0):
+  """(ln E[s^2], Var[s^2] / E[s^2]^2) over the squared singular values s^2 of the input-output
+  Jacobian of a deep network of `depth` layers, by free probability (Pennington, Schoenholz &
+  Ganguli 2017). Layer l's Jacobian is D_l W_l with D_l = diag(phi'(a_l)); the S-transforms of
+  free factors multiply, so the first two moments of J J^T follow layer by layer:
+    E[s^2] = prod_l sigma_w2 mu1_l,   Var / E^2 = sum_l (mu2_l / mu1_l^2 - 1 - s1),
+  mu_k = E[phi'(a_l)^(2k)], s1 = -1 for gaussian kernels (Marchenko-Pastur) and 0 for orthogonal
+  ones. At chi1 = 1 the first is 1 and the second L mu2 / mu1^2 (gaussian), L (mu2 / mu1^2 - 1)
+  (orthogonal). Each layer's a_l ~ N(0, q_l) with q_1 = sigma_w2 input_variance + sigma_b2 and
+  q_{l+1} = sigma_w2 E[phi(a_l)^2] + sigma_b2: the transient from the input is kept, not only
+  the fixed point."""
+  _check(activation)
+  s1 = -1.0 if init == 'gaussian' else 0.0
+  q = sigma_w2 * input_variance + sigma_b2
+  log_mean, norm_var = 0.0, 0.0
+  for _ in range(depth):
+    if activation == 'relu':
+      mu1 = mu2 = 0.5
+      next_q = sigma_w2 * q / 2.0 + sigma_b2
+    else:
+      mu1 = _gauss_mean(_sech_fourth, q)
+      mu2 = _gauss_mean(lambda u: 1.0 / np.cosh(u) ** 8, q)
+      next_q = sigma_w2 * _gauss_mean(_tanh_sq, q) + sigma_b2
+    log_mean += math.log(sigma_w2 * mu1)
+    norm_var += mu2 / mu1 ** 2 - 1.0 - s1
+    q = next_q
+  return log_mean, norm_var

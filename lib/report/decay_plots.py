@@ -7,6 +7,7 @@ is dashed on log-log axes, and a GRU's tied profile (lib/measure/theory) on line
 records that are not 'ok' are marked at the edge of the axes (`lib.report.plotting`).
 """
 
+import collections
 import os
 
 import matplotlib.colors  # no backend: `plotting` selects Agg before anything draws
@@ -240,3 +241,77 @@ def phase_diagram(records: list, plots_dir: str, critical_line,
   ax.set_title(f'Phase diagram of {cell} (length {length}{inputs})')
   ax.legend(fontsize=8, loc='lower left')
   return [plotting.save(fig, os.path.join(plots_dir, name))]
+
+
+def _by_panel_scale(records: list, panel) -> dict:
+  """{panel: {(sigma_w2, sigma_b2): {depth: [records with a spectrum]}}}"""
+  table = collections.defaultdict(lambda: collections.defaultdict(lambda: collections.defaultdict(
+      list)))
+  for r in records:
+    if r.get('log_sv') is not None:
+      table[panel(r)][r['sigma_w2'], r['sigma_b2']][r['depth']].append(r)
+  return table
+
+
+def _log_sv(record: dict) -> np.ndarray:
+  """ln s from a record, JSON null (a killed direction) as -inf."""
+  return np.asarray([-np.inf if v is None else v for v in record['log_sv']], np.float64)
+
+
+def _jacobian_cdf(records: list, panel):
+  """The distribution of ln s^2 at each depth (pooled over seeds), a panel per name, at the
+  scale nearest criticality (the records' ln chi1 nearest 0)."""
+  table = _by_panel_scale(records, panel)
+  names = list(table)
+  fig, axes = plotting.panels(names, r'Input-output Jacobian: distribution of ln $s^2$ at the '
+                              r'scale nearest $\chi_1 = 1$ (a line per depth)')
+  for name, by_scale in table.items():
+    scale = min(by_scale, key=lambda s: abs(next(
+        (r['theory_decay_rate'] for rs in by_scale[s].values() for r in rs
+         if r['theory_decay_rate'] is not None), np.inf)))
+    depths = sorted(by_scale[scale])
+    colors = plt.cm.viridis(np.linspace(0, 0.9, len(depths)))
+    for color, depth in zip(colors, depths):
+      values = np.sort(np.concatenate([2 * _log_sv(r) for r in by_scale[scale][depth]]))
+      shown = np.maximum(values, -30.0)
+      axes[name].plot(shown, np.arange(1, values.size + 1) / values.size, color=color,
+                      label=f'L={depth}')
+    axes[name].set_title(f'{name}, $\\sigma_w^2$={scale[0]:g}')
+    axes[name].set_xlabel(r'ln $s^2$ (below -30 drawn at -30)')
+    axes[name].axvline(0.0, color='k', lw=0.5)
+    axes[name].legend(fontsize=7)
+  axes[names[0]].set_ylabel('fraction of singular values below')
+  return fig
+
+
+def _jacobian_variance(records: list, panel):
+  """Var[s^2] / E[s^2]^2 against depth, a line per (name, scale), free probability dashed."""
+  table = _by_panel_scale(records, panel)
+  fig, ax = plt.subplots(figsize=(6.5, 4.5), layout='constrained')
+  for name, by_scale in table.items():
+    for (w, b), by_depth in by_scale.items():
+      depths = sorted(by_depth)
+      measured = [np.mean([r['sv_sq_norm_var'] for r in by_depth[d]]) for d in depths]
+      line, = ax.plot(depths, measured, marker='o', ms=4, label=f'{name}, $\\sigma_w^2$={w:g}')
+      predicted = [by_depth[d][0]['theory_sv_sq_norm_var'] for d in depths]
+      if None not in predicted:
+        ax.plot(depths, predicted, linestyle='--', color=line.get_color(), lw=1)
+  sizes = {r['width'] * int(np.prod(r['spatial_shape'])) for r in records if r.get('log_sv')}
+  for size in sorted(sizes):  # n values cannot show a spread above n - 1
+    ax.axhline(size - 1, color='gray', linestyle=':', lw=1,
+               label=f'{size} values: at most {size - 1}')
+  ax.set_xscale('log', base=2)
+  ax.set_yscale('log')
+  ax.set_xlabel('depth L')
+  ax.set_ylabel(r'Var[$s^2$] / E[$s^2$]$^2$')
+  ax.set_title('Spread of the Jacobian spectrum (dashed: free probability)', fontsize=10)
+  ax.legend(fontsize=6)
+  return fig
+
+
+def jacobian_spectrum(records: list, plots_dir: str, panel) -> list:
+  """jacobian_cdf.png and jacobian_variance.png, from the records that carry a spectrum."""
+  os.makedirs(plots_dir, exist_ok=True)
+  return plotting.save_each(plots_dir, {'jacobian_cdf.png': _jacobian_cdf,
+                                        'jacobian_variance.png': _jacobian_variance},
+                            records, panel)

@@ -477,3 +477,32 @@ def lyapunov_lines(records: list) -> str:
             fmt(None if mean is None else int(np.sum(mean > -0.01)), '>8d')]
     lines.append(f'{cell:<{width}} {scale} ' + ' '.join(cols) + '   ' + (', '.join(bad) or '-'))
   return '\n'.join(lines)
+
+
+def jacobian_lines(records: list, panel) -> str:
+  """Per (panel, sigma_w2, sigma_b2, depth), means over seeds with a finite spectrum: ln E[s^2]
+  and Var[s^2] / E[s^2]^2 of the input-output Jacobian's squared singular values, each beside
+  free probability's."""
+  groups = collections.defaultdict(list)
+  for r in records:
+    if r.get('log_sv_sq_mean') is not None:
+      groups[panel(r), r['sigma_w2'], r['sigma_b2'], r['depth']].append(r)
+  if not groups:
+    return ''
+  width = max(len(name) for name, _, _, _ in groups)
+  lines = ["Input-output Jacobian's squared singular values s^2 (first example; means over seeds; "
+           'theory: free probability):',
+           f'{"":<{width}} {"sigma_w2":>8} {"sigma_b2":>8} {"L":>5} {"ln E[s^2]":>10} '
+           f'{"theory":>8} {"Var/E^2":>9} {"theory":>8}']
+
+  def fmt(value, spec):
+    return '-' if value is None else f'{value:{spec}}'
+
+  for (name, w, b, depth), rows in sorted(groups.items()):
+    lines.append(
+        f'{name:<{width}} {w:>8g} {b:>8g} {depth:>5d} '
+        f'{fmt(np.mean([r["log_sv_sq_mean"] for r in rows]), ".3f"):>10} '
+        f'{fmt(rows[0]["theory_log_sv_sq_mean"], ".3f"):>8} '
+        f'{fmt(np.mean([r["sv_sq_norm_var"] for r in rows]), ".3g"):>9} '
+        f'{fmt(rows[0]["theory_sv_sq_norm_var"], ".3g"):>8}')
+  return '\n'.join(lines)
