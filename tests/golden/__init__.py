@@ -115,6 +115,10 @@ TINY = {
         models=('gru', 'lru', 'transformer'), attention_layers=(1,), seq_lens=(8,),
         num_pairs=(2,), widths=(4,), vocab_size=8, batch_size=4, test_size=8, num_seeds=2,
         **TRAINING)),
+    # the input-output Jacobian's singular values beside free probability: both activations,
+    # both inits, 6 x 6 Jacobians
+    'depth_spectrum': ('depth_spectrum', dict(
+        depths=(3,), width=3, spatial_shape=(2,), batch_size=2, num_seeds=2)),
     # Lyapunov spectra: a cell without gates, the LSTM's (c, h), the LRU's (Re h, Im h); every
     # exponent of each, 2 seeds
     'lyapunov': ('lyapunov', dict(
@@ -411,7 +415,7 @@ def environment_note(stored: dict, current: dict) -> str:
 # tasks and images; language models), each config's slow runs beside its fast one.
 FILES = {
     'sweeps': ('gradient_decay', 'phase_diagram', 'depth_decay', 'curse_of_memory',
-               'transformer_depth', 'lyapunov'),
+               'transformer_depth', 'lyapunov', 'depth_spectrum'),
     'training': ('gradient_clipping', 'long_range_memory', 'image_classification',
                  'associative_recall'),
     'language': ('language_model', 'ptb_small', 'context_use', 'lm_reference'),
