@@ -32,4 +32,8 @@ def get_config():
   config.relative_tolerance = 0.01  # effective context: truncated loss at most 1% above the full
   config.fit_k_min = 1  # reach slope: least squares over fit_k_min <= k <= fit_k_max
   config.fit_k_max = -1  # -1: up to max_lag - 1
+  # the top k Lyapunov exponents of each recurrent model's state at init and trained, over the
+  # first lyapunov_steps tokens of the test split (lib/measure/lyapunov; 0: not measured)
+  config.lyapunov_exponents = 16
+  config.lyapunov_steps = 500
   return config

@@ -59,6 +59,8 @@ from lib.experiments import language_model
 from lib.experiments import model_settings
 from lib.measure import context
 from lib.measure import gradients
+from lib.measure import lyapunov
+from lib.nets import cells
 from lib.nets import language
 from lib.nets.losses import cross_entropy
 from lib.report import tables
@@ -92,7 +94,10 @@ SPEC = {
     'relative_tolerance': config_lib.real(0.0, 'a relative tolerance in (0, 1)'),
     'fit_k_min': config_lib.integer(0, 'a non-negative integer'),
     'fit_k_max': config_lib.integer(-1, 'a non-negative integer or -1 (up to max_lag - 1)'),
+    'lyapunov_exponents': config_lib.integer(0, 'a non-negative integer (0: none)'),
+    'lyapunov_steps': config_lib.integer(2, 'an integer number of tokens >= 2'),
 }
+LYAPUNOV_BURN_IN = 0.2  # the first fifth of the text's tokens settle the state, not averaged
 
 
 def source_config(workdir: str) -> dict:
@@ -353,6 +358,44 @@ def sweep_decay_rate(cfg: dict, name: str, seed: int):
   return gradients.fit_decay_rate(log_h, cfg['fit_k_min'], cfg['fit_k_max'])
 
 
+def feedback_size(name: str, cfg: dict) -> int:
+  """The state a recurrent model carries from token to token: every layer's, without a linear
+  cell's output y (read by the next layer at the same token, never by its own next step)."""
+  per_layer = 2 * cfg['hidden_size'] if name in ('lstm', 'lru') else cfg['hidden_size']
+  return per_layer * cfg['num_layers']
+
+
+@functools.lru_cache(maxsize=None)
+def _spectrum_program(name: str, k: int, burn_in: int, model):
+  """lib/measure/lyapunov.spectrum of the model's step (model.reader) over embedded tokens,
+  jitted once per model: (params, tokens (1, T)) -> (exponents (k,), finite)."""
+  def run(params, tokens):
+    embed, step, _ = model.reader(params)
+    if name in cells.LINEAR_CELLS:  # the state that feeds back: each layer's carry without y
+      full = model.zero_carry(1)
+      strip = lambda carry: [c[:-1] for c in carry]
+      dress = lambda state: [(*s, jnp.zeros_like(c[-1])) for s, c in zip(state, full)]
+      state_step = lambda state, e: strip(step(dress(state), e))
+      return lyapunov.spectrum(state_step, strip(full), embed(tokens), k,
+                               jax.random.key(0), burn_in)
+    return lyapunov.spectrum(step, model.zero_carry(1), embed(tokens), k, jax.random.key(0),
+                             burn_in)
+  return jax.jit(run)
+
+
+def lyapunov_spectrum(cfg: dict, corpus: dict, name: str, model, params):
+  """The top lyapunov_exponents exponents (nats per token) of a recurrent model's state over
+  the first lyapunov_steps tokens of the test split (the first fifth not averaged); None for a
+  transformer (no state), when the key is 0, or when the state overflowed."""
+  if not model.recurrent or not cfg['lyapunov_exponents']:
+    return None
+  k = min(cfg['lyapunov_exponents'], feedback_size(name, cfg))
+  steps = min(cfg['lyapunov_steps'], len(corpus['test']))
+  program = _spectrum_program(name, k, int(LYAPUNOV_BURN_IN * steps), model)
+  exponents, finite = program(params, jnp.asarray(corpus['test'][None, :steps]))
+  return json_floats(np.asarray(exponents)) if bool(finite) else None
+
+
 def _finite(*values) -> bool:
   return all(v is not None and math.isfinite(v) for v in values)
 
@@ -402,6 +445,8 @@ def measure(cfg: dict, corpus: dict, name: str, length: int, seed: int, params, 
     bar.update(1)
   slope = {when: gradients.fit_decay_rate(profile[::-1], cfg['fit_k_min'], cfg['fit_k_max'])
            for when, profile in reach.items()}
+  spectra = {when: lyapunov_spectrum(cfg, corpus, name, model, p) for when, p in (
+      ('init', model.init(rng.stream_key(seed, 'init'))), ('trained', params))}
   trained_slope = slope['trained']
   level = trained['level']
   finite = _finite(full) and not np.isnan(reach['trained']).any() and not np.isposinf(
@@ -422,6 +467,9 @@ def measure(cfg: dict, corpus: dict, name: str, length: int, seed: int, params, 
       'gradient_half_life': (-2 * math.log(2) / trained_slope
                              if trained_slope is not None and trained_slope < 0 else None),
       'sweep_decay_rate': sweep_decay_rate(cfg, name, seed),
+      'lyapunov_init': spectra['init'], 'lyapunov_trained': spectra['trained'],
+      'lyapunov_steps': (min(cfg['lyapunov_steps'], len(corpus['test']))
+                         if spectra['trained'] is not None else None),
       'fit_k_min': cfg['fit_k_min'], 'fit_k_max': cfg['fit_k_max'],
       **{k: cfg[k] for k in ('num_layers', 'hidden_size', 'embed_size', 'init', 'num_steps')},
   })

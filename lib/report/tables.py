@@ -386,7 +386,29 @@ def context_use_table(records: list) -> str:
         f'{mean_of(ok, "sweep_decay_rate", ".4f"):>8} {half_text:>9} '
         f'{"unbounded" if window is None else window:>9}  {bad or "-"}')
   baseline = ngram_line(records)
-  return '\n'.join(lines + ([baseline] if baseline else []) + recall_lines(rows))
+  return '\n'.join(lines + ([baseline] if baseline else []) + recall_lines(rows)
+                   + spectrum_lines(rows))
+
+
+def spectrum_lines(rows: dict) -> list:
+  """Per recurrent model with spectra (means over 'ok' seeds): its state's top Lyapunov
+  exponent, its k-th, and how many of the k keep more than e^-1 over 100 tokens, at init and
+  trained ([] where none was measured)."""
+  lines = []
+  for (model, length), rs in rows.items():
+    ok = [r for r in rs if r['status'] == 'ok' and r.get('lyapunov_trained') is not None
+          and r.get('lyapunov_init') is not None]
+    if not ok:
+      continue
+    init = np.mean([r['lyapunov_init'] for r in ok], axis=0)
+    trained = np.mean([r['lyapunov_trained'] for r in ok], axis=0)
+    if not lines:
+      lines = [f'Lyapunov exponents of the state per token over the first {ok[0]["lyapunov_steps"]} '
+               'test tokens (top, k-th, how many of the top k exceed -0.01), init -> trained:']
+    lines.append(f'{model:<12} {length:>4}  top {init[0]:+.4f} -> {trained[0]:+.4f}   '
+                 f'k={init.size}: {init[-1]:+.4f} -> {trained[-1]:+.4f}   '
+                 f'> -0.01: {int(np.sum(init > -0.01))} -> {int(np.sum(trained > -0.01))}')
+  return lines
 
 
 def _mean_ok(rows: list, pick):

@@ -273,3 +273,22 @@ def test_the_summary_prints_the_ngram_reference_where_the_records_carry_it():
           'order 1 639.3, 2 186.8, 3 150.9; best 150.9 at order 3')
   assert tables.context_use_table([{**reach, **reference}]).splitlines()[-1] == line
   assert 'n-gram' not in tables.context_use_table([reach])
+
+
+def test_the_spectrum_of_an_lru_stack_is_its_rings_whatever_the_text():
+  """A 2-layer LRU language model's state (each layer's Re h, Im h; its output y dropped) is
+  linear in itself, its Jacobian block lower-triangular: the exponents are ln |lambda| of every
+  layer's ring, each twice, whatever the tokens (within 0.03 over 400 averaged tokens; measured
+  0.01); all 12 of them: the feedback state's size."""
+  from lib.experiments import model_settings
+  from lib.nets import lru
+  cfg = validated('context_use', models=('lru',), hidden_size=3, num_layers=2, embed_size=4,
+                  lyapunov_exponents=12, lyapunov_steps=500)
+  corpus = {'test': np.random.default_rng(0).integers(0, 7, 600), 'vocabulary': list('abcdefg')}
+  model = model_settings.language_model('lru', cfg, 7, 8)
+  params = model.init(jax.random.key(3))
+  exponents = context_use.lyapunov_spectrum(cfg, corpus, 'lru', model, params)
+  moduli = np.concatenate([np.log(np.abs(np.asarray(lru.lambdas(p['params']['recurrence']))))
+                           for p in params['cells']])
+  assert context_use.feedback_size('lru', cfg) == 12
+  np.testing.assert_allclose(exponents, np.sort(np.repeat(moduli, 2))[::-1], atol=0.03)
