@@ -95,6 +95,7 @@ def tied_float64():
   return {t: gradient_decay.compute_group(cfg, ('gru', t), programs) for t in (32, 256)}
 
 
+@pytest.mark.slow  # a claim at hidden 256 in float64, like test_theory's width-512 ones
 @pytest.mark.parametrize('seq_len', [32, 256])
 def test_tied_prediction_matches_float64_measurement_and_untied_does_not(tied_float64, seq_len):
   """Each record's theory_decay_rate (the transfer operator's profile fitted over the record's
