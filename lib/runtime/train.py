@@ -15,7 +15,9 @@ seed's parameters stay as they were before that step, and its curves read NaN fr
 (Pascanu, Mikolov & Bengio 2013 is the case in point: exploding gradients are data, not a crash).
 """
 
+import json
 import logging as std_logging
+import math
 import os
 import shutil
 import sys
@@ -38,6 +40,7 @@ from lib.runtime import errors
 from lib.runtime import preemption
 from lib.runtime import rng
 from lib.runtime import sweep
+from lib.runtime.results import write_atomic
 from lib.runtime.errors import UserError
 
 OPTIMIZERS = {'adam': optax.adam, 'rmsprop': optax.rmsprop, 'sgd': optax.sgd}
@@ -317,9 +320,46 @@ def _resume(checkpoints: Optional[Checkpoints], state: dict, count: int, batch: 
   return devices.put_like(devices.pad(restored, count, batch), state)  # as init_program left it
 
 
+METRICS_FILE = 'metrics.jsonl'  # a workdir's training curves, a line per (run, seed, log step)
+
+
+def trim_metrics(path: str, run: str, step: int) -> None:
+  """Drops from the metrics file at `path` the lines of `run` past `step` (logged after the
+  checkpoint a run resumes from, which it will log again) and any line cut short by a crash;
+  rewritten atomically, and only where something is dropped."""
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    lines = f.readlines()
+  keep = []
+  for line in lines:
+    try:
+      row = json.loads(line)
+    except ValueError:
+      continue  # cut short
+    if not (row.get('run') == run and row.get('step', 0) > step):
+      keep.append(line if line.endswith('\n') else line + '\n')
+  if keep != lines:
+    write_atomic(path, ''.join(keep).encode())
+
+
+def log_metrics(path: str, run: str, seeds, step: int, curves: dict, index: int) -> None:
+  """Appends a line per seed to the metrics file: run, seed, step, time (Unix seconds) and
+  every curve's value at log `index` (null where it is not finite)."""
+  lines = []
+  for j, seed in enumerate(seeds):
+    row = {'run': run, 'seed': int(seed), 'step': step, 'time': round(time.time(), 3)}
+    for name, curve in curves.items():
+      value = float(curve[j, index])
+      row[name] = value if math.isfinite(value) else None
+    lines.append(json.dumps(row) + '\n')
+  with open(path, 'a') as f:
+    f.write(''.join(lines))
+
+
 def train(init_params: Callable, task: Task, opt, seeds, num_steps: int, log_every: int,
           checkpoint_dir=None, checkpoint_every: int = 0, desc: str = 'train',
-          tokens_per_step: int = 0, batch: int = 1) -> dict:
+          tokens_per_step: int = 0, batch: int = 1, metrics_path=None) -> dict:
   """Trains one model on every seed at once. Returns the final states (numpy, seeds stacked),
   with the parameters before training under 'init_params' and the final held-out metrics (the
   curves' last points; NaN for a diverged seed) under 'metrics'.
@@ -334,7 +374,9 @@ def train(init_params: Callable, task: Task, opt, seeds, num_steps: int, log_eve
   With `tokens_per_step` (a language model's batch_size x context_len), the progress bar also
   shows the last logged training loss and held-out losses of the first seed, and the tokens
   trained per second over every seed. batch: the seeds vmapped together on a device (the run's
-  points batch, `lib.runtime.devices`).
+  points batch, `lib.runtime.devices`). With `metrics_path`, every log step appends the curves'
+  new points there (`log_metrics`, run = desc), so that `tail -f` and pandas read a run as it
+  goes; a resumed run first drops what it logged past its checkpoint (`trim_metrics`).
   """
   if num_steps % log_every or checkpoint_every % log_every:
     raise UserError(f'num_steps ({num_steps}) and checkpoint_every ({checkpoint_every}) must be '
@@ -351,6 +393,8 @@ def train(init_params: Callable, task: Task, opt, seeds, num_steps: int, log_eve
   chunk = chunk_program(task, opt, log_every, count, batch)
   data = devices.put(task.data, False, count, batch)
   step = int(devices.fetch(state['step'])[0])
+  if metrics_path:
+    devices.on_leader(trim_metrics, metrics_path, desc, step)
   try:
     with tqdm.tqdm(total=num_steps, initial=step, unit='step', desc=desc, leave=False,
                    dynamic_ncols=True, disable=not devices.is_leader()) as bar:
@@ -358,8 +402,12 @@ def train(init_params: Callable, task: Task, opt, seeds, num_steps: int, log_eve
         started = time.perf_counter()
         state = chunk((state, padded_seeds), data)
         step += log_every
-        if tokens_per_step:
+        if tokens_per_step or metrics_path:
           curves = devices.fetch(state['curves'])
+        if metrics_path:
+          devices.on_leader(log_metrics, metrics_path, desc, seeds, step, curves,
+                            step // log_every - 1)
+        if tokens_per_step:
           rate = tokens_per_step * log_every * count / (time.perf_counter() - started)
           bar.set_postfix({**{name.replace('_loss', ''): f'{curve[0, step // log_every - 1]:.3f}'
                               for name, curve in curves.items() if name.endswith('_loss')},

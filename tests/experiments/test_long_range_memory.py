@@ -107,6 +107,35 @@ def test_records_of_a_tiny_copy_run(tiny_copy_run):
   assert 'copy task' in out and 'attention' in out
 
 
+def test_the_run_writes_its_curves_as_it_goes(tiny_copy_run):
+  """metrics.jsonl (lib/runtime/train.log_metrics): a line per seed at each log step, in step
+  order, its values the records' curves (written as the run went, read back here)."""
+  _, workdir, _, _ = tiny_copy_run
+  rows = [json.loads(line) for line in open(workdir / train.METRICS_FILE)]
+  records = [json.loads(line) for line in open(workdir / 'results.jsonl')]
+  assert [(r['seed'], r['step']) for r in rows] == [
+      (seed, step) for step in range(LOG_EVERY, STEPS + 1, LOG_EVERY) for seed in (0, 1)]
+  for record in records:
+    mine = [r for r in rows if r['seed'] == record['seed']]
+    assert {r['run'] for r in mine} == {'attention clip=1 T=4'}  # the progress bar's name
+    assert [r['train_loss'] for r in mine] == pytest.approx(record['train_loss'], rel=1e-6)
+    assert [r['test_loss'] for r in mine] == pytest.approx(record['test_loss_curve'], rel=1e-6)
+
+
+def test_a_resumed_run_drops_what_it_logged_past_its_checkpoint(tmp_path):
+  """trim_metrics keeps other runs' lines and this run's up to the step it resumes from, and
+  drops a line cut short by a crash; a file with nothing to drop is left untouched."""
+  path = tmp_path / train.METRICS_FILE
+  lines = [json.dumps({'run': run, 'seed': 0, 'step': step}) + '\n'
+           for run in ('a', 'b') for step in (2, 4, 6)]
+  path.write_text(''.join(lines) + '{"run": "a", "se')
+  train.trim_metrics(str(path), 'a', 4)
+  assert path.read_text() == ''.join(lines[:2] + lines[3:])
+  before = os.stat(path).st_mtime_ns
+  train.trim_metrics(str(path), 'a', 4)
+  assert os.stat(path).st_mtime_ns == before
+
+
 @pytest.mark.slow
 def test_lstm_beats_tanh_on_copy_memory_at_a_short_length():
   """Copy with delay T = 5, same budget and seeds (300 steps of Adam at 1e-2, hidden 32, batch
