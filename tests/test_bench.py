@@ -2,6 +2,10 @@
 give the same profiles, and its check rejects profiles that are not the same; the flax.linen.Conv
 CNN it times PatchConv against computes the same logits."""
 
+import os
+import subprocess
+import sys
+
 import jax
 import numpy as np
 import pytest
@@ -9,6 +13,7 @@ import pytest
 from bench import run as bench
 from lib.experiments import gradient_decay
 from lib.nets import models
+from tests.conftest import ROOT
 from tests.conftest import config
 
 
@@ -50,3 +55,42 @@ def test_flax_conv_net_computes_what_patch_conv_computes_and_the_check_sees_a_di
   with pytest.raises(AssertionError, match='CNN logits'):
     bench.check_same_conv(patch.apply, lambda params, x: xla.apply(params, x[:, ::-1]), params,
                           x, y, gradients=False)
+
+
+def test_the_device_checks_column_lists_steps_and_figures():
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  spec = importlib.util.spec_from_file_location(
+      'device_check', os.path.join(ROOT, 'bench', 'device_check.py'))
+  device_check = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(device_check)
+  text = device_check.column('gpu [CudaDevice(id=0)]',
+                             {'fast test tier': (0, 61.4, '494 passed in 60.1s'),
+                              'main job': (1, 3.0, '')},
+                             {'sweep_vs_jax_loop': 12.3456, 'backend': 'gpu'})
+  assert text.splitlines() == [
+      '| figure | gpu [CudaDevice(id=0)] |', '|---|---|',
+      '| fast test tier | passed, 61 s; 494 passed in 60.1s |',
+      '| main job | FAILED (exit 1), 3 s |',
+      '| `sweep_vs_jax_loop` | 12.35 |', '| `backend` | gpu |']
+
+
+@pytest.mark.slow
+def test_the_device_check_runs_every_step_and_records_a_failure(tmp_path):
+  """bench/device_check.py on this CPU at tiny sizes: one test, a tiny main job, and a benchmark
+  that does not exist; the column records the two that passed and the one that failed, and the
+  exit status is 1."""
+  out = tmp_path / 'check'
+  result = subprocess.run(
+      [sys.executable, 'bench/device_check.py', f'--out={out}',
+       '--tests=tests/test_bench.py::test_the_device_checks_column_lists_steps_and_figures '
+       '-n 0',
+       '--main_job=--config.cells=tanh --config.seq_lens=4 --config.sigma_w2=1 '
+       '--config.num_seeds=1 --config.hidden_size=4 --config.batch_size=2',
+       '--bench=--only nosuch'], cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 1, result.stderr
+  rows = (out / 'column.md').read_text().splitlines()
+  assert rows[0].startswith('| figure | cpu ')
+  assert rows[2].startswith('| fast test tier | passed, ') and '1 passed' in rows[2]
+  assert rows[3].startswith('| main job (`python run.py`) | passed, ')
+  assert rows[4].startswith('| `bench/run.py --only nosuch` | FAILED (exit 2), ')
+  assert (out / 'main_job' / 'results.jsonl').exists()
