@@ -30,7 +30,7 @@ def get_config():
   # gradient k steps back then falls as E|lambda|^2k, a power law (1/(k+1) on [0, 1]), whatever
   # sigma_w2 and sigma_b2 (which these cells ignore: one point per seed)
   config.r_min = 0.0
-  config.r_max = 0.999
+  config.r_max = 0.999  # the ring's outer radius (lru, linear)
   config.max_phase = 6.283185307179586  # 2 pi
   config.hidden_size = 256  # N (wide enough for mean-field theory to hold within a few %)
   config.input_size = 32  # D; inputs x_t ~ N(0, I_D)

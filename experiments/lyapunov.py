@@ -18,5 +18,5 @@ def get_config():
   config.burn_in = 100  # steps before the average starts (the state and the vectors settle)
   config.num_exponents = 0  # the top k exponents; 0: all of them
   config.fit_k_min = 10  # the gradient's decay rate: fit window, as in gradient_decay
-  config.fit_k_max = 400
+  config.fit_k_max = 400  # the fit window's last k (steps back from the loss)
   return config
