@@ -47,4 +47,5 @@ def get_config():
   config.seed = 0  # first seed
   config.log_every = 100  # steps per logged point of the training curves
   config.checkpoint_every = 500  # steps between checkpoints (0: none); a multiple of log_every
+  config.tensorboard = False  # also TensorBoard event files, in workdir/tensorboard
   return config

@@ -45,4 +45,5 @@ def get_config():
   config.seed = 0  # first seed
   config.log_every = 250  # steps per logged point of the training curves
   config.checkpoint_every = 1000  # steps between checkpoints (0: none); a multiple of log_every
+  config.tensorboard = False  # also TensorBoard event files, in workdir/tensorboard
   return config

@@ -58,6 +58,7 @@ def get_config():
   config.seed = 0  # first seed
   config.log_every = 100  # steps per logged point of the curves
   config.checkpoint_every = 500  # steps between checkpoints (0: none); a multiple of log_every
+  config.tensorboard = False  # also TensorBoard event files, in workdir/tensorboard
   config.eval_streams = 16  # parallel streams for evaluating a whole split
   config.eval_tokens = 20000  # tokens of the validation split behind each point of the curves
   config.sample_len = 200  # tokens of generated text per record (0: none)

@@ -34,6 +34,7 @@ from lib.runtime.results import ResultStore
 
 # training batches from the seed's 'recall' stream (the held-out batch is its 'test' stream's)
 BATCH_STREAM = 'recall'
+NEUTRAL_KEYS = train.NEUTRAL_KEYS  # keys that change no result: a run may resume across them
 SHRINK_KEYS = ('widths', 'batch_size', 'test_size', 'seq_lens', 'vocab_size')
 GRID_KEYS = ('models', 'attention_layers', 'seq_lens', 'num_pairs', 'widths')
 RECORD_FIELDS = ('model', 'num_layers', 'seq_len', 'num_pairs', 'width', 'seed', 'vocab_size',

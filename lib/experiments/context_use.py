@@ -68,6 +68,7 @@ from lib.runtime import compiled
 from lib.runtime import config as config_lib
 from lib.runtime import rng
 from lib.runtime import sweep
+from lib.runtime import train
 from lib.runtime import training
 from lib.runtime.errors import UserError
 from lib.runtime.results import CONFIG_FILE
@@ -77,6 +78,7 @@ from lib.runtime.results import RESULTS_FILE
 from lib.runtime.results import ResultStore
 
 LENGTH = language_model.LENGTH
+NEUTRAL_KEYS = train.NEUTRAL_KEYS  # keys that change no result: a run may resume across them
 SHRINK_KEYS = language_model.SHRINK_KEYS + ('batch_targets', 'max_lag')  # shrink its programs
 RECORD_FIELDS = ('part', 'model', LENGTH, 'seed', 'status')
 # the model and training keys: a workdir's (from_workdir) replace this config's

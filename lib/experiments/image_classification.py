@@ -28,6 +28,7 @@ from lib.runtime import training
 from lib.runtime.errors import UserError
 from lib.runtime.results import ResultStore
 
+NEUTRAL_KEYS = train.NEUTRAL_KEYS  # keys that change no result: a run may resume across them
 SHRINK_KEYS = ('hidden_size', 'cnn_channels', 'mlp_width', 'batch_size')  # shrink its programs
 RECORD_FIELDS = ('model', 'dataset', 'permuted', 'seed', 'test_accuracy', 'test_loss', 'status',
                  'train_loss', 'test_loss_curve', 'log_every')

@@ -64,6 +64,7 @@ from lib.runtime.results import ResultStore
 from lib.runtime.results import write_atomic
 
 LENGTH = 'context_len'
+NEUTRAL_KEYS = train.NEUTRAL_KEYS  # keys that change no result: a run may resume across them
 SHRINK_KEYS = ('hidden_size', 'embed_size', 'batch_size', 'context_lens')  # shrink its programs
 RECORD_FIELDS = ('model', 'dataset', LENGTH, 'seed', 'test_loss', 'valid_loss', 'status',
                  'position_loss', 'train_loss', 'valid_loss_curve', 'log_every', 'sample')

@@ -33,6 +33,7 @@ from lib.runtime.results import ResultStore
 
 TASKS = ('adding', 'copy')
 LENGTH = 'seq_len'
+NEUTRAL_KEYS = train.NEUTRAL_KEYS  # keys that change no result: a run may resume across them
 SHRINK_KEYS = ('hidden_size', 'batch_size', 'test_size', 'seq_lens')  # what makes programs smaller
 RECORD_FIELDS = ('task', 'cell', LENGTH, 'seed', 'clip_norm', 'test_loss', 'test_accuracy',
                  'baseline_loss', 'status', 'train_loss', 'test_loss_curve', 'log_every',

@@ -15,6 +15,7 @@ seed's parameters stay as they were before that step, and its curves read NaN fr
 (Pascanu, Mikolov & Bengio 2013 is the case in point: exploding gradients are data, not a crash).
 """
 
+import importlib.util
 import json
 import logging as std_logging
 import math
@@ -55,12 +56,18 @@ SPEC = {
     'seed': config_lib.integer(0, 'a non-negative integer below 2**31', maximum=2**31 - 1),
     'log_every': config_lib.integer(1, 'a positive integer'),
     'checkpoint_every': config_lib.integer(0, 'a non-negative integer (0: no checkpoints)'),
+    'tensorboard': config_lib.flag(),  # TensorBoard event files beside metrics.jsonl
 }
+NEUTRAL_KEYS = ('tensorboard',)  # what a training experiment may change and still resume
+TENSORBOARD_DIR = 'tensorboard'  # in the workdir: a folder per run and seed
 
 
 def check_schedule(cfg: dict) -> None:
-  """The seed range, and num_steps and checkpoint_every in whole chunks of log_every steps."""
+  """The seed range, num_steps and checkpoint_every in whole chunks of log_every steps, and
+  tensorboardX where config.tensorboard asks for event files."""
   sweep.check_seed_range(cfg)
+  if cfg.get('tensorboard') and importlib.util.find_spec('tensorboardX') is None:
+    raise UserError("config.tensorboard=True needs tensorboardX: pip install '.[tensorboard]'")
   for key in ('num_steps', 'checkpoint_every'):
     if cfg[key] % cfg['log_every']:
       raise UserError(f'config.{key} ({cfg[key]}) must be a multiple of config.log_every '
@@ -357,9 +364,31 @@ def log_metrics(path: str, run: str, seeds, step: int, curves: dict, index: int)
     f.write(''.join(lines))
 
 
+class EventFiles:
+  """TensorBoard event files of one run, a folder per seed (`folder`/<run> seed=<s>), written by
+  tensorboardX: a well-kept writer of the format that needs no TensorFlow. A run resumed at
+  `step` marks it (purge_step), so TensorBoard drops the points logged after the checkpoint."""
+
+  def __init__(self, folder: str, run: str, seeds, step: int):
+    from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+    self._writers = [SummaryWriter(os.path.join(folder, f'{run} seed={int(seed)}'),
+                                   purge_step=step or None) for seed in seeds]
+
+  def log(self, step: int, curves: dict, index: int) -> None:
+    for j, writer in enumerate(self._writers):
+      for name, curve in curves.items():
+        writer.add_scalar(name, float(curve[j, index]), step)
+      writer.flush()
+
+  def close(self) -> None:
+    for writer in self._writers:
+      writer.close()
+
+
 def train(init_params: Callable, task: Task, opt, seeds, num_steps: int, log_every: int,
           checkpoint_dir=None, checkpoint_every: int = 0, desc: str = 'train',
-          tokens_per_step: int = 0, batch: int = 1, metrics_path=None) -> dict:
+          tokens_per_step: int = 0, batch: int = 1, metrics_path=None,
+          tensorboard_dir=None) -> dict:
   """Trains one model on every seed at once. Returns the final states (numpy, seeds stacked),
   with the parameters before training under 'init_params' and the final held-out metrics (the
   curves' last points; NaN for a diverged seed) under 'metrics'.
@@ -376,7 +405,8 @@ def train(init_params: Callable, task: Task, opt, seeds, num_steps: int, log_eve
   trained per second over every seed. batch: the seeds vmapped together on a device (the run's
   points batch, `lib.runtime.devices`). With `metrics_path`, every log step appends the curves'
   new points there (`log_metrics`, run = desc), so that `tail -f` and pandas read a run as it
-  goes; a resumed run first drops what it logged past its checkpoint (`trim_metrics`).
+  goes; a resumed run first drops what it logged past its checkpoint (`trim_metrics`). With
+  `tensorboard_dir`, the same points go to TensorBoard event files there (`EventFiles`).
   """
   if num_steps % log_every or checkpoint_every % log_every:
     raise UserError(f'num_steps ({num_steps}) and checkpoint_every ({checkpoint_every}) must be '
@@ -395,6 +425,8 @@ def train(init_params: Callable, task: Task, opt, seeds, num_steps: int, log_eve
   step = int(devices.fetch(state['step'])[0])
   if metrics_path:
     devices.on_leader(trim_metrics, metrics_path, desc, step)
+  events = (devices.on_leader(EventFiles, tensorboard_dir, desc, seeds, step)
+            if tensorboard_dir else None)
   try:
     with tqdm.tqdm(total=num_steps, initial=step, unit='step', desc=desc, leave=False,
                    dynamic_ncols=True, disable=not devices.is_leader()) as bar:
@@ -402,8 +434,10 @@ def train(init_params: Callable, task: Task, opt, seeds, num_steps: int, log_eve
         started = time.perf_counter()
         state = chunk((state, padded_seeds), data)
         step += log_every
-        if tokens_per_step or metrics_path:
+        if tokens_per_step or metrics_path or events:
           curves = devices.fetch(state['curves'])
+        if events:
+          events.log(step, curves, step // log_every - 1)
         if metrics_path:
           devices.on_leader(log_metrics, metrics_path, desc, seeds, step, curves,
                             step // log_every - 1)
@@ -423,6 +457,8 @@ def train(init_params: Callable, task: Task, opt, seeds, num_steps: int, log_eve
   finally:
     if checkpoints is not None:
       checkpoints.close()
+    if events is not None:
+      events.close()
   state = jax.tree.map(lambda a: a[:count], devices.fetch(state))
   metrics = {name: curve[:, -1] for name, curve in state['curves'].items() if name != 'train_loss'}
   initial = jax.tree.map(lambda a: a[:count], initial)

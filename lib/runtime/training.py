@@ -244,7 +244,9 @@ def train_group(experiment: TrainingExperiment, cfg: dict, workdir: str, group: 
                         cfg['checkpoint_every'], desc=group_setup.name,
                         tokens_per_step=group_setup.tokens_per_step,
                         batch=devices.points_batch_of(cfg),
-                        metrics_path=os.path.join(workdir, train.METRICS_FILE))
+                        metrics_path=os.path.join(workdir, train.METRICS_FILE),
+                        tensorboard_dir=(os.path.join(workdir, train.TENSORBOARD_DIR)
+                                         if cfg.get('tensorboard') else None))
     scores.append(score(final, experiment.SELECT_BY) if choosing else 0.0)
     if best is None or scores[-1] < scores[best[0]]:
       best = (len(scores) - 1, at, group_setup, final)

@@ -19,10 +19,11 @@ from tests.conftest import validated
 
 # The tiny copy run: the golden run's config (tests/golden: attention on copy T = 4, 2 seeds, 4
 # steps in chunks of 2, so that its programs are loaded from the session's compilation cache),
-# with a checkpoint every 2 steps (removed once the records are safe). Its records and plots are
-# checked.
+# with a checkpoint every 2 steps (removed once the records are safe) and TensorBoard event files.
+# Its records, curves and plots are checked.
 STEPS, LOG_EVERY = golden.TINY['long_range_memory'][1]['num_steps'], 2
-TINY = {**golden.TINY['long_range_memory'][1], 'log_every': LOG_EVERY, 'checkpoint_every': 2}
+TINY = {**golden.TINY['long_range_memory'][1], 'log_every': LOG_EVERY, 'checkpoint_every': 2,
+        'tensorboard': True}
 
 
 @pytest.fixture(scope='module')
@@ -122,6 +123,38 @@ def test_the_run_writes_its_curves_as_it_goes(tiny_copy_run):
     assert [r['test_loss'] for r in mine] == pytest.approx(record['test_loss_curve'], rel=1e-6)
 
 
+def _scalars(folder) -> dict:
+  """{tag: [(step, value)]} of the TensorBoard event files in `folder`, read without tensorboard
+  or TensorFlow: TFRecord framing (length, its CRC, the Event proto, its CRC) parsed by hand,
+  each Event decoded by tensorboardX's protobuf."""
+  import struct  # pylint: disable=g-import-not-at-top
+  from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+  out = {}
+  for name in sorted(os.listdir(folder)):
+    data = open(os.path.join(folder, name), 'rb').read()
+    at = 0
+    while at < len(data):
+      (length,) = struct.unpack('<Q', data[at:at + 8])
+      event = event_pb2.Event.FromString(data[at + 12:at + 12 + length])
+      at += 12 + length + 4
+      for value in event.summary.value:
+        out.setdefault(value.tag, []).append((event.step, value.simple_value))
+  return out
+
+
+def test_tensorboard_event_files_hold_the_same_curves(tiny_copy_run):
+  """config.tensorboard: workdir/tensorboard/<run> seed=<s>/ holds every curve's points at
+  every log step, equal to metrics.jsonl's (float32 in the events)."""
+  _, workdir, _, _ = tiny_copy_run
+  rows = [json.loads(line) for line in open(workdir / train.METRICS_FILE)]
+  for seed in (0, 1):
+    scalars = _scalars(workdir / train.TENSORBOARD_DIR / f'attention clip=1 T=4 seed={seed}')
+    mine = [r for r in rows if r['seed'] == seed]
+    for tag in ('train_loss', 'test_loss', 'test_accuracy'):
+      assert [s for s, _ in scalars[tag]] == [r['step'] for r in mine]
+      assert [v for _, v in scalars[tag]] == pytest.approx([r[tag] for r in mine], rel=1e-6)
+
+
 def test_a_resumed_run_drops_what_it_logged_past_its_checkpoint(tmp_path):
   """trim_metrics keeps other runs' lines and this run's up to the step it resumes from, and
   drops a line cut short by a crash; a file with nothing to drop is left untouched."""
@@ -187,3 +220,12 @@ def test_transformer_is_the_attention_model():
           for name in cfg['cells'])
   assert jax.tree.structure(a) == jax.tree.structure(b) and jax.tree.leaves(a) == \
       jax.tree.leaves(b)
+
+
+def test_tensorboard_without_tensorboardx_fails_in_one_line(monkeypatch):
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  find_spec = importlib.util.find_spec
+  monkeypatch.setattr(importlib.util, 'find_spec',
+                      lambda name, *a: None if name == 'tensorboardX' else find_spec(name, *a))
+  with pytest.raises(UserError, match=r"needs tensorboardX: pip install '\.\[tensorboard\]'"):
+    validated('long_range_memory', **TINY)
