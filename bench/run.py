@@ -25,7 +25,7 @@ main_job_seconds, main_job_compiles: wall time and XLA compiles of `python run.p
   main_job_seconds_unbucketed, main_job_compiles_unbucketed: cold with one program per length
   (--config.length_buckets=()), and main_job_vs_unbucketed, the ratio of the two cold times.
 
-The README's speed claims, each two things timed in turn in one run (a, then b, `repeats`
+The docs' speed claims, each two things timed in turn in one run (a, then b, `repeats`
 rounds after a warm-up of each; the figure is the median over rounds of b's seconds over a's,
 with the min and max over rounds, and each side's seconds beside it), checked equal first:
 patch_conv_vs_xla_conv: the MNIST-1D CNN's training chunk (lib/runtime/train, 200 Adam steps of
@@ -390,7 +390,7 @@ def main_job_figures(quick: bool, repeats: int) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
-# The README's speed claims: each a ratio of two things timed in turn in the same run.
+# The docs' speed claims: each a ratio of two things timed in turn in the same run.
 
 
 def interleaved(a, b, repeats: int) -> dict:

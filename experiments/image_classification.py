@@ -3,7 +3,8 @@
 Reproduces the ordering of Greydanus & Kobak (ICML 2024): CNN 94% > GRU 91% > MLP 68% >
 logistic 32%, and the CNN's fall to about 56% when the positions are permuted. Their training
 recipe: Adam, learning rate 1e-2, batch 100, 6000 steps. For MNIST, Fashion-MNIST or CIFAR-10 set
-config.dataset (and config.data_dir, or config.download=True; see the README).
+config.dataset (and config.data_dir, or config.download=True;
+docs/experiments/image_classification.md).
 """
 
 import ml_collections

@@ -132,24 +132,29 @@ def compute_group(cfg: dict, group: tuple) -> list:
           'batch_size': cfg['batch_size'], 'dtype': cfg['dtype'],
           **decay.profile_fields(cfg, log_h[i, j], log_x[i, j][None], bool(finite[i, j]),
                                  activation, init, sigma_w2, sigma_b2, 0.0),
-          **(spectrum_fields(log_sv[i, j], activation, init, depth, sigma_w2, sigma_b2)
-             if cfg['jacobian_spectrum'] else {}),
+          **(spectrum_fields(log_sv[i, j], activation, init, depth, sigma_w2, sigma_b2,
+                             cfg['dtype']) if cfg['jacobian_spectrum'] else {}),
       })
   return records
 
 
-def spectrum_fields(log_sv, activation: str, init: str, depth: int, sigma_w2, sigma_b2) -> dict:
-  """The Jacobian's ln singular values (-inf, JSON null, for a direction a relu network kills),
-  the first two moments of s^2 (ln of the mean, and the variance over the mean squared, from the
-  logs: no overflow) and free probability's (theory.jacobian_sv_moments; None where the theory
-  does not apply). None throughout where the forward pass overflowed (NaN or +inf)."""
+def spectrum_fields(log_sv, activation: str, init: str, depth: int, sigma_w2, sigma_b2,
+                    dtype: str = 'float32') -> dict:
+  """The Jacobian's ln singular values, the first two moments of s^2 (ln of the mean, and the
+  variance over the mean squared, from the logs: no overflow) and free probability's
+  (theory.jacobian_sv_moments; None where the theory does not apply). A singular value below
+  s_max n eps (numpy's rank tolerance, n of them, eps of the dtype) is not resolved: -inf, JSON
+  null (a direction a relu network kills is one); the moments take the values as computed. None
+  throughout where the forward pass overflowed (NaN or +inf)."""
   log_sv = np.asarray(log_sv, np.float64)
   finite = not (np.isnan(log_sv).any() or np.isposinf(log_sv).any())
   log_m1 = float(special.logsumexp(2 * log_sv) - np.log(log_sv.size)) if finite else None
   log_m2 = float(special.logsumexp(4 * log_sv) - np.log(log_sv.size)) if finite else None
   predicted = (None, None) if theory.not_applicable(activation, init) else (
       theory.jacobian_sv_moments(activation, init, sigma_w2, sigma_b2, depth))
-  return {'log_sv': json_floats(log_sv.astype(np.float32)) if finite else None,
+  floor = np.max(log_sv) + np.log(log_sv.size * np.finfo(dtype).eps) if finite else 0.0
+  resolved = np.where(log_sv >= floor, log_sv, -np.inf)
+  return {'log_sv': json_floats(resolved.astype(np.float32)) if finite else None,
           'log_sv_sq_mean': log_m1,
           'sv_sq_norm_var': None if not finite else float(np.expm1(log_m2 - 2 * log_m1)),
           'theory_log_sv_sq_mean': predicted[0], 'theory_sv_sq_norm_var': predicted[1]}

@@ -186,8 +186,15 @@ def _sigmoid(a):
 
 
 def _gauss_means(f, qs) -> np.ndarray:
-  """E[f(u)], u ~ N(0, q), for each q > 0 of `qs` at once (`_gauss_mean`'s rule)."""
+  """E[f(u)], u ~ N(0, q), for each q >= 0 of `qs` at once (`_gauss_mean`'s rule; f(0) at
+  q = 0)."""
   qs = np.asarray(qs, np.float64)
+  if np.any(qs == 0.0):
+    out = np.full(qs.shape, float(f(np.zeros(1))[0]))
+    positive = qs > 0.0
+    if positive.any():
+      out[positive] = _gauss_means(f, qs[positive])
+    return out
   sigma = np.sqrt(qs)[:, None]
   half_width = np.minimum(12.0 * sigma, 40.0)
   x, w = _unit_panels()
@@ -216,7 +223,10 @@ def _gru_moments(q: float, sigma_w2: float, sigma_b2: float, sigma_v2: float,
   sech_4 = _gauss_means(lambda a: 1.0 / np.cosh(a) ** 4, var_n)
   a2_sech_4 = _gauss_means(lambda a: a ** 2 / np.cosh(a) ** 4, var_n)
   # E[u^2 tanh'(a_n)^2 | r]: u given a_n has mean (r su / var_n) a_n, variance su - r^2 su^2 / var_n
-  u2_sech_4 = (su - r ** 2 * su ** 2 / var_n) * sech_4 + (r * su / var_n) ** 2 * a2_sech_4
+  # (var_n = 0 only where sv = su = 0: then u = 0)
+  safe = np.where(var_n > 0.0, var_n, 1.0)
+  u2_sech_4 = np.where(var_n > 0.0, (su - r ** 2 * su ** 2 / safe) * sech_4
+                       + (r * su / safe) ** 2 * a2_sech_4, 0.0)
   mean = lambda values: float(np.sum(w * values))
   return {
       'z': mean(z), 'z2': mean(z ** 2), 'one_minus_z2': mean((1.0 - z) ** 2),
@@ -256,7 +266,10 @@ def gru_chi_untied(sigma_w2: float, sigma_b2: float, sigma_v2: float, gate_bias:
 def gru_transfer(sigma_w2: float, sigma_b2: float, sigma_v2: float, gate_bias: float) -> dict:
   """The weights of the tied GRU's transfer operator on d (the uses of W_n not yet matched
   between two backward paths): stay at 0 (chi_untied), stay at d != 0, move d -> d +- 1 away
-  from 0 or between nonzero d, and move into 0."""
+  from 0 or between nonzero d, and move into 0; and continuum_rate, 2 ln(E[z] + sigma_w E[b]),
+  the log of the top of the operator's continuous spectrum: the profile's slope far back unless
+  the defect at d = 0 binds a state above it (measured at gate bias 0 and sigma_w2 = 16: slope
+  0.439 against 0.153), which the profile then follows instead."""
   q = gru_q_star(sigma_w2, sigma_b2, sigma_v2, gate_bias)
   m = _gru_moments(q, sigma_w2, sigma_b2, sigma_v2, gate_bias)
   mean_b = (1.0 - m['z']) * m['r_dn']  # E[b], z independent of r and n
@@ -265,7 +278,7 @@ def gru_transfer(sigma_w2: float, sigma_b2: float, sigma_v2: float, gate_bias: f
           'stay': m['z'] ** 2 + sigma_w2 * mean_b ** 2,
           'move': sigma_w * m['z'] * mean_b,
           'into_zero': sigma_w * m['z_one_minus_z'] * m['r_dn'],
-          'asymptotic_rate': 2.0 * math.log(m['z'] + sigma_w * mean_b)}
+          'continuum_rate': 2.0 * math.log(m['z'] + sigma_w * mean_b)}
 
 
 def gru_log_grad_sq(num_steps: int, sigma_w2: float, sigma_b2: float, sigma_v2: float,
@@ -298,10 +311,11 @@ def _gru_log_grad_sq(num_steps, sigma_w2, sigma_b2, sigma_v2, gate_bias):
 
 def gru_not_applicable(init: str, sigma_b2: float):
   """Why the tied GRU theory does not predict this network's rate, or None where it does: it is
-  derived for random recurrent kernels (gaussian; orthogonal ones measure the same, README), and
-  for biases that are the same in every unit (sigma_b2 = 0): a bias drawn per unit stays with
-  the unit at every step, so a unit whose update gate is biased nearer 1 carries the gradient
-  farther, which a per-step average does not see."""
+  derived for random recurrent kernels (gaussian; orthogonal ones measure the same,
+  docs/experiments/gradient_decay.md), and for biases that are the same in every unit
+  (sigma_b2 = 0): a bias drawn per unit stays with the unit at every step, so a unit whose
+  update gate is biased nearer 1 carries the gradient farther, which a per-step average does
+  not see."""
   if init not in ('gaussian', 'orthogonal'):
     return f'{init} weights are not random: the GRU theory does not apply'
   if sigma_b2 > 0:

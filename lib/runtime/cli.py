@@ -155,7 +155,7 @@ def cpu_device_count(requested) -> int | None:
   one core; the points of a program are spread over the devices (lib/runtime/devices), so one device
   per core computes that many points at once. The sweeps' and the recurrent models' results are
   bit-identical at any device count; attention's and the CNN's are not (their larger contractions
-  round differently with it: README, Determinism). On a GPU or TPU host the accelerators are the
+  round differently with it: docs/running.md, Determinism). On a GPU or TPU host the accelerators are the
   devices and this changes nothing.
   """
   if requested is not None:

@@ -366,13 +366,14 @@ def log_metrics(path: str, run: str, seeds, step: int, curves: dict, index: int)
 
 class EventFiles:
   """TensorBoard event files of one run, a folder per seed (`folder`/<run> seed=<s>), written by
-  tensorboardX: a well-kept writer of the format that needs no TensorFlow. A run resumed at
-  `step` marks it (purge_step), so TensorBoard drops the points logged after the checkpoint."""
+  tensorboardX: a well-kept writer of the format that needs no TensorFlow. A run that starts at
+  `step` (0, or the checkpoint it resumes from) marks step + 1 (purge_step): TensorBoard drops
+  every point an earlier attempt logged from there on, and keeps the one at `step`."""
 
   def __init__(self, folder: str, run: str, seeds, step: int):
     from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
     self._writers = [SummaryWriter(os.path.join(folder, f'{run} seed={int(seed)}'),
-                                   purge_step=step or None) for seed in seeds]
+                                   purge_step=step + 1) for seed in seeds]
 
   def log(self, step: int, curves: dict, index: int) -> None:
     for j, writer in enumerate(self._writers):
@@ -434,10 +435,10 @@ def train(init_params: Callable, task: Task, opt, seeds, num_steps: int, log_eve
         started = time.perf_counter()
         state = chunk((state, padded_seeds), data)
         step += log_every
-        if tokens_per_step or metrics_path or events:
+        if tokens_per_step or metrics_path or tensorboard_dir:  # a collective: every process
           curves = devices.fetch(state['curves'])
-        if events:
-          events.log(step, curves, step // log_every - 1)
+        if tensorboard_dir:
+          devices.on_leader(lambda: events.log(step, curves, step // log_every - 1))
         if metrics_path:
           devices.on_leader(log_metrics, metrics_path, desc, seeds, step, curves,
                             step // log_every - 1)
@@ -457,7 +458,7 @@ def train(init_params: Callable, task: Task, opt, seeds, num_steps: int, log_eve
   finally:
     if checkpoints is not None:
       checkpoints.close()
-    if events is not None:
+    if events is not None:  # process 0's
       events.close()
   state = jax.tree.map(lambda a: a[:count], devices.fetch(state))
   metrics = {name: curve[:, -1] for name, curve in state['curves'].items() if name != 'train_loss'}

@@ -124,22 +124,51 @@ def test_the_run_writes_its_curves_as_it_goes(tiny_copy_run):
 
 
 def _scalars(folder) -> dict:
-  """{tag: [(step, value)]} of the TensorBoard event files in `folder`, read without tensorboard
-  or TensorFlow: TFRecord framing (length, its CRC, the Event proto, its CRC) parsed by hand,
-  each Event decoded by tensorboardX's protobuf."""
+  """{tag: [(step, value)]} of the TensorBoard event files in `folder` (in the order written),
+  read without tensorboard or TensorFlow: TFRecord framing (length, its CRC, the Event proto,
+  its CRC) parsed by hand, each Event decoded by tensorboardX's protobuf; a SessionLog START at
+  step p drops the points read before it at steps >= p, as TensorBoard purges them."""
   import struct  # pylint: disable=g-import-not-at-top
   from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
   out = {}
-  for name in sorted(os.listdir(folder)):
+  files = sorted(os.listdir(folder), key=lambda n: os.path.getmtime(os.path.join(folder, n)))
+  for name in files:
     data = open(os.path.join(folder, name), 'rb').read()
     at = 0
     while at < len(data):
       (length,) = struct.unpack('<Q', data[at:at + 8])
       event = event_pb2.Event.FromString(data[at + 12:at + 12 + length])
       at += 12 + length + 4
+      if event.HasField('session_log') and event.session_log.status == 1:  # START
+        out = {tag: [(s, v) for s, v in points if s < event.step] for tag, points in out.items()}
       for value in event.summary.value:
         out.setdefault(value.tag, []).append((event.step, value.simple_value))
   return out
+
+
+def test_tensorboard_keeps_each_step_once_across_a_resume(tmp_path):
+  """A run logs steps 2, 4, 6, crashes, and resumes from its checkpoint at 4: TensorBoard keeps
+  2 and 4 from the first attempt and 6, 8 from the second, each once; a restart from 0 (no
+  checkpoint) drops the whole first attempt."""
+  import time  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  curve = lambda values: {'train_loss': np.asarray([values], np.float32)}
+  first = train.EventFiles(str(tmp_path), 'run', [0], 0)
+  for i, step in enumerate((2, 4, 6)):
+    first.log(step, curve([1.0, 2.0, 3.0]), i)
+  first.close()
+  time.sleep(1.1)  # a new file (named by the second)
+  second = train.EventFiles(str(tmp_path), 'run', [0], 4)
+  for i, step in ((2, 6), (3, 8)):
+    second.log(step, curve([0.0, 0.0, 30.0, 40.0]), i)
+  second.close()
+  assert _scalars(tmp_path / 'run seed=0')['train_loss'] == [(2, 1.0), (4, 2.0), (6, 30.0),
+                                                             (8, 40.0)]
+  time.sleep(1.1)
+  third = train.EventFiles(str(tmp_path), 'run', [0], 0)
+  third.log(2, curve([7.0]), 0)
+  third.close()
+  assert _scalars(tmp_path / 'run seed=0')['train_loss'] == [(2, 7.0)]
 
 
 def test_tensorboard_event_files_hold_the_same_curves(tiny_copy_run):

@@ -35,7 +35,6 @@ def test_a_tiny_run_measures_the_gradient_sweeps_networks(tmp_path):
   for r in records:
     assert r['status'] == 'ok'
     assert len(r['exponents']) == r['state_size'] == (12 if r['cell'] in ('lstm', 'lru') else 6)
-    assert r['exponents'] == sorted(r['exponents'], reverse=True)
     assert (r['theory_exponents'] is not None) == (r['cell'] == 'tanh')
   assert os.path.isfile(os.path.join(workdir, 'plots', 'lyapunov_top.png'))
   experiments.run(cfg, workdir)

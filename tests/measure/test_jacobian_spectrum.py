@@ -86,7 +86,7 @@ def _fully_connected(activation, init, sigma_w2, sigma_b2, depth, width, repeats
 def test_tanh_moments_against_a_simulation_of_fully_connected_networks(init):
   """At the tanh critical line (sigma_b2 = 0.005), depth 8, width 300, 3 networks: ln E[s^2]
   within 0.15 and Var / E^2 within 10% of free probability (measured at width 400: 0.14 and 2%
-  gaussian, 0.04 and 1% orthogonal); gaussian spreads five times as much as orthogonal."""
+  gaussian, 0.04 and 1% orthogonal)."""
   log_mean, norm_var = _fully_connected('tanh', init, 1.3317, 0.005, 8, 300, 3)
   predicted = theory.jacobian_sv_moments('tanh', init, 1.3317, 0.005, 8)
   assert log_mean == pytest.approx(predicted[0], abs=0.15)
@@ -115,3 +115,15 @@ def test_depth_decay_records_hold_the_same_cnns_jacobian():
   assert record['sv_sq_norm_var'] == pytest.approx(s2.var() / s2.mean() ** 2, rel=1e-3)
   assert record['theory_sv_sq_norm_var'] == pytest.approx(
       theory.jacobian_sv_moments('tanh', 'delta_orthogonal', 1.5, 0.01, 3)[1])
+
+
+def test_singular_values_below_the_float_resolution_are_null():
+  """s below s_max n eps (numpy's rank tolerance; n = 4, float32: ln 4.8e-7 = -14.5 below the
+  largest) is not resolved: -inf (JSON null); the moments take every value as computed."""
+  log_sv = np.array([0.0, -5.0, -14.0, -15.0])
+  fields = depth_decay.spectrum_fields(log_sv, 'relu', 'gaussian', 2, 2.0, 0.0)
+  assert fields['log_sv'][:3] == [0.0, -5.0, -14.0] and fields['log_sv'][3] == -np.inf
+  s2 = np.exp(2 * log_sv)
+  assert fields['log_sv_sq_mean'] == pytest.approx(math.log(s2.mean()), rel=1e-12)
+  assert depth_decay.spectrum_fields(log_sv, 'relu', 'gaussian', 2, 2.0, 0.0, 'float64')[
+      'log_sv'][3] == -15.0

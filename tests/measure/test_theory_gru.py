@@ -71,16 +71,16 @@ def test_transfer_operator_paths_by_hand():
   assert i != m  # the step into 0 has its own weight: the check above would see it swapped
 
 
-def test_profile_is_finite_far_back_and_reaches_its_asymptotic_rate():
+def test_profile_is_finite_far_back_and_reaches_its_continuum_rate():
   """10,000 steps back (e^-1,390 at sigma_w2 = 1: zero in float64 outside the log domain) the
   profile is finite, and its local slope is the top of the operator's continuous spectrum,
   2 ln(E[z] + sigma_w E[b]), to 1e-3 (the return probability's k^(-3/2) shifts it by
-  1.5 / k)."""
+  1.5 / k; at these scales no state is bound at d = 0)."""
   curve = theory.gru_log_grad_sq(10_000, 1.0, 0.0, SIGMA_V2, GATE_BIAS)
   assert np.all(np.isfinite(curve)) and curve[-1] < -1300
   slope = (curve[-1] - curve[-1001]) / 1000
   assert slope == pytest.approx(theory.gru_transfer(1.0, 0.0, SIGMA_V2, GATE_BIAS)[
-      'asymptotic_rate'], abs=1e-3)
+      'continuum_rate'], abs=1e-3)
 
 
 @pytest.fixture(scope='module')
@@ -110,6 +110,17 @@ def test_tied_prediction_matches_float64_measurement_and_untied_does_not(tied_fl
     assert rows[0]['theory_decay_rate'] == pytest.approx(measured, abs=0.01), w
     untied = math.log(theory.gru_chi_untied(w, 0.0, SIGMA_V2, GATE_BIAS))
     assert abs(untied - measured) > 0.05
+
+
+def test_no_input_and_no_bias_is_the_zero_state():
+  """sigma_v2 = sigma_b2 = 0: q* = 0, a_n = 0, so n = 0, tanh' = 1 and u = 0; chi_untied is
+  E[z^2] + sigma_w2 (E[sigmoid'(a_z)^2] 0 + E[(1-z)^2] E[r^2]) with a_z = gate_bias, a_r = 0
+  exactly: a closed form, and no NaN anywhere in the profile."""
+  z, r = 1 / (1 + math.exp(-2.0)), 0.5
+  assert theory.gru_q_star(1.0, 0.0, 0.0, 2.0) == 0.0
+  assert theory.gru_chi_untied(1.0, 0.0, 0.0, 2.0) == pytest.approx(
+      z ** 2 + (1 - z) ** 2 * r ** 2, rel=1e-12)
+  assert np.all(np.isfinite(theory.gru_log_grad_sq(50, 1.0, 0.0, 0.0, 2.0)))
 
 
 def test_applicability():
