@@ -181,7 +181,7 @@ def test_main_job_end_to_end_cache_resume_plot_only_and_config_guard(tiny_run, t
   from lib.measure import theory  # pylint: disable=g-import-not-at-top
   from lib.runtime.errors import UserError  # pylint: disable=g-import-not-at-top
   first, done, _ = tiny_run
-  assert 'Decay rate per step fitted at the longest seq_len (theory: ln chi1)' in first.stdout
+  assert 'Decay rate per step fitted at the longest seq_len (theory: ln chi1; GRU: ' in first.stdout
   assert '100%' in first.stderr  # the progress bar ran to the end
   done_records = records(done)
   rows = _summary_rows(first.stdout)
@@ -192,8 +192,12 @@ def test_main_job_end_to_end_cache_resume_plot_only_and_config_guard(tiny_run, t
     rates = [r['decay_rate'] for r in ok(5)]
     assert (float(row[0]), float(row[1])) == pytest.approx(
         (np.mean(rates), np.std(rates)), abs=5e-5), (cell, sigma_w2, row)
-    predicted = (theory.decay_rate(cell, sigma_w2, mine[0]['sigma_b2'], mine[0]['sigma_v2'])
-                 if cell == 'tanh' else None)
+    if cell == 'tanh':
+      predicted = theory.decay_rate(cell, sigma_w2, mine[0]['sigma_b2'], mine[0]['sigma_v2'])
+    else:  # the GRU's tied profile (lib/measure/theory) fitted at the longest length, T = 5
+      profile = theory.gru_log_grad_sq(5, sigma_w2, mine[0]['sigma_b2'], mine[0]['sigma_v2'],
+                                       mine[0]['gate_bias'])
+      predicted = float(np.polyfit(np.arange(5), profile, 1)[0])
     assert row[2] == '-' if predicted is None else float(row[2]) == pytest.approx(
         predicted, abs=5e-5), (cell, sigma_w2, row)
     for column, t in zip(row[4:6], TINY['seq_lens']):
