@@ -360,40 +360,37 @@ def sweep_decay_rate(cfg: dict, name: str, seed: int):
   return gradients.fit_decay_rate(log_h, cfg['fit_k_min'], cfg['fit_k_max'])
 
 
-def feedback_size(name: str, cfg: dict) -> int:
-  """The state a recurrent model carries from token to token: every layer's, without a linear
-  cell's output y (read by the next layer at the same token, never by its own next step)."""
-  per_layer = 2 * cfg['hidden_size'] if name in ('lstm', 'lru') else cfg['hidden_size']
-  return per_layer * cfg['num_layers']
-
-
-@functools.lru_cache(maxsize=None)
-def _spectrum_program(name: str, k: int, burn_in: int, model):
-  """lib/measure/lyapunov.spectrum of the model's step (model.reader) over embedded tokens,
-  jitted once per model: (params, tokens (1, T)) -> (exponents (k,), finite)."""
-  def run(params, tokens):
-    embed, step, _ = model.reader(params)
-    if name in cells.LINEAR_CELLS:  # the state that feeds back: each layer's carry without y
-      full = model.zero_carry(1)
-      strip = lambda carry: [c[:-1] for c in carry]
-      dress = lambda state: [(*s, jnp.zeros_like(c[-1])) for s, c in zip(state, full)]
-      state_step = lambda state, e: strip(step(dress(state), e))
-      return lyapunov.spectrum(state_step, strip(full), embed(tokens), k,
-                               jax.random.key(0), burn_in)
-    return lyapunov.spectrum(step, model.zero_carry(1), embed(tokens), k, jax.random.key(0),
-                             burn_in)
-  return jax.jit(run)
-
-
-def lyapunov_spectrum(cfg: dict, corpus: dict, name: str, model, params):
-  """The top lyapunov_exponents exponents (nats per token) of a recurrent model's state over
-  the first lyapunov_steps tokens of the test split (the first fifth not averaged); None for a
-  transformer (no state), when the key is 0, or when the state overflowed."""
+def spectrum_program(cfg: dict, corpus: dict, name: str, model):
+  """lib/measure/lyapunov.spectrum of a recurrent model's state (model.reader's step; a linear
+  cell's output y left out: lib/nets/cells.feedback_state) over embedded tokens, as a
+  `compiled.Program` (built with the model's other programs, compiled once for every seed):
+  (params, tokens (1, T)) -> (top k exponents, finite), k = lyapunov_exponents or the state's
+  size if smaller, T = lyapunov_steps or the test split if shorter, its first fifth not
+  averaged. None for a transformer or when lyapunov_exponents is 0."""
   if not model.recurrent or not cfg['lyapunov_exponents']:
     return None
-  k = min(cfg['lyapunov_exponents'], feedback_size(name, cfg))
+  k = min(cfg['lyapunov_exponents'], language.state_size(name, model, None, 0))
+  burn_in = int(LYAPUNOV_BURN_IN * min(cfg['lyapunov_steps'], len(corpus['test'])))
+
+  def run(params, tokens):
+    embed, step, _ = model.reader(params)
+    feedback = lambda carry: [cells.feedback_state(name, c) for c in carry]
+    state_step = lambda state, e: feedback(step(
+        [cells.with_feedback(name, s) for s in state], e))
+    return lyapunov.spectrum(state_step, feedback(model.zero_carry(1)), embed(tokens), k,
+                             jax.random.key(0), burn_in)
+  return compiled.Program(jax.jit(run), [jax.devices()[0]])
+
+
+def lyapunov_spectrum(cfg: dict, corpus: dict, name: str, model, params, program=None):
+  """The top lyapunov_exponents exponents (nats per token) of a recurrent model's state over
+  the first lyapunov_steps tokens of the test split, by `program` (`spectrum_program`'s, built
+  here where not given); None for a transformer (no state), when the key is 0, or when the
+  state overflowed."""
+  program = program or spectrum_program(cfg, corpus, name, model)
+  if program is None:
+    return None
   steps = min(cfg['lyapunov_steps'], len(corpus['test']))
-  program = _spectrum_program(name, k, int(LYAPUNOV_BURN_IN * steps), model)
   exponents, finite = program(params, jnp.asarray(corpus['test'][None, :steps]))
   return json_floats(np.asarray(exponents)) if bool(finite) else None
 
@@ -447,7 +444,8 @@ def measure(cfg: dict, corpus: dict, name: str, length: int, seed: int, params, 
     bar.update(1)
   slope = {when: gradients.fit_decay_rate(profile[::-1], cfg['fit_k_min'], cfg['fit_k_max'])
            for when, profile in reach.items()}
-  spectra = {when: lyapunov_spectrum(cfg, corpus, name, model, p) for when, p in (
+  spectrum = spectrum_program(cfg, corpus, name, model)
+  spectra = {when: lyapunov_spectrum(cfg, corpus, name, model, p, spectrum) for when, p in (
       ('init', model.init(rng.stream_key(seed, 'init'))), ('trained', params))}
   trained_slope = slope['trained']
   level = trained['level']

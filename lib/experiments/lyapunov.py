@@ -10,9 +10,9 @@ Beside the spectrum, each record holds half the decay rate of the same networks'
 one-vector method. For gaussian and orthogonal tanh RNNs it holds the free-probability spectrum
 (lib/measure/theory.tanh_lyapunov_spectrum) at the fractions (i - 1/2) / N.
 
-The state is the cell's whole carry that feeds back: h (tanh, relu, GRU), (c, h) for the LSTM,
-(Re h, Im h) for the LRU and h for `linear` (their output y rides in the carry but is not read
-by the next step: its directions would be -inf).
+The state is the part of the cell's carry that feeds back (lib/nets/cells.feedback_state): h
+(tanh, relu, GRU), (c, h) for the LSTM, (Re h, Im h) for the LRU and h for `linear` (their
+output y rides in the carry but is not read by the next step: its directions would be -inf).
 """
 
 import functools
@@ -51,13 +51,8 @@ SPEC = {
 }
 
 
-def state_size(cell: str, hidden: int) -> int:
-  """The size of the part of a cell's carry that feeds back (module docstring)."""
-  return 2 * hidden if cell in ('lstm', 'lru') else hidden
-
-
 def num_exponents(cfg: dict, cell: str) -> int:
-  size = state_size(cell, cfg['hidden_size'])
+  size = cells.feedback_size(cell, cfg['hidden_size'])
   return size if cfg['num_exponents'] == 0 else min(cfg['num_exponents'], size)
 
 
@@ -87,15 +82,6 @@ def grid(cfg: dict) -> list:
           for cell in cfg['cells']]
 
 
-def _feedback_step(cell_name: str, step):
-  """step on the state that feeds back: a linear cell's carry without its output y."""
-  if cell_name not in cells.LINEAR_CELLS:
-    return step, lambda carry: carry
-  def state_step(state, x):
-    return step((*state, jnp.zeros_like(state[0])), x)[:-1]
-  return state_step, lambda carry: carry[:-1]
-
-
 def measure_point(cell_name: str, cfg: dict, sigma_w2, sigma_b2, seed):
   """(exponents (k,) mean over the batch's trajectories, finite, the gradient's log profile
   (T,)) of one network of the gradient sweep."""
@@ -105,7 +91,8 @@ def measure_point(cell_name: str, cfg: dict, sigma_w2, sigma_b2, seed):
   step = cells.step_of(cell, params)
   profile = gradients.log_grad_profile(step, functools.partial(cells.output, cell_name), carry0,
                                        xs, readout)
-  state_step, state_of = _feedback_step(cell_name, step)
+  state_step = lambda state, x: cells.feedback_state(
+      cell_name, step(cells.with_feedback(cell_name, state), x))
   k = num_exponents(cfg, cell_name)
   key = jax.random.fold_in(jax.random.key(seed), 2)
 
@@ -113,7 +100,7 @@ def measure_point(cell_name: str, cfg: dict, sigma_w2, sigma_b2, seed):
     return lyapunov.spectrum(state_step, jax.tree.map(lambda a: a[None], carry),
                              inputs[:, None], k, key, cfg['burn_in'])
 
-  exponents, finite = jax.vmap(one, in_axes=(0, 1))(state_of(carry0), xs)
+  exponents, finite = jax.vmap(one, in_axes=(0, 1))(cells.feedback_state(cell_name, carry0), xs)
   return (jnp.mean(exponents, axis=0), jnp.all(finite) & profile.forward_finite,
           profile.log_grad_sq)
 
@@ -142,10 +129,15 @@ def theory_exponents(cell: str, cfg: dict, sigma_w2, sigma_b2, k: int):
   orthogonal kernels; None for the others."""
   if cell != 'tanh' or cfg['recurrent_init'] not in ('gaussian', 'orthogonal'):
     return None
-  n = cfg['hidden_size']
-  fractions = (np.arange(min(k, n)) + 0.5) / n
-  return theory.tanh_lyapunov_spectrum(fractions, sigma_w2, sigma_b2, cfg['sigma_v2'],
-                                       cfg['recurrent_init']).tolist()
+  return list(_free_probability(sigma_w2, sigma_b2, cfg['sigma_v2'], cfg['recurrent_init'],
+                                min(k, cfg['hidden_size']), cfg['hidden_size']))
+
+
+@functools.lru_cache(maxsize=None)
+def _free_probability(sigma_w2, sigma_b2, sigma_v2, init: str, k: int, n: int) -> tuple:
+  """theory.tanh_lyapunov_spectrum at (i - 1/2) / n, i = 1..k: once per scale, not per seed."""
+  return tuple(theory.tanh_lyapunov_spectrum((np.arange(k) + 0.5) / n, sigma_w2, sigma_b2,
+                                             sigma_v2, init).tolist())
 
 
 def compute_group(cfg: dict, cell: str) -> list:
@@ -170,7 +162,7 @@ def compute_group(cfg: dict, cell: str) -> list:
           'hidden_size': cfg['hidden_size'], 'input_size': cfg['input_size'],
           'seq_len': cfg['seq_len'], 'burn_in': cfg['burn_in'],
           'batch_size': cfg['batch_size'], 'dtype': cfg['dtype'],
-          'state_size': state_size(cell, cfg['hidden_size']), 'num_exponents': k,
+          'state_size': cells.feedback_size(cell, cfg['hidden_size']), 'num_exponents': k,
           'status': status,
           'exponents': json_floats(exponents[i, j]) if status == 'ok' else None,
           'top_exponent': json_floats(exponents[i, j, :1])[0] if status == 'ok' else None,

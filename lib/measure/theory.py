@@ -44,18 +44,7 @@ def _gauss_mean(f, q: float) -> float:
   (the rest of the mass is below 1e-32, or f is constant there to 1e-34) with 80 panels of
   16-point Gauss-Legendre. Gauss-Hermite in z cannot resolve tanh' once sqrt(q) is large.
   """
-  if q == 0.0:
-    return float(f(np.zeros(1))[0])
-  sigma = math.sqrt(q)
-  half_width = min(12.0 * sigma, 40.0)
-  x, w = _unit_panels()
-  u = half_width * x
-  density = np.exp(-0.5 * (u / sigma) ** 2) / (sigma * math.sqrt(2.0 * math.pi))
-  inside = float(np.sum(half_width * w * density * f(u)))
-  if half_width == 12.0 * sigma:
-    return inside
-  outside = math.erfc(half_width / (sigma * math.sqrt(2.0)))  # f is its limit f(40) out there
-  return inside + outside * float(f(np.array([half_width]))[0])
+  return float(_gauss_means(f, [q])[0])
 
 
 def _tanh_sq(u):
@@ -186,8 +175,8 @@ def _sigmoid(a):
 
 
 def _gauss_means(f, qs) -> np.ndarray:
-  """E[f(u)], u ~ N(0, q), for each q >= 0 of `qs` at once (`_gauss_mean`'s rule; f(0) at
-  q = 0)."""
+  """E[f(u)], u ~ N(0, q), for each q >= 0 of `qs` at once, by `_gauss_mean`'s rule (f(0) at
+  q = 0): the one implementation of it."""
   qs = np.asarray(qs, np.float64)
   if np.any(qs == 0.0):
     out = np.full(qs.shape, float(f(np.zeros(1))[0]))
@@ -351,6 +340,7 @@ def tanh_lyapunov_spectrum(fractions, sigma_w2: float, sigma_b2: float, sigma_v2
   return np.asarray(out)
 
 
+@functools.lru_cache(maxsize=None)  # once per scale and depth, not per seed
 def jacobian_sv_moments(activation: str, init: str, sigma_w2: float, sigma_b2: float,
                         depth: int, input_variance: float = 1.0):
   """(ln E[s^2], Var[s^2] / E[s^2]^2) over the squared singular values s^2 of the input-output

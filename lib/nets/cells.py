@@ -155,6 +155,24 @@ def states(name: str, cell: nn.RNNCellBase, params, carry0, xs, hoist: bool = Tr
   return forward_states(step, carry0, project(xs))
 
 
+def feedback_state(name: str, carry):
+  """The part of a cell's carry that its next step reads: all of it, but a linear cell's output
+  y (its step computes y_t from h_t and x_t, never from y_{t-1})."""
+  return carry[:-1] if name in LINEAR_CELLS else carry
+
+
+def with_feedback(name: str, state):
+  """A carry from `feedback_state`'s part, a linear cell's y filled with zeros (never read)."""
+  return (*state, jnp.zeros_like(state[0])) if name in LINEAR_CELLS else state
+
+
+def feedback_size(name: str, hidden_size: int) -> int:
+  """The numbers in one example's `feedback_state`: N, 2N for the LSTM's (c, h) and the LRU's
+  (Re h, Im h)."""
+  carry = jax.eval_shape(lambda: zero_carry(make_cell(name, hidden_size), 1, 1))
+  return sum(leaf.size for leaf in jax.tree.leaves(feedback_state(name, carry)))
+
+
 def zero_carry(cell: nn.RNNCellBase, batch_size: int, input_size: int):
   """The all-zeros initial carry s_{-1} for a batch."""
   return cell.initialize_carry(jax.random.key(0), (batch_size, input_size))

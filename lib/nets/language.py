@@ -166,9 +166,8 @@ def state_size(name: str, model: LanguageModel, params, context_len: int) -> int
   width numbers per position of its window and per block."""
   if model.recurrent:
     carry = jax.eval_shape(lambda: model.zero_carry(1))
-    if name in cells.LINEAR_CELLS:
-      carry = [layer[:-1] for layer in carry]
-    return sum(leaf.size for leaf in jax.tree.leaves(carry))
+    return sum(leaf.size for leaf in jax.tree.leaves(
+        [cells.feedback_state(name, layer) for layer in carry]))
   kernels = [leaf for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]
              if 'key' in [getattr(k, 'key', None) for k in path] and path[-1].key == 'kernel']
   return 2 * context_len * sum(int(k.shape[1] * k.shape[2]) for k in kernels)

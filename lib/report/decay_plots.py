@@ -16,6 +16,7 @@ import numpy as np
 from lib.report import plotting
 from lib.report.plotting import plt  # pyplot on the headless backend that plotting chose
 from lib.report.tables import group_records
+from lib.report.tables import logs_of
 from lib.report.tables import rate_stats
 
 _LENGTH_LABEL = {'seq_len': ('sequence length T', 'k = T-1-t (steps back from the loss)', 'T'),
@@ -253,11 +254,6 @@ def _by_panel_scale(records: list, panel) -> dict:
   return table
 
 
-def _log_sv(record: dict) -> np.ndarray:
-  """ln s from a record, JSON null (a killed direction) as -inf."""
-  return np.asarray([-np.inf if v is None else v for v in record['log_sv']], np.float64)
-
-
 def _jacobian_cdf(records: list, panel):
   """The distribution of ln s^2 at each depth (pooled over seeds), a panel per name, at the
   scale nearest criticality (the records' ln chi1 nearest 0)."""
@@ -272,7 +268,8 @@ def _jacobian_cdf(records: list, panel):
     depths = sorted(by_scale[scale])
     colors = plt.cm.viridis(np.linspace(0, 0.9, len(depths)))
     for color, depth in zip(colors, depths):
-      values = np.sort(np.concatenate([2 * _log_sv(r) for r in by_scale[scale][depth]]))
+      rows = by_scale[scale][depth]
+      values = np.sort(np.concatenate([2 * logs_of(r, 'log_sv') for r in rows]))
       shown = np.maximum(values, -30.0)
       axes[name].plot(shown, np.arange(1, values.size + 1) / values.size, color=color,
                       label=f'L={depth}')

@@ -29,7 +29,7 @@ def _spectrum(records: list):
   scales = sorted({w for _, w, _ in groups if w is not None})
   colors = dict(zip(scales, plt.cm.viridis(np.linspace(0, 0.9, max(len(scales), 1)))))
   for (cell, w, b), rows in groups.items():
-    ok = [tables.exponents_of(r) for r in rows if r['status'] == 'ok']
+    ok = [tables.logs_of(r) for r in rows if r['status'] == 'ok']
     if not ok:
       continue
     ax, mean = axes[cell], np.mean(ok, axis=0)

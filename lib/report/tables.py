@@ -459,10 +459,11 @@ def transformer_depth_table(records: list, fits: dict, collapse: dict, threshold
   return '\n'.join(lines)
 
 
-def exponents_of(record: dict) -> np.ndarray:
-  """A Lyapunov record's exponents as floats: JSON's null (an 'ok' record's only non-finite
-  value) is -inf, a direction the map sends to zero (a relu unit that is off)."""
-  return np.asarray([-np.inf if v is None else v for v in record['exponents']], np.float64)
+def logs_of(record: dict, field: str = 'exponents') -> np.ndarray:
+  """A record's list of logs (a Lyapunov record's exponents, a depth_decay record's log_sv) as
+  floats: JSON's null (an 'ok' record's only non-finite value) is -inf, a direction sent to
+  zero (a relu unit that is off) or below the float resolution."""
+  return np.asarray([-np.inf if v is None else v for v in record[field]], np.float64)
 
 
 def lyapunov_lines(records: list) -> str:
@@ -484,7 +485,7 @@ def lyapunov_lines(records: list) -> str:
 
   for (cell, w, b), rows in groups.items():
     ok = [r for r in rows if r['status'] == 'ok']
-    mean = np.mean([exponents_of(r) for r in ok], axis=0) if ok else None
+    mean = np.mean([logs_of(r) for r in ok], axis=0) if ok else None
     top = [r['top_exponent'] for r in ok]
     halves = [r['half_decay_rate'] for r in ok if r['half_decay_rate'] is not None]
     curve = next((r['theory_exponents'] for r in rows if r['theory_exponents']), None)

@@ -281,6 +281,7 @@ def test_the_spectrum_of_an_lru_stack_is_its_rings_whatever_the_text():
   layer's ring, each twice, whatever the tokens (within 0.03 over 400 averaged tokens; measured
   0.01); all 12 of them: the feedback state's size."""
   from lib.experiments import model_settings
+  from lib.nets import language
   from lib.nets import lru
   cfg = validated('context_use', models=('lru',), hidden_size=3, num_layers=2, embed_size=4,
                   lyapunov_exponents=12, lyapunov_steps=500)
@@ -290,5 +291,5 @@ def test_the_spectrum_of_an_lru_stack_is_its_rings_whatever_the_text():
   exponents = context_use.lyapunov_spectrum(cfg, corpus, 'lru', model, params)
   moduli = np.concatenate([np.log(np.abs(np.asarray(lru.lambdas(p['params']['recurrence']))))
                            for p in params['cells']])
-  assert context_use.feedback_size('lru', cfg) == 12
+  assert language.state_size('lru', model, params, 8) == 12
   np.testing.assert_allclose(exponents, np.sort(np.repeat(moduli, 2))[::-1], atol=0.03)
